@@ -1,0 +1,40 @@
+# agent-host — the two set-up commands are `make demo` and `make test`;
+# both work on a fresh machine (they install the wasm32-wasip2 target and build the guests).
+
+CARGO      ?= cargo
+GUEST_DIR  := target/guests
+GUEST_OUT  := $(GUEST_DIR)/wasm32-wasip2/release
+GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
+
+.PHONY: setup guests host demo test bench check fmt clippy
+
+## Install the guest target (idempotent).
+setup:
+	rustup target add wasm32-wasip2
+
+## Build the example agents to wasm32-wasip2 components.
+guests: setup
+	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder
+
+## Build the host binary.
+host:
+	$(CARGO) build -p agent-host
+
+## Main job: start the incident responder's endpoints and run both example agents.
+demo: guests host
+	./scripts/demo.sh
+
+## The whole test suite (guest test programs are built by tests/build.rs).
+test: setup
+	$(CARGO) test
+
+## Per-invocation benchmark of hello: pooling allocator against on-demand, release build.
+bench: guests
+	$(CARGO) build --release -p agent-host
+	./target/release/agent-host bench -f examples/hello/agent.yaml --input '{"name":"bench"}' --log warn
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings

@@ -1,0 +1,128 @@
+//! `wasi:cli/environment`: the guest sees exactly the variables its manifest
+//! declares (`spec.capabilities.env`), nothing of the host's own environment.
+
+use std::fmt;
+use std::path::Path;
+
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::ConfigureError;
+use crate::manifest::EnvVar;
+
+/// The resolved environment of one agent.
+pub struct EnvGrant {
+    vars: Vec<(String, String)>,
+    secret_names: Vec<String>,
+}
+
+impl EnvGrant {
+    /// Resolves literal values and secret references. A secret is read from
+    /// `<secrets_dir>/<secret name>/<key>` (a mounted Kubernetes secret volume);
+    /// a missing secret fails the load rather than yielding an empty variable.
+    pub fn configure(decls: &[EnvVar], secrets_dir: &Path) -> Result<Self, ConfigureError> {
+        let mut vars = Vec::with_capacity(decls.len());
+        let mut secret_names = Vec::new();
+        for (i, decl) in decls.iter().enumerate() {
+            let value = match (&decl.value, &decl.value_from) {
+                (Some(value), _) => value.clone(),
+                (None, Some(from)) => {
+                    let r = &from.secret_key_ref;
+                    let path = secrets_dir.join(&r.name).join(&r.key);
+                    let value = std::fs::read_to_string(&path).map_err(|e| {
+                        ConfigureError::new(
+                            format!("spec.capabilities.env[{i}].valueFrom.secretKeyRef"),
+                            format!(
+                                "secret {}/{} cannot be read from {}: {e}; mount it there or set --secrets-dir",
+                                r.name,
+                                r.key,
+                                path.display()
+                            ),
+                        )
+                    })?;
+                    secret_names.push(decl.name.clone());
+                    value.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (None, None) => String::new(),
+            };
+            vars.push((decl.name.clone(), value));
+        }
+        Ok(Self { vars, secret_names })
+    }
+
+    /// Number of declared variables.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// True when no variable is declared.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// Declared variable names, in manifest order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.vars.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// Values that came from secrets: never to be printed.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.vars
+            .iter()
+            .filter(|(k, _)| self.secret_names.contains(k))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Phase *prepare*: installs exactly the declared variables.
+    pub fn prepare(&self, wasi: &mut WasiCtxBuilder) {
+        wasi.envs(&self.vars);
+    }
+}
+
+// Values are deliberately left out: they may be secrets.
+impl fmt::Debug for EnvGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvGrant").field("names", &self.names().collect::<Vec<_>>()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{EnvVarSource, SecretKeyRef};
+
+    fn literal(name: &str, value: &str) -> EnvVar {
+        EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+    }
+
+    fn secret(name: &str, secret: &str, key: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: SecretKeyRef { name: secret.into(), key: key.into() },
+            }),
+        }
+    }
+
+    #[test]
+    fn resolves_secret_from_mounted_file_and_keeps_it_out_of_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tickets")).unwrap();
+        std::fs::write(dir.path().join("tickets/token"), "s3cr3t\n").unwrap();
+        let grant =
+            EnvGrant::configure(&[literal("CLUSTER", "prod"), secret("TOKEN", "tickets", "token")], dir.path())
+                .unwrap();
+        assert_eq!(grant.secret_values().collect::<Vec<_>>(), ["s3cr3t"]);
+        let debug = format!("{grant:?}");
+        assert!(debug.contains("TOKEN") && !debug.contains("s3cr3t"), "{debug}");
+    }
+
+    #[test]
+    fn missing_secret_fails_the_load_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = EnvGrant::configure(&[literal("A", "1"), secret("TOKEN", "tickets", "token")], dir.path())
+            .unwrap_err();
+        assert_eq!(err.field, "spec.capabilities.env[1].valueFrom.secretKeyRef");
+        assert!(err.message.contains("tickets/token"), "{}", err.message);
+    }
+}

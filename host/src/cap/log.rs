@@ -1,0 +1,181 @@
+//! Guest logging: `agent-host:agent/log` records and captured stdout/stderr
+//! lines go to the host's `tracing` output (target `agent`), tagged with the
+//! agent's name and the invocation id, under one per-invocation byte budget.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::bindings::agent_host::agent::log::{Host, Level};
+
+/// Lines of stderr kept to explain a trap (a Rust panic prints its message there).
+const STDERR_TAIL_LINES: usize = 4;
+
+/// The log stream of one invocation. Cheap to clone; clones share the budget.
+#[derive(Clone, Debug)]
+pub struct GuestLog {
+    agent: Arc<str>,
+    invocation: Arc<str>,
+    state: Arc<Mutex<LogState>>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    remaining: u64,
+    dropped_bytes: u64,
+    records: u64,
+    stderr_tail: VecDeque<String>,
+}
+
+/// What a guest logged during one invocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Records and lines forwarded.
+    pub records: u64,
+    /// Bytes dropped because the budget (`spec.limits.maxLogBytes`) was exhausted.
+    pub dropped_bytes: u64,
+}
+
+impl GuestLog {
+    /// A log stream allowing `max_bytes` of messages for this invocation.
+    pub fn new(agent: Arc<str>, invocation: Arc<str>, max_bytes: u64) -> Self {
+        let state = LogState { remaining: max_bytes, dropped_bytes: 0, records: 0, stderr_tail: VecDeque::new() };
+        Self { agent, invocation, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Forwards one record from `source` (`log`, `stdout` or `stderr`), truncating it
+    /// to what is left of the budget; once the budget is gone, one marker line says so
+    /// and everything after is counted, not printed.
+    pub fn emit(&self, source: &'static str, level: Level, message: &str, fields: &[(String, String)]) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if source == "stderr" {
+            if state.stderr_tail.len() == STDERR_TAIL_LINES {
+                state.stderr_tail.pop_front();
+            }
+            state.stderr_tail.push_back(truncate(message, 512).to_string());
+        }
+        let size = (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
+        if state.remaining == 0 {
+            state.dropped_bytes += size;
+            return;
+        }
+        let (message, exhausted) = if size > state.remaining {
+            let keep = state.remaining as usize;
+            state.dropped_bytes += size - state.remaining;
+            state.remaining = 0;
+            (truncate(message, keep), true)
+        } else {
+            state.remaining -= size;
+            (message, false)
+        };
+        state.records += 1;
+        drop(state);
+        let message = neutralise(message);
+        let fields = render_fields(fields);
+        let (agent, invocation) = (&*self.agent, &*self.invocation);
+        match level {
+            Level::Trace => tracing::trace!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+            Level::Debug => tracing::debug!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+            Level::Info => tracing::info!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+            Level::Warn => tracing::warn!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+            Level::Error => tracing::error!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+        }
+        if exhausted {
+            tracing::warn!(target: "agent", agent, invocation, "log budget (spec.limits.maxLogBytes) exhausted: further guest output is dropped");
+        }
+    }
+
+    /// Counters for the usage report.
+    pub fn stats(&self) -> LogStats {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        LogStats { records: state.records, dropped_bytes: state.dropped_bytes }
+    }
+
+    /// The last lines written to stderr (a panic message, typically).
+    pub fn stderr_tail(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.stderr_tail.iter().cloned().collect()
+    }
+}
+
+/// Borrowed view on which the `log` interface is implemented.
+pub struct LogView<'a>(pub &'a GuestLog);
+
+impl Host for LogView<'_> {
+    fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        self.0.emit("log", level, &message, &fields);
+    }
+}
+
+/// Marker tying the `log` interface to [`LogView`] in the linker.
+pub struct HasLog;
+
+impl wasmtime::component::HasData for HasLog {
+    type Data<'a> = LogView<'a>;
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Escapes control characters (ANSI escapes included) so a guest cannot forge
+/// log lines or drive the operator's terminal.
+pub fn neutralise(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect())
+}
+
+fn render_fields(fields: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in fields {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&neutralise(k));
+        out.push('=');
+        out.push_str(&neutralise(v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(max: u64) -> GuestLog {
+        GuestLog::new("a".into(), "i".into(), max)
+    }
+
+    #[test]
+    fn budget_truncates_then_drops_and_counts() {
+        let log = log(10);
+        log.emit("log", Level::Info, "0123456", &[]);
+        log.emit("log", Level::Info, "789abcdef", &[]);
+        log.emit("log", Level::Info, "gone", &[]);
+        assert_eq!(log.stats(), LogStats { records: 2, dropped_bytes: 6 + 4 });
+    }
+
+    #[test]
+    fn control_sequences_are_escaped() {
+        assert_eq!(neutralise("ok\x1b[31mred\nforged"), "ok\\u{1b}[31mred\\nforged");
+        assert!(matches!(neutralise("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        let log = log(1 << 20);
+        for i in 0..10 {
+            log.emit("stderr", Level::Warn, &format!("line {i}"), &[]);
+        }
+        assert_eq!(log.stderr_tail(), ["line 6", "line 7", "line 8", "line 9"]);
+    }
+}

@@ -1,0 +1,146 @@
+//! Capabilities: one module per thing an agent can be granted.
+//!
+//! Each capability goes through three phases:
+//! * **link** (once per engine): its host functions are added to the shared linker
+//!   ([`crate::runtime::linker`]);
+//! * **configure** (once per agent): its part of the manifest is compiled into a
+//!   grant, and anything that names something nonexistent fails here, at load;
+//! * **prepare** (per invocation, cheap): the grant becomes per-invocation state.
+//!
+//! Absent from the manifest means denied.
+
+pub mod env;
+pub mod fs;
+pub mod http;
+pub mod imports;
+pub mod log;
+pub mod stdio;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::manifest::Agent;
+
+/// What a host call touches. Used to count calls and denials per invocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Capability {
+    /// `wasi:cli/environment`: declared variables only.
+    Env,
+    /// `wasi:filesystem`: declared preopens only.
+    Filesystem,
+    /// `wasi:cli/stdin|stdout|stderr|terminal-*`: captured and bounded.
+    Stdio,
+    /// `wasi:clocks`.
+    Clocks,
+    /// `wasi:random`.
+    Random,
+    /// `wasi:io`: streams and polling on resources granted elsewhere.
+    Io,
+    /// `wasi:cli/exit`.
+    Exit,
+    /// `wasi:http`: declared URLs and methods only.
+    Http,
+    /// `agent-host:agent/log`.
+    Log,
+}
+
+impl Capability {
+    /// Every capability, in report order.
+    pub const ALL: [Capability; 9] = [
+        Capability::Env,
+        Capability::Filesystem,
+        Capability::Stdio,
+        Capability::Clocks,
+        Capability::Random,
+        Capability::Io,
+        Capability::Exit,
+        Capability::Http,
+        Capability::Log,
+    ];
+
+    /// Stable lower-case name, used in reports, logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Env => "env",
+            Capability::Filesystem => "filesystem",
+            Capability::Stdio => "stdio",
+            Capability::Clocks => "clocks",
+            Capability::Random => "random",
+            Capability::Io => "io",
+            Capability::Exit => "exit",
+            Capability::Http => "http",
+            Capability::Log => "log",
+        }
+    }
+}
+
+/// Per-invocation counters of host calls, by capability.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCalls {
+    counts: [u64; Capability::ALL.len()],
+}
+
+impl HostCalls {
+    /// Counts one call to `cap`.
+    pub fn record(&mut self, cap: Capability) {
+        self.counts[cap as usize] += 1;
+    }
+
+    /// Calls made to `cap` so far.
+    pub fn get(&self, cap: Capability) -> u64 {
+        self.counts[cap as usize]
+    }
+
+    /// Capabilities with at least one call, by name.
+    pub fn to_map(&self) -> BTreeMap<&'static str, u64> {
+        Capability::ALL
+            .iter()
+            .filter(|c| self.get(**c) > 0)
+            .map(|c| (c.as_str(), self.get(*c)))
+            .collect()
+    }
+}
+
+/// A grant that could not be compiled from the manifest (phase *configure*).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigureError {
+    /// Manifest field path, e.g. `spec.capabilities.filesystem[0].hostPath`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl ConfigureError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// Every capability grant of one agent, compiled once at load.
+#[derive(Debug)]
+pub struct Grants {
+    /// Environment variables (values resolved, secrets included).
+    pub env: env::EnvGrant,
+    /// Filesystem preopens.
+    pub fs: fs::FsGrant,
+    /// Outgoing HTTP rules.
+    pub http: http::HttpGrant,
+}
+
+impl Grants {
+    /// Compiles the grants of `agent`. `secrets_dir` is where referenced secrets are
+    /// mounted; `base_dir` resolves relative host paths (the manifest's directory).
+    pub fn configure(
+        agent: &Agent,
+        secrets_dir: &Path,
+        base_dir: &Path,
+    ) -> Result<Self, ConfigureError> {
+        let caps = &agent.spec.capabilities;
+        Ok(Self {
+            env: env::EnvGrant::configure(&caps.env, secrets_dir)?,
+            fs: fs::FsGrant::configure(&caps.filesystem, base_dir)?,
+            http: http::HttpGrant::configure(&caps.http),
+        })
+    }
+}

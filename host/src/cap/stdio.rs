@@ -1,0 +1,158 @@
+//! `wasi:cli/stdin|stdout|stderr`: stdin is empty; stdout and stderr are split
+//! into lines and forwarded to the invocation's [`GuestLog`], under its budget.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::log::GuestLog;
+use crate::bindings::Level;
+
+/// Longest partial line held before it is forwarded anyway, so a guest writing
+/// without newlines cannot make the host buffer without bound.
+const MAX_PENDING_LINE: usize = 4096;
+
+/// A guest stdout or stderr that feeds the invocation's log.
+#[derive(Clone)]
+pub struct CapturedOutput {
+    log: GuestLog,
+    source: &'static str,
+}
+
+impl CapturedOutput {
+    /// Guest stdout, logged at info.
+    pub fn stdout(log: GuestLog) -> Self {
+        Self { log, source: "stdout" }
+    }
+
+    /// Guest stderr, logged at warn.
+    pub fn stderr(log: GuestLog) -> Self {
+        Self { log, source: "stderr" }
+    }
+
+    fn writer(&self) -> LineWriter {
+        LineWriter { out: self.clone(), pending: Vec::new() }
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+}
+
+struct LineWriter {
+    out: CapturedOutput,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            let (line, complete) = match chunk.strip_suffix(b"\n") {
+                Some(line) => (line, true),
+                None => (chunk, false),
+            };
+            self.pending.extend_from_slice(line);
+            while self.pending.len() >= MAX_PENDING_LINE {
+                let rest = self.pending.split_off(MAX_PENDING_LINE);
+                self.forward();
+                self.pending = rest;
+            }
+            if complete {
+                self.forward();
+            }
+        }
+    }
+
+    /// Sends the pending bytes as one record; empty lines carry nothing and are skipped.
+    fn forward(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.pending);
+        let level = if self.out.source == "stderr" { Level::Warn } else { Level::Info };
+        self.out.log.emit(self.out.source, level, line.trim_end_matches('\r'), &[]);
+        self.pending.clear();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.forward();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_PENDING_LINE)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.get_mut().push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_flushes_the_partial_one_on_drop() {
+        let log = GuestLog::new("a".into(), "i".into(), 1 << 20);
+        let out = CapturedOutput::stderr(log.clone());
+        {
+            let mut w = out.writer();
+            w.push(b"first\nsecond\r\nthi");
+            w.push(b"rd");
+        }
+        assert_eq!(log.stderr_tail(), ["first", "second", "third"]);
+    }
+
+    #[test]
+    fn a_line_without_newline_is_cut_at_the_pending_bound() {
+        let log = GuestLog::new("a".into(), "i".into(), 1 << 20);
+        let mut w = CapturedOutput::stdout(log.clone()).writer();
+        w.push(&vec![b'x'; MAX_PENDING_LINE * 2 + 1]);
+        assert_eq!(log.stats().records, 2);
+        assert_eq!(w.pending.len(), 1);
+    }
+}

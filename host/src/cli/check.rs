@@ -1,0 +1,88 @@
+//! `agent-host check` and `agent-host compile`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_host::config::Allocator;
+use agent_host::manifest::LoadedAgent;
+use agent_host::Runtime;
+
+use super::{fail, HostArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// The Agent manifest (YAML)
+    #[arg(short = 'f', long = "file")]
+    manifest: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CompileArgs {
+    /// Agent manifests whose components to precompile (repeatable)
+    #[arg(short = 'f', long = "file", required = true)]
+    manifests: Vec<PathBuf>,
+}
+
+pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
+    let loaded = match LoadedAgent::from_file(&args.manifest) {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(e),
+    };
+    println!("manifest    {}: valid", args.manifest.display());
+    let runtime = match Runtime::new(host.config(Allocator::Pooling)) {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
+    };
+    let inspection = match runtime.inspect(&loaded) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let limits = &loaded.agent.spec.limits;
+    println!("agent       {}", inspection.agent);
+    println!("component   {} (sha256 {})", loaded.component_path.display(), inspection.digest);
+    println!(
+        "limits      fuel {} · memory {} · timeout {} · output {} · log {} · http requests {} · concurrency {}",
+        limits.fuel,
+        limits.memory,
+        limits.timeout,
+        limits.max_output_bytes,
+        limits.max_log_bytes,
+        limits.max_http_requests,
+        limits.max_concurrency
+    );
+    println!("imports");
+    for binding in &inspection.imports {
+        println!("  {binding}");
+    }
+    let refused = inspection.refused().count();
+    if refused == 0 {
+        println!("result      ok: every import is bound");
+        ExitCode::SUCCESS
+    } else {
+        println!("result      REFUSED: {refused} import(s) not granted by the manifest");
+        ExitCode::from(1)
+    }
+}
+
+pub fn compile(host: &HostArgs, args: CompileArgs) -> ExitCode {
+    let runtime = match Runtime::new(host.config(Allocator::Pooling)) {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
+    };
+    for manifest in &args.manifests {
+        let loaded = match LoadedAgent::from_file(manifest) {
+            Ok(loaded) => loaded,
+            Err(e) => return fail(e),
+        };
+        match runtime.compile(&loaded.component_path) {
+            Ok((_, digest, status)) => println!(
+                "{}: {} sha256 {digest} ({status:?}) -> {}",
+                loaded.agent.name(),
+                loaded.component_path.display(),
+                runtime.cache().entry_path(&digest).display()
+            ),
+            Err(e) => return fail(e),
+        }
+    }
+    ExitCode::SUCCESS
+}

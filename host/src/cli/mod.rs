@@ -1,0 +1,122 @@
+//! Command-line interface. Library errors are turned into messages and exit
+//! codes here, at the edge: 0 success, 1 the agent or its check failed,
+//! 2 the manifest, component or command line is wrong.
+
+mod bench;
+mod check;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_host::config::{default_cache_dir, Allocator, HostConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Runs AI agents compiled to WebAssembly components (wasm32-wasip2) under the
+/// capabilities and budgets declared in their Agent manifest.
+#[derive(Parser, Debug)]
+#[command(name = "agent-host", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    host: HostArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Host (operator) settings, shared by every command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostArgs {
+    /// Directory of precompiled components [default: $XDG_CACHE_HOME/agent-host or ~/.cache/agent-host]
+    #[arg(long, env = "AGENT_HOST_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
+    #[arg(long, env = "AGENT_HOST_SECRETS_DIR", global = true, default_value = "/var/run/secrets/agent-host")]
+    secrets_dir: PathBuf,
+    /// Log format of the host's own log (stderr)
+    #[arg(long, env = "AGENT_HOST_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `agent=debug,agent_host=warn`
+    #[arg(long, env = "AGENT_HOST_LOG", global = true, default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one task through an agent and print its output and usage report
+    Run(run::RunArgs),
+    /// Validate a manifest and show each import of its component against the grants
+    Check(check::CheckArgs),
+    /// Precompile the components of the given manifests into the cache
+    Compile(check::CompileArgs),
+    /// Measure per-invocation latency, pooling allocator against on-demand
+    Bench(bench::BenchArgs),
+}
+
+impl HostArgs {
+    fn config(&self, allocator: Allocator) -> HostConfig {
+        HostConfig {
+            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            secrets_dir: self.secrets_dir.clone(),
+            allocator,
+            ..HostConfig::default()
+        }
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.host);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(&cli.host, args).await,
+            Command::Check(args) => check::check(&cli.host, args),
+            Command::Compile(args) => check::compile(&cli.host, args),
+            Command::Bench(args) => bench::bench(&cli.host, args).await,
+        }
+    })
+}
+
+fn init_logging(host: &HostArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&host.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match host.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Prints `message` as an error and returns the configuration-error exit code.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Bytes in binary units, e.g. `1.5 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,58 @@
+//! Operator configuration: how the host runs, as opposed to what an agent may do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which instance allocator the engine uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Allocator {
+    /// Pre-reserved slots for memories, tables and stacks: instantiation is a
+    /// few page-table operations instead of `mmap` calls. The production default.
+    Pooling,
+    /// Allocate every memory and table with the OS on demand (baseline for benchmarks).
+    OnDemand,
+}
+
+/// How the host runs. Every field has a safe default (see [`HostConfig::default`]).
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Directory of precompiled component artifacts. Created if missing.
+    pub cache_dir: PathBuf,
+    /// Directory where secrets referenced by manifests are mounted, laid out like a
+    /// Kubernetes secret volume: `<secrets_dir>/<secret name>/<key>`.
+    pub secrets_dir: PathBuf,
+    /// Instance allocator.
+    pub allocator: Allocator,
+    /// Number of instance slots the pooling allocator reserves: the most
+    /// invocations that can be in flight at once in this process.
+    pub max_instances: u32,
+    /// Epoch tick: the granularity of wall-clock deadlines and of cooperative yields
+    /// of CPU-bound guests back to the async executor.
+    pub epoch_tick: Duration,
+}
+
+impl Default for HostConfig {
+    /// Defaults: cache under `$XDG_CACHE_HOME/agent-host` (or `~/.cache/agent-host`,
+    /// or the system temp dir), secrets under `/var/run/secrets/agent-host`,
+    /// pooling allocator with 1000 slots, 10 ms epoch tick.
+    fn default() -> Self {
+        Self {
+            cache_dir: default_cache_dir(),
+            secrets_dir: PathBuf::from("/var/run/secrets/agent-host"),
+            allocator: Allocator::Pooling,
+            max_instances: 1000,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/agent-host`, else `$HOME/.cache/agent-host`, else `$TMPDIR/agent-host-cache`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("agent-host");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".cache").join("agent-host");
+    }
+    std::env::temp_dir().join("agent-host-cache")
+}

@@ -1,0 +1,24 @@
+//! agent-host: runs AI-agent logic as WebAssembly components (wasm32-wasip2)
+//! under the capabilities and budgets of an `Agent` manifest.
+//!
+//! The data path is short on purpose:
+//!
+//! ```text
+//! manifest ──validate──▶ Grants + Limits ─┐
+//! component ──compile/cache──▶ InstancePre ┴─▶ fresh Store + instance per task ──▶ run(task)
+//! ```
+//!
+//! * [`manifest`] — the `Agent` resource (the same type is the CRD) and its validation.
+//! * [`cap`] — one module per capability: its grant, its per-invocation state, its host impl.
+//! * [`runtime`] — engine, compile cache, limits, instantiation and invocation.
+//! * [`config`] — how the host itself runs (cache, secrets, allocator), apart from any manifest.
+#![deny(missing_docs)]
+
+pub mod bindings;
+pub mod cap;
+pub mod config;
+pub mod manifest;
+pub mod runtime;
+
+pub use config::HostConfig;
+pub use runtime::{Invocation, InvocationError, PreparedAgent, Runtime, TaskInput, Usage};

@@ -1,0 +1,190 @@
+//! `spec.capabilities`: what an agent may reach. Anything not granted here is denied.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Quantity, UrlPrefix};
+
+/// The grants of one agent. Every list defaults to empty and every grant to absent,
+/// which means denied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Outgoing HTTP requests the agent may make.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpRule>,
+    /// Host directories mounted into the agent's filesystem.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filesystem: Vec<FsMount>,
+    /// Environment variables the agent sees; no host variable is passed through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Access to the host's key-value store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<KeyValueGrant>,
+    /// Access to a large language model through the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmGrant>,
+}
+
+/// One allowed kind of HTTP request: any URL under `url`, with one of `methods`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRule {
+    /// Scheme, host, port and path prefix that requests must match.
+    pub url: UrlPrefix,
+    /// Allowed methods; `[GET]` when omitted. An empty list is an error.
+    #[serde(default = "HttpRule::default_methods")]
+    pub methods: Vec<HttpMethod>,
+}
+
+impl HttpRule {
+    fn default_methods() -> Vec<HttpMethod> {
+        vec![HttpMethod::Get]
+    }
+}
+
+/// An HTTP method, spelled in upper case in the manifest (`GET`, `POST`, ...).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// `GET`
+    Get,
+    /// `HEAD`
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+    /// `OPTIONS`
+    Options,
+}
+
+impl HttpMethod {
+    /// The method as sent on the wire, e.g. `"GET"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+            HttpMethod::Options => "OPTIONS",
+        }
+    }
+}
+
+impl std::fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A host directory made visible to the agent at `guestPath`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FsMount {
+    /// Directory on the host; a relative path resolves against the manifest's
+    /// directory on local runs. Must not contain `..`.
+    pub host_path: PathBuf,
+    /// Absolute path at which the agent sees the directory; unique among mounts.
+    pub guest_path: String,
+    /// Whether the agent is denied writes; `true` unless set to `false`, so a forgotten
+    /// field fails closed.
+    #[serde(default = "FsMount::default_read_only")]
+    pub read_only: bool,
+}
+
+impl FsMount {
+    fn default_read_only() -> bool {
+        true
+    }
+}
+
+/// One environment variable: a literal `value` or a `valueFrom` reference, not both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name: `[A-Za-z_][A-Za-z0-9_]*`, unique among the agent's variables.
+    pub name: String,
+    /// A literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Where to read the value from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// The source of an environment variable's value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// A key of a Secret in the agent's namespace.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// One key of a Kubernetes Secret in the agent's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name (a DNS-1123 subdomain).
+    pub name: String,
+    /// The key within the Secret (letters, digits, `-`, `_`, `.`).
+    pub key: String,
+}
+
+/// Access to the host's key-value store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeyValueGrant {
+    /// Total bytes (keys plus values) the agent may store; stops it filling the store.
+    pub max_bytes: Quantity,
+    /// Names of the buckets the agent may open; unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
+}
+
+/// Access to a large language model, called by the host on the agent's behalf so the
+/// API key never enters the guest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LlmGrant {
+    /// Which API dialect the endpoint speaks.
+    pub provider: LlmProvider,
+    /// The model the agent may use; requests for any other model are denied.
+    pub model: String,
+    /// Base URL of the API; the provider's public endpoint when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<UrlPrefix>,
+    /// Secret holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Cap on prompt plus completion tokens in one invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_invocation: Option<u64>,
+    /// Cap on model calls in one invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_invocation: Option<u32>,
+    /// Cap on tokens per minute across all invocations of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// An LLM API dialect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    /// The `OpenAI` chat-completions API (and compatible servers).
+    Openai,
+    /// The Anthropic messages API.
+    Anthropic,
+}

@@ -1,0 +1,95 @@
+//! `spec.limits`: the budgets of one invocation, and their defaults and bounds.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{KubeDuration, Quantity};
+
+const KI: u64 = 1 << 10;
+const MI: u64 = 1 << 20;
+const GI: u64 = 1 << 30;
+
+/// Default fuel per invocation: stops a guest spinning in a loop from holding a CPU.
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+/// Default linear memory per invocation: stops `memory.grow` from exhausting the pod.
+pub const DEFAULT_MEMORY: Quantity = Quantity::from_bytes(64 * MI);
+/// Default wall-clock time per invocation: stops a guest that waits on I/O (burning no
+/// fuel) from holding its slot forever.
+pub const DEFAULT_TIMEOUT: KubeDuration = KubeDuration::from_duration(Duration::from_secs(30));
+/// Default concurrent invocations: stops a flood of tasks from exhausting host memory.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 32;
+/// Default outgoing HTTP requests per invocation: stops a guest using the host to
+/// hammer or exfiltrate to a granted endpoint.
+pub const DEFAULT_MAX_HTTP_REQUESTS: u32 = 20;
+/// Default result size: stops a guest making the host buffer an unbounded result.
+pub const DEFAULT_MAX_OUTPUT_BYTES: Quantity = Quantity::from_bytes(MI);
+/// Default stdout + stderr + log bytes per invocation: stops a guest flooding the logs.
+pub const DEFAULT_MAX_LOG_BYTES: Quantity = Quantity::from_bytes(256 * KI);
+/// Default table elements: stops `table.grow` from using host memory outside the memory limit.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: u32 = 10_000;
+/// Default core instances per component instance: stops a component multiplying its
+/// memory and table reservations by instantiating many modules.
+pub const DEFAULT_MAX_INSTANCES: u32 = 16;
+/// Default live handles in the host's resource table: stops a guest leaking streams or
+/// requests until the host runs out of memory.
+pub const DEFAULT_MAX_RESOURCES: u32 = 1000;
+/// Default bytes per host call: stops a guest making the host copy a huge string or list.
+pub const DEFAULT_HOSTCALL_BYTES: Quantity = Quantity::from_bytes(16 * MI);
+
+/// Smallest allowed `memory`: one wasm page, below which no module with memory can run.
+pub const MIN_MEMORY: Quantity = Quantity::from_bytes(64 * KI);
+/// Largest allowed `memory`: the whole wasm32 address space.
+pub const MAX_MEMORY: Quantity = Quantity::from_bytes(4 * GI);
+/// Largest allowed `timeout`: longer jobs should be split, not hold a slot for hours.
+pub const MAX_TIMEOUT: KubeDuration = KubeDuration::from_duration(Duration::from_hours(1));
+/// Largest allowed `maxOutputBytes`: results are buffered in host memory.
+pub const MAX_OUTPUT_BYTES: Quantity = Quantity::from_bytes(64 * MI);
+
+/// Per-invocation budgets. Each field left out keeps its default (the `DEFAULT_*`
+/// constants), so a partial `limits:` block changes only what it names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Limits {
+    /// Wasm fuel (roughly, instructions) one invocation may burn.
+    pub fuel: u64,
+    /// Linear memory one invocation may use, 64Ki to 4Gi.
+    pub memory: Quantity,
+    /// Wall-clock time one invocation may take, at most 1h.
+    pub timeout: KubeDuration,
+    /// Invocations of this agent that may run at once.
+    pub max_concurrency: u32,
+    /// Outgoing HTTP requests one invocation may make.
+    pub max_http_requests: u32,
+    /// Size of one invocation's result, at most 64Mi.
+    pub max_output_bytes: Quantity,
+    /// Bytes of stdout, stderr and log records one invocation may write.
+    pub max_log_bytes: Quantity,
+    /// Elements across all tables of one invocation.
+    pub max_table_elements: u32,
+    /// Core instances in one component instance.
+    pub max_instances: u32,
+    /// Live handles in the host's resource table.
+    pub max_resources: u32,
+    /// Bytes the guest may pass to the host in one call.
+    pub hostcall_bytes: Quantity,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: DEFAULT_FUEL,
+            memory: DEFAULT_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_resources: DEFAULT_MAX_RESOURCES,
+            hostcall_bytes: DEFAULT_HOSTCALL_BYTES,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The one [`Engine`] of a host: fuel, epoch interruption, the instance
+//! allocator, and the thread that advances epochs.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::{Allocator, HostConfig};
+
+/// Wasm stack per invocation. Stops unbounded recursion long before the host's
+/// own (async fiber) stack is at risk; it traps as a stack overflow.
+pub const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// Largest linear memory any agent may be granted (`spec.limits.memory` is
+/// validated against this); each pooling slot reserves this much address space.
+pub const MAX_LINEAR_MEMORY: u64 = 4 << 30;
+
+/// Core instances a Rust component needs (its module plus wit-component shims),
+/// with headroom; sizes the pool per instance slot.
+const CORE_INSTANCES_PER_SLOT: u32 = 8;
+/// Tables per slot, same reasoning.
+const TABLES_PER_SLOT: u32 = 8;
+/// Memories per slot: components from Rust have one; headroom for a second.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Builds the engine for `cfg`.
+pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(MAX_WASM_STACK);
+    if cfg.allocator == Allocator::Pooling {
+        let n = cfg.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            .total_core_instances(n * CORE_INSTANCES_PER_SLOT)
+            .total_memories(n * MEMORIES_PER_SLOT)
+            .total_tables(n * TABLES_PER_SLOT)
+            .total_stacks(n)
+            .max_memories_per_module(MEMORIES_PER_SLOT)
+            .max_memory_size(MAX_LINEAR_MEMORY as usize);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config)
+}
+
+/// A digest of everything that decides whether a precompiled artifact fits this
+/// engine: the wasmtime version and the engine's compilation settings.
+pub fn engine_key(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    env!("CARGO_PKG_VERSION").hash(&mut hasher);
+    wasmtime_version().hash(&mut hasher);
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(hasher.0.finalize())
+}
+
+fn wasmtime_version() -> &'static str {
+    // The artifact format is tied to the exact wasmtime release.
+    "wasmtime-48.0.8"
+}
+
+/// Feeds `Hash` output into SHA-256 so the key is stable across processes
+/// (std's `DefaultHasher` makes no such promise).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        unreachable!("only the SHA-256 digest is read")
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Advances the engine's epoch every tick, on its own thread, until dropped.
+/// Deadlines are counted in ticks, so a guest's wall-clock budget is enforced
+/// to within one tick even while it never calls the host.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine` every `tick`.
+    pub fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! One invocation: a fresh store and instance from the agent's `InstancePre`,
+//! every budget armed, `run(task)` called once, the outcome classified and the
+//! usage reported; the store is dropped at the end whatever happened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::limiter::{Limiter, MemoryLimitExceeded};
+use super::state::InvocationState;
+use super::PreparedAgent;
+use crate::bindings::{AgentError, Task};
+use crate::cap::http::HttpPolicy;
+use crate::cap::log::GuestLog;
+use crate::cap::stdio::CapturedOutput;
+use crate::cap::HostCalls;
+
+/// A task for an agent.
+#[derive(Clone, Debug, Default)]
+pub struct TaskInput {
+    /// Invocation id; generated when absent.
+    pub id: Option<String>,
+    /// JSON text handed to the agent.
+    pub input: String,
+    /// Caller metadata passed through to the agent.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Why an invocation did not produce an output. Each variant is a stable
+/// outcome code (see [`InvocationError::code`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvocationError {
+    /// The host refused the input before running the agent.
+    #[error("input is not valid JSON: {reason}")]
+    InvalidInput {
+        /// Parser message.
+        reason: String,
+    },
+    /// The agent returned an error.
+    #[error("agent returned {kind}: {message}")]
+    Agent {
+        /// `invalid-input`, `capability-denied`, `upstream` or `internal`.
+        kind: &'static str,
+        /// The agent's message.
+        message: String,
+    },
+    /// The invocation used all its fuel (`spec.limits.fuel`).
+    #[error("fuel exhausted: the invocation used all {limit} units of spec.limits.fuel")]
+    FuelExhausted {
+        /// The limit.
+        limit: u64,
+    },
+    /// The guest asked for more linear memory than `spec.limits.memory`.
+    #[error("memory limit: the guest tried to grow linear memory to {desired} bytes; spec.limits.memory is {limit}")]
+    MemoryLimit {
+        /// The limit in bytes.
+        limit: u64,
+        /// What the guest asked for.
+        desired: u64,
+    },
+    /// The invocation ran past `spec.limits.timeout`.
+    #[error("timeout: the invocation ran past spec.limits.timeout of {limit:?}")]
+    Timeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The output is larger than `spec.limits.maxOutputBytes`.
+    #[error("output of {size} bytes exceeds spec.limits.maxOutputBytes of {limit}")]
+    OutputTooLarge {
+        /// Output size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The guest trapped (panic, stack overflow, bad memory access...).
+    #[error("trap: {message}")]
+    Trap {
+        /// What happened, with the guest's panic message when it printed one.
+        message: String,
+    },
+    /// The guest called `wasi:cli/exit` instead of returning.
+    #[error("the agent exited with status {code} instead of returning a result")]
+    Exit {
+        /// Exit status.
+        code: i32,
+    },
+    /// The host is at capacity (instance pool exhausted); retry later.
+    #[error("host at capacity: {message}")]
+    Capacity {
+        /// Detail.
+        message: String,
+    },
+    /// A host-side fault unrelated to the guest's behaviour.
+    #[error("host error: {message}")]
+    Host {
+        /// Detail.
+        message: String,
+    },
+}
+
+impl InvocationError {
+    /// Stable machine-readable code (also the metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvocationError::InvalidInput { .. } => "InvalidInput",
+            InvocationError::Agent { .. } => "AgentError",
+            InvocationError::FuelExhausted { .. } => "FuelExhausted",
+            InvocationError::MemoryLimit { .. } => "MemoryLimit",
+            InvocationError::Timeout { .. } => "Timeout",
+            InvocationError::OutputTooLarge { .. } => "OutputTooLarge",
+            InvocationError::Trap { .. } => "Trap",
+            InvocationError::Exit { .. } => "Exit",
+            InvocationError::Capacity { .. } => "Capacity",
+            InvocationError::Host { .. } => "HostError",
+        }
+    }
+}
+
+/// What an invocation consumed.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Fuel units consumed.
+    pub fuel_consumed: u64,
+    /// Peak linear memory, bytes, all memories together.
+    pub peak_memory_bytes: u64,
+    /// Wall-clock time from store creation to the end of `run`, microseconds.
+    pub wall_time_us: u64,
+    /// Host calls by capability (only capabilities that were called).
+    pub host_calls: BTreeMap<&'static str, u64>,
+    /// Outgoing HTTP requests sent.
+    pub http_requests: u32,
+    /// Outgoing HTTP requests refused.
+    pub http_denied: u32,
+    /// Log records and output lines forwarded.
+    pub log_records: u64,
+    /// Log bytes dropped by the budget.
+    pub log_dropped_bytes: u64,
+    /// Size of the output, bytes.
+    pub output_bytes: u64,
+}
+
+/// The result of one invocation.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// Invocation id.
+    pub id: String,
+    /// Agent name.
+    pub agent: String,
+    /// The output (JSON text) or why there is none.
+    pub result: Result<String, InvocationError>,
+    /// What it consumed.
+    pub usage: Usage,
+}
+
+impl Invocation {
+    /// `ok` or the error's code.
+    pub fn outcome(&self) -> &'static str {
+        match &self.result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+}
+
+impl PreparedAgent {
+    /// Runs one task in a fresh instance under every limit of the manifest.
+    /// Never panics on guest behaviour; the agent stays usable afterwards.
+    pub async fn invoke(&self, task: TaskInput) -> Invocation {
+        let id = task.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let started = Instant::now();
+        let mut usage = Usage::default();
+        let result = match serde_json::from_str::<serde::de::IgnoredAny>(&task.input) {
+            Err(e) => Err(InvocationError::InvalidInput { reason: e.to_string() }),
+            Ok(_) => self.run_in_fresh_store(&id, task, started, &mut usage).await,
+        };
+        usage.wall_time_us = started.elapsed().as_micros() as u64;
+        let invocation = Invocation { id, agent: self.name.to_string(), result, usage };
+        tracing::info!(
+            agent = %invocation.agent, invocation = %invocation.id, outcome = invocation.outcome(),
+            fuel = invocation.usage.fuel_consumed, wall_us = invocation.usage.wall_time_us, "invocation finished"
+        );
+        invocation
+    }
+
+    fn new_store(&self, id: &str, started: Instant) -> wasmtime::Result<(Store<InvocationState>, GuestLog)> {
+        let limits = &self.limits;
+        let invocation: Arc<str> = id.into();
+        let log = GuestLog::new(self.name.clone(), invocation.clone(), limits.max_log_bytes.bytes());
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(CapturedOutput::stdout(log.clone())).stderr(CapturedOutput::stderr(log.clone()));
+        self.grants.env.prepare(&mut wasi);
+        self.grants.fs.prepare(&mut wasi)?;
+
+        let mut table = wasmtime::component::ResourceTable::new();
+        table.set_max_capacity(limits.max_resources as usize);
+        let state = InvocationState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_policy: HttpPolicy::new(self.http.clone(), self.name.clone(), invocation, limits.max_http_requests),
+            table,
+            log: log.clone(),
+            limiter: Limiter::new(
+                limits.memory.bytes(),
+                limits.max_table_elements as usize,
+                limits.max_instances as usize,
+            ),
+            calls: HostCalls::default(),
+            deadline: started + limits.timeout.as_duration(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel)?;
+        store.set_hostcall_fuel(limits.hostcall_bytes.bytes() as usize);
+        // Check the wall clock at every epoch tick: past the deadline, trap;
+        // otherwise yield so a CPU-bound guest cannot monopolise an executor thread.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok((store, log))
+    }
+
+    async fn run_in_fresh_store(
+        &self,
+        id: &str,
+        task: TaskInput,
+        started: Instant,
+        usage: &mut Usage,
+    ) -> Result<String, InvocationError> {
+        let (mut store, log) = self.new_store(id, started).map_err(|e| InvocationError::Host { message: format!("{e:#}") })?;
+        let task = Task { id: id.to_string(), input: task.input, metadata: task.metadata };
+        let timeout = self.limits.timeout.as_duration();
+        // The epoch deadline stops guest code; this outer timeout also covers time
+        // spent blocked in host calls (sleeps, slow HTTP peers).
+        let outcome = tokio::time::timeout(timeout, async {
+            let agent = self.pre.instantiate_async(&mut store).await?;
+            agent.call_run(&mut store, &task).await
+        })
+        .await;
+
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        usage.fuel_consumed = self.limits.fuel.saturating_sub(fuel_left);
+        let data = store.data();
+        usage.peak_memory_bytes = data.limiter.peak_memory;
+        usage.host_calls = data.calls.to_map();
+        usage.http_requests = data.http_policy.sent;
+        usage.http_denied = data.http_policy.denied;
+        let memory_exceeded = data.limiter.memory_exceeded;
+        drop(store);
+        let stats = log.stats();
+        usage.log_records = stats.records;
+        usage.log_dropped_bytes = stats.dropped_bytes;
+
+        match outcome {
+            Err(_elapsed) => Err(InvocationError::Timeout { limit: timeout }),
+            Ok(Err(err)) => Err(self.classify(err, memory_exceeded, &log)),
+            Ok(Ok(Err(agent_error))) => Err(agent_error_to_invocation(agent_error)),
+            Ok(Ok(Ok(output))) => {
+                usage.output_bytes = output.data.len() as u64;
+                let limit = self.limits.max_output_bytes.bytes();
+                if usage.output_bytes > limit {
+                    Err(InvocationError::OutputTooLarge { size: usage.output_bytes, limit })
+                } else {
+                    Ok(output.data)
+                }
+            }
+        }
+    }
+
+    fn classify(&self, err: wasmtime::Error, memory_exceeded: bool, log: &GuestLog) -> InvocationError {
+        if let Some(e) = err.downcast_ref::<MemoryLimitExceeded>() {
+            return InvocationError::MemoryLimit { limit: e.limit, desired: e.desired };
+        }
+        if memory_exceeded {
+            let limit = self.limits.memory.bytes();
+            return InvocationError::MemoryLimit { limit, desired: limit };
+        }
+        if let Some(exit) = err.downcast_ref::<I32Exit>() {
+            return InvocationError::Exit { code: exit.0 };
+        }
+        if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            return InvocationError::Capacity { message: format!("{err}") };
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => InvocationError::FuelExhausted { limit: self.limits.fuel },
+            Some(Trap::Interrupt) => InvocationError::Timeout { limit: self.limits.timeout.as_duration() },
+            Some(trap) => {
+                let mut message = trap.to_string();
+                // A Rust panic prints its message to stderr, then traps as `unreachable`.
+                if let Some(panic) = panic_message(&log.stderr_tail()) {
+                    message = format!("{message} ({panic})");
+                }
+                InvocationError::Trap { message }
+            }
+            None => InvocationError::Trap { message: format!("{err:#}") },
+        }
+    }
+}
+
+fn panic_message(stderr_tail: &[String]) -> Option<String> {
+    let at = stderr_tail.iter().rposition(|l| l.contains("panicked at"))?;
+    Some(stderr_tail[at..].iter().take(2).map(|l| l.trim()).collect::<Vec<_>>().join(" "))
+}
+
+fn agent_error_to_invocation(e: AgentError) -> InvocationError {
+    let (kind, message) = match e {
+        AgentError::InvalidInput(m) => ("invalid-input", m),
+        AgentError::CapabilityDenied(m) => ("capability-denied", m),
+        AgentError::Upstream(m) => ("upstream", m),
+        AgentError::Internal(m) => ("internal", m),
+    };
+    InvocationError::Agent { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_message_is_taken_from_the_last_panic_lines() {
+        let tail = vec![
+            "noise".to_string(),
+            "thread '<unnamed>' panicked at src/lib.rs:3:5:".to_string(),
+            "agent panicked on purpose".to_string(),
+            "note: run with `RUST_BACKTRACE=1`".to_string(),
+        ];
+        assert_eq!(
+            panic_message(&tail).unwrap(),
+            "thread '<unnamed>' panicked at src/lib.rs:3:5: agent panicked on purpose"
+        );
+        assert_eq!(panic_message(&["x".to_string()]), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The runtime: one engine and linker per host (phase *link*), one
+//! [`PreparedAgent`] per manifest (phase *configure*), one fresh store per
+//! invocation (phase *prepare*, in [`invoke`]).
+
+pub mod cache;
+pub mod engine;
+pub mod invoke;
+pub mod limiter;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::Engine;
+
+pub use cache::CacheStatus;
+pub use invoke::{Invocation, InvocationError, TaskInput, Usage};
+
+use crate::bindings::AgentPre;
+use crate::cap::http::HttpGrant;
+use crate::cap::imports::{bind_imports, Binding, ImportBinding};
+use crate::cap::{ConfigureError, Grants};
+use crate::config::HostConfig;
+use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
+use state::InvocationState;
+
+/// Largest component file the host will read and compile: compiling is the
+/// most expensive thing a (possibly hostile) artifact can make the host do.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// Why an agent could not be loaded. Nothing is granted when loading fails.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A grant names something that does not exist (a secret, a directory).
+    #[error("{manifest}: {source}")]
+    Configure {
+        /// The manifest file.
+        manifest: String,
+        /// What is wrong.
+        source: ConfigureError,
+    },
+    /// The component file cannot be read or is too large.
+    #[error("{path}: {message}")]
+    Component {
+        /// The component file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file is not a valid component for this host.
+    #[error("{path}: not a loadable WebAssembly component: {message}")]
+    Compile {
+        /// The component file.
+        path: PathBuf,
+        /// Compiler message.
+        message: String,
+    },
+    /// The component imports capabilities the manifest does not grant.
+    #[error("{}", refused_message(.agent, .refused))]
+    UngrantedImports {
+        /// Agent name.
+        agent: String,
+        /// The refused imports.
+        refused: Vec<ImportBinding>,
+    },
+    /// The component does not export the agent world's `run`, or its types differ.
+    #[error("{path}: does not implement the agent-host:agent/agent world: {message}")]
+    WrongWorld {
+        /// The component file.
+        path: PathBuf,
+        /// Linker message.
+        message: String,
+    },
+}
+
+fn refused_message(agent: &str, refused: &[ImportBinding]) -> String {
+    let lines: Vec<String> = refused
+        .iter()
+        .map(|b| match &b.binding {
+            Binding::Refused { reason } => format!("  {}: {reason}", b.import),
+            _ => unreachable!("only refused bindings are listed"),
+        })
+        .collect();
+    format!("agent {agent}: component refused at load, it imports what the manifest does not grant:\n{}", lines.join("\n"))
+}
+
+/// The host's engine, linker and compile cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    cache: cache::CompileCache,
+    config: HostConfig,
+    _ticker: engine::EpochTicker,
+}
+
+/// A compiled, linked and configured agent: invocations only look things up.
+pub struct PreparedAgent {
+    pub(crate) name: Arc<str>,
+    pub(crate) pre: AgentPre<InvocationState>,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) http: Arc<HttpGrant>,
+    pub(crate) limits: Limits,
+    /// SHA-256 of the component, hex.
+    pub digest: String,
+    /// How the component was obtained.
+    pub cache_status: CacheStatus,
+    /// Every import and what it is bound to.
+    pub imports: Vec<ImportBinding>,
+}
+
+impl PreparedAgent {
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The manifest's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl Runtime {
+    /// Builds the engine, the linker and the cache for `config`.
+    pub fn new(config: HostConfig) -> wasmtime::Result<Self> {
+        let engine = engine::build_engine(&config)?;
+        let linker = state::build_linker(&engine)?;
+        let cache = cache::CompileCache::new(config.cache_dir.clone(), engine::engine_key(&engine));
+        let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self { engine, linker, cache, config, _ticker: ticker })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The compile cache.
+    pub fn cache(&self) -> &cache::CompileCache {
+        &self.cache
+    }
+
+    /// Reads, hashes and compiles (or loads from cache) a component file.
+    pub fn compile(&self, path: &Path) -> Result<(Component, String, CacheStatus), LoadError> {
+        let wasm = read_component(path)?;
+        let digest = hex::encode(Sha256::digest(&wasm));
+        let (component, status) = self
+            .cache
+            .load_or_compile(&self.engine, &wasm, &digest)
+            .map_err(|e| LoadError::Compile { path: path.to_path_buf(), message: format!("{e:#}") })?;
+        Ok((component, digest, status))
+    }
+
+    /// Phase *configure*: compiles the component, compiles the grants, binds every
+    /// import (refusing the component if any import is not granted) and pre-links
+    /// an instance. Fails closed: any error means the agent gets nothing.
+    pub fn prepare(&self, loaded: &LoadedAgent) -> Result<PreparedAgent, LoadError> {
+        let (grants, component, inspection) = self.load_parts(loaded)?;
+        let refused: Vec<ImportBinding> = inspection.refused().cloned().collect();
+        if !refused.is_empty() {
+            return Err(LoadError::UngrantedImports { agent: inspection.agent, refused });
+        }
+        let wrong_world =
+            |e: wasmtime::Error| LoadError::WrongWorld { path: loaded.component_path.clone(), message: format!("{e:#}") };
+        let pre = AgentPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?;
+        Ok(PreparedAgent {
+            name: inspection.agent.into(),
+            pre,
+            http: Arc::new(grants.http.clone()),
+            grants: Arc::new(grants),
+            limits: loaded.agent.spec.limits.clone(),
+            digest: inspection.digest,
+            cache_status: inspection.cache_status,
+            imports: inspection.imports,
+        })
+    }
+
+    /// Validates everything [`Runtime::prepare`] does, without refusing: the
+    /// import table shows refused imports next to granted ones (`agent-host check`).
+    pub fn inspect(&self, loaded: &LoadedAgent) -> Result<Inspection, LoadError> {
+        self.load_parts(loaded).map(|(_, _, inspection)| inspection)
+    }
+
+    fn load_parts(&self, loaded: &LoadedAgent) -> Result<(Grants, Component, Inspection), LoadError> {
+        let agent: &Agent = &loaded.agent;
+        let base_dir = loaded.manifest_path.parent().unwrap_or(Path::new("."));
+        let grants = Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
+            LoadError::Configure { manifest: loaded.manifest_path.display().to_string(), source }
+        })?;
+        let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
+        let import_names: Vec<String> =
+            component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let imports = bind_imports(import_names.iter().map(String::as_str), &grants, &agent.spec.limits);
+        let inspection = Inspection { agent: agent.name().to_string(), digest, cache_status, imports };
+        Ok((grants, component, inspection))
+    }
+}
+
+/// What loading an agent found, refused imports included.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// Agent name.
+    pub agent: String,
+    /// SHA-256 of the component, hex.
+    pub digest: String,
+    /// How the component was obtained.
+    pub cache_status: CacheStatus,
+    /// Every import and what it is bound to.
+    pub imports: Vec<ImportBinding>,
+}
+
+impl Inspection {
+    /// The imports that would make [`Runtime::prepare`] refuse the component.
+    pub fn refused(&self) -> impl Iterator<Item = &ImportBinding> {
+        self.imports.iter().filter(|b| matches!(b.binding, Binding::Refused { .. }))
+    }
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let err = |message: String| LoadError::Component { path: path.to_path_buf(), message };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read component: {e}")))?;
+    if meta.len() > MAX_COMPONENT_BYTES {
+        return Err(err(format!(
+            "component is {} bytes; the host accepts at most {MAX_COMPONENT_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| err(format!("cannot read component: {e}")))
+}
