@@ -10,14 +10,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::{Allocator, HostConfig};
+use crate::manifest::MAX_MEMORY;
 
 /// Wasm stack per invocation. Stops unbounded recursion long before the host's
 /// own (async fiber) stack is at risk; it traps as a stack overflow.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
-
-/// Largest linear memory any agent may be granted (`spec.limits.memory` is
-/// validated against this); each pooling slot reserves this much address space.
-pub const MAX_LINEAR_MEMORY: u64 = 4 << 30;
 
 /// Core instances a Rust component needs (its module plus wit-component shims),
 /// with headroom; sizes the pool per instance slot.
@@ -43,7 +40,8 @@ pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
             .total_tables(n * TABLES_PER_SLOT)
             .total_stacks(n)
             .max_memories_per_module(MEMORIES_PER_SLOT)
-            .max_memory_size(MAX_LINEAR_MEMORY as usize);
+            // Each slot reserves address space for the largest memory a manifest may grant.
+            .max_memory_size(MAX_MEMORY.bytes() as usize);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)

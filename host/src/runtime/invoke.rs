@@ -175,9 +175,14 @@ impl PreparedAgent {
         let id = task.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let started = Instant::now();
         let mut usage = Usage::default();
-        let result = match serde_json::from_str::<serde::de::IgnoredAny>(&task.input) {
-            Err(e) => Err(InvocationError::InvalidInput { reason: e.to_string() }),
-            Ok(_) => self.run_in_fresh_store(&id, task, started, &mut usage).await,
+        // Refuse rather than queue: the caller decides whether to retry.
+        let permit = self.concurrency.clone().try_acquire_owned();
+        let result = match (permit, serde_json::from_str::<serde::de::IgnoredAny>(&task.input)) {
+            (Err(_), _) => Err(InvocationError::Capacity {
+                message: format!("spec.limits.maxConcurrency of {} invocations reached", self.limits.max_concurrency),
+            }),
+            (Ok(_), Err(e)) => Err(InvocationError::InvalidInput { reason: e.to_string() }),
+            (Ok(_permit), Ok(_)) => self.run_in_fresh_store(&id, task, started, &mut usage).await,
         };
         usage.wall_time_us = started.elapsed().as_micros() as u64;
         let invocation = Invocation { id, agent: self.name.to_string(), result, usage };

@@ -105,6 +105,8 @@ pub struct PreparedAgent {
     pub(crate) grants: Arc<Grants>,
     pub(crate) http: Arc<HttpGrant>,
     pub(crate) limits: Limits,
+    /// Permits for `spec.limits.maxConcurrency` invocations at once.
+    pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
     /// SHA-256 of the component, hex.
     pub digest: String,
     /// How the component was obtained.
@@ -174,6 +176,7 @@ impl Runtime {
             http: Arc::new(grants.http.clone()),
             grants: Arc::new(grants),
             limits: loaded.agent.spec.limits.clone(),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(loaded.agent.spec.limits.max_concurrency as usize)),
             digest: inspection.digest,
             cache_status: inspection.cache_status,
             imports: inspection.imports,
