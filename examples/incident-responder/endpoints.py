@@ -11,15 +11,11 @@ Serves two small APIs, each on its own port:
 
 Usage::
 
-    endpoints.py [METRICS_PORT [TICKETS_PORT]] [--render-manifest OUT.yaml]
+    endpoints.py [METRICS_PORT [TICKETS_PORT]]
 
 A port of 0 picks a free one. Once both listen it prints one line
 ``ready metrics=<port> tickets=<port>`` and serves until interrupted.
 
-``--render-manifest`` first writes a copy of ``agent.yaml`` (next to this file)
-with the actual ports, this checkout's absolute runbooks directory as
-``hostPath`` and an absolute component path, so the demo manifest is valid
-wherever the checkout lives.
 """
 
 import argparse
@@ -28,12 +24,9 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-HERE = Path(__file__).resolve().parent
 METRIC_VALUE = "0.27"
-TEMPLATE_RUNBOOKS = "/opt/agent-host/examples/incident-responder/runbooks"
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -90,23 +83,10 @@ class TicketsHandler(JsonHandler):
         self.reply(201, {"id": ticket["id"]})
 
 
-def render_manifest(out, metrics_port, tickets_port):
-    text = (HERE / "agent.yaml").read_text()
-    component = re.search(r"^\s*path:\s*(\S+)\s*$", text, re.M).group(1)
-    text = text.replace(component, str((HERE / component).resolve()))
-    text = text.replace(TEMPLATE_RUNBOOKS, str(HERE / "runbooks"))
-    text = text.replace("127.0.0.1:18090", f"127.0.0.1:{metrics_port}")
-    text = text.replace("127.0.0.1:18091", f"127.0.0.1:{tickets_port}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("metrics_port", nargs="?", type=int, default=18090)
     parser.add_argument("tickets_port", nargs="?", type=int, default=18091)
-    parser.add_argument("--render-manifest", metavar="OUT", help="write a demo manifest here")
     args = parser.parse_args()
 
     servers = [
@@ -114,8 +94,6 @@ def main():
         ThreadingHTTPServer(("127.0.0.1", args.tickets_port), TicketsHandler),
     ]
     metrics_port, tickets_port = (s.server_address[1] for s in servers)
-    if args.render_manifest:
-        render_manifest(args.render_manifest, metrics_port, tickets_port)
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"ready metrics={metrics_port} tickets={tickets_port}", flush=True)
