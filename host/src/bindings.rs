@@ -20,4 +20,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use agent_host::agent::log::Level;
+pub use self::agent_host::agent::log::Level;

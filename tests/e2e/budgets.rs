@@ -21,12 +21,25 @@ async fn run(agent: &PreparedAgent, input: serde_json::Value) -> InvocationError
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loop_exhausts_fuel_and_the_next_invocation_runs() {
     let h = Harness::new();
-    let agent = h.agent("spin", guests::SPIN_FOREVER, "  limits: { fuel: 50000000, timeout: 60s }\n");
+    let agent = h.agent(
+        "spin",
+        guests::SPIN_FOREVER,
+        "  limits: { fuel: 50000000, timeout: 60s }\n",
+    );
     let inv = agent.invoke(task(json!({}))).await;
-    assert_eq!(inv.result, Err(InvocationError::FuelExhausted { limit: 50_000_000 }));
-    assert_eq!(inv.usage.fuel_consumed, 50_000_000, "all fuel is reported as used");
+    assert_eq!(
+        inv.result,
+        Err(InvocationError::FuelExhausted { limit: 50_000_000 })
+    );
+    assert_eq!(
+        inv.usage.fuel_consumed, 50_000_000,
+        "all fuel is reported as used"
+    );
     // The same agent fails the same way again from a fresh instance...
-    assert!(matches!(run(&agent, json!({})).await, InvocationError::FuelExhausted { .. }));
+    assert!(matches!(
+        run(&agent, json!({})).await,
+        InvocationError::FuelExhausted { .. }
+    ));
     // ...and other agents are unaffected.
     host_still_serves(&h).await;
 }
@@ -34,20 +47,44 @@ async fn infinite_loop_exhausts_fuel_and_the_next_invocation_runs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cpu_bound_guest_is_stopped_at_the_wall_clock_deadline() {
     let h = Harness::new();
-    let agent = h.agent("spin-time", guests::SPIN_FOREVER, "  limits: { fuel: 100000000000000, timeout: 300ms }\n");
+    let agent = h.agent(
+        "spin-time",
+        guests::SPIN_FOREVER,
+        "  limits: { fuel: 100000000000000, timeout: 300ms }\n",
+    );
     let inv = agent.invoke(task(json!({}))).await;
-    assert!(matches!(inv.result, Err(InvocationError::Timeout { .. })), "{:?}", inv.result);
-    assert!(inv.usage.wall_time_us < 3_000_000, "stopped near the deadline: {} µs", inv.usage.wall_time_us);
+    assert!(
+        matches!(inv.result, Err(InvocationError::Timeout { .. })),
+        "{:?}",
+        inv.result
+    );
+    assert!(
+        inv.usage.wall_time_us < 3_000_000,
+        "stopped near the deadline: {} µs",
+        inv.usage.wall_time_us
+    );
     host_still_serves(&h).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guest_blocked_in_a_host_call_times_out() {
     let h = Harness::new();
-    let agent = h.agent("sleeper", guests::SLEEP_FOREVER, "  limits: { timeout: 300ms }\n");
+    let agent = h.agent(
+        "sleeper",
+        guests::SLEEP_FOREVER,
+        "  limits: { timeout: 300ms }\n",
+    );
     let inv = agent.invoke(task(json!({}))).await;
-    assert!(matches!(inv.result, Err(InvocationError::Timeout { .. })), "{:?}", inv.result);
-    assert!(inv.usage.wall_time_us < 3_000_000, "stopped near the deadline: {} µs", inv.usage.wall_time_us);
+    assert!(
+        matches!(inv.result, Err(InvocationError::Timeout { .. })),
+        "{:?}",
+        inv.result
+    );
+    assert!(
+        inv.usage.wall_time_us < 3_000_000,
+        "stopped near the deadline: {} µs",
+        inv.usage.wall_time_us
+    );
     host_still_serves(&h).await;
 }
 
@@ -72,7 +109,9 @@ async fn deep_recursion_traps_as_stack_overflow() {
     let h = Harness::new();
     let agent = h.agent("recurse", guests::DEEP_RECURSION, "");
     match run(&agent, json!({})).await {
-        InvocationError::Trap { message } => assert!(message.contains("call stack exhausted"), "{message}"),
+        InvocationError::Trap { message } => {
+            assert!(message.contains("call stack exhausted"), "{message}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
     host_still_serves(&h).await;
@@ -81,7 +120,11 @@ async fn deep_recursion_traps_as_stack_overflow() {
 #[tokio::test(flavor = "multi_thread")]
 async fn output_over_the_limit_is_refused() {
     let h = Harness::new();
-    let agent = h.agent("big", guests::BIG_OUTPUT, "  limits: { maxOutputBytes: 1Ki }\n");
+    let agent = h.agent(
+        "big",
+        guests::BIG_OUTPUT,
+        "  limits: { maxOutputBytes: 1Ki }\n",
+    );
     match run(&agent, json!({"bytes": 4096})).await {
         InvocationError::OutputTooLarge { size, limit } => {
             assert_eq!(limit, 1024);
@@ -98,7 +141,9 @@ async fn panic_is_a_trap_carrying_the_panic_message() {
     let h = Harness::new();
     let agent = h.agent("panicker", guests::TRAP, "");
     match run(&agent, json!({})).await {
-        InvocationError::Trap { message } => assert!(message.contains("agent panicked on purpose"), "{message}"),
+        InvocationError::Trap { message } => {
+            assert!(message.contains("agent panicked on purpose"), "{message}")
+        }
         other => panic!("expected a trap, got {other:?}"),
     }
     host_still_serves(&h).await;
@@ -110,7 +155,10 @@ async fn agent_error_is_reported_with_its_kind() {
     let agent = h.agent("failer", guests::FAIL, "");
     assert_eq!(
         run(&agent, json!({})).await,
-        InvocationError::Agent { kind: "upstream", message: "upstream is down".into() }
+        InvocationError::Agent {
+            kind: "upstream",
+            message: "upstream is down".into()
+        }
     );
 }
 
@@ -118,32 +166,71 @@ async fn agent_error_is_reported_with_its_kind() {
 async fn invalid_json_input_is_refused_before_the_guest_runs() {
     let h = Harness::new();
     let agent = h.agent("hello", guests::HELLO, "");
-    let inv = agent.invoke(agent_host::TaskInput { input: "{not json".into(), ..Default::default() }).await;
-    assert!(matches!(inv.result, Err(InvocationError::InvalidInput { .. })), "{:?}", inv.result);
+    let inv = agent
+        .invoke(agent_host::TaskInput {
+            input: "{not json".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(inv.result, Err(InvocationError::InvalidInput { .. })),
+        "{:?}",
+        inv.result
+    );
     assert_eq!(inv.usage.fuel_consumed, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn log_flood_is_cut_at_the_log_budget() {
     let h = Harness::new();
-    let agent = h.agent("flood", guests::LOG_FLOOD, "  limits: { maxLogBytes: 4Ki }\n");
-    let inv = agent.invoke(task(json!({"records": 2000, "stdout_lines": 2000}))).await;
+    let agent = h.agent(
+        "flood",
+        guests::LOG_FLOOD,
+        "  limits: { maxLogBytes: 4Ki }\n",
+    );
+    let inv = agent
+        .invoke(task(json!({"records": 2000, "stdout_lines": 2000})))
+        .await;
     assert!(inv.result.is_ok(), "{:?}", inv.result);
-    assert!(inv.usage.log_records < 2000, "records forwarded: {}", inv.usage.log_records);
-    assert!(inv.usage.log_dropped_bytes > 10_000, "dropped: {}", inv.usage.log_dropped_bytes);
+    assert!(
+        inv.usage.log_records < 2000,
+        "records forwarded: {}",
+        inv.usage.log_records
+    );
+    assert!(
+        inv.usage.log_dropped_bytes > 10_000,
+        "dropped: {}",
+        inv.usage.log_dropped_bytes
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invocations_past_max_concurrency_are_refused_not_queued() {
     let h = Harness::new();
-    let agent = h.agent("one-at-a-time", guests::SLEEP_FOREVER, "  limits: { maxConcurrency: 1, timeout: 500ms }\n");
+    let agent = h.agent(
+        "one-at-a-time",
+        guests::SLEEP_FOREVER,
+        "  limits: { maxConcurrency: 1, timeout: 500ms }\n",
+    );
     let (first, second) = tokio::join!(agent.invoke(task(json!({}))), async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         agent.invoke(task(json!({}))).await
     });
-    assert!(matches!(first.result, Err(InvocationError::Timeout { .. })), "{:?}", first.result);
-    assert!(matches!(second.result, Err(InvocationError::Capacity { .. })), "{:?}", second.result);
+    assert!(
+        matches!(first.result, Err(InvocationError::Timeout { .. })),
+        "{:?}",
+        first.result
+    );
+    assert!(
+        matches!(second.result, Err(InvocationError::Capacity { .. })),
+        "{:?}",
+        second.result
+    );
     // The slot is free again once the first invocation ended.
     let third = agent.invoke(task(json!({}))).await;
-    assert!(matches!(third.result, Err(InvocationError::Timeout { .. })), "{:?}", third.result);
+    assert!(
+        matches!(third.result, Err(InvocationError::Timeout { .. })),
+        "{:?}",
+        third.result
+    );
 }

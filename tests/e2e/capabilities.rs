@@ -20,7 +20,10 @@ async fn only_declared_env_vars_exist_in_the_guest() {
     let out = output_json(&agent.invoke(task(json!({}))).await);
     assert_eq!(out["vars"], json!({"CLUSTER": "prod", "TOKEN": "tok-123"}));
     assert_eq!(out["args"], json!([]));
-    assert!(std::env::var("PATH").is_ok(), "the host itself has an environment");
+    assert!(
+        std::env::var("PATH").is_ok(),
+        "the host itself has an environment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,7 +64,13 @@ async fn reads_inside_a_preopen_succeed() {
 async fn paths_outside_the_preopens_are_denied() {
     let h = Harness::new();
     let agent = fs_agent(&h);
-    for path in ["/data/../outside.txt", "/data/sub/../../outside.txt", "/etc/passwd", "/outside.txt", "outside.txt"] {
+    for path in [
+        "/data/../outside.txt",
+        "/data/sub/../../outside.txt",
+        "/etc/passwd",
+        "/outside.txt",
+        "outside.txt",
+    ] {
         let out = fs(&agent, json!({"op": "read", "path": path})).await;
         assert_eq!(out["ok"], false, "{path} must not be readable: {out}");
     }
@@ -90,9 +99,16 @@ async fn read_only_preopen_refuses_every_write() {
 async fn read_write_preopen_allows_writes() {
     let h = Harness::new();
     let agent = fs_agent(&h);
-    let out = fs(&agent, json!({"op": "write", "path": "/scratch/note.txt", "data": "hi"})).await;
+    let out = fs(
+        &agent,
+        json!({"op": "write", "path": "/scratch/note.txt", "data": "hi"}),
+    )
+    .await;
     assert_eq!(out["ok"], true, "{out}");
-    assert_eq!(std::fs::read_to_string(h.dir.path().join("rw/note.txt")).unwrap(), "hi");
+    assert_eq!(
+        std::fs::read_to_string(h.dir.path().join("rw/note.txt")).unwrap(),
+        "hi"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +136,11 @@ async fn http_setup(h: &Harness) -> (TestServer, TestServer, agent_host::Prepare
 async fn declared_url_and_method_reach_the_server() {
     let h = Harness::new();
     let (allowed, _other, agent) = http_setup(&h).await;
-    let inv = agent.invoke(task(json!({"method": "GET", "url": format!("{}/api/ping", allowed.base())}))).await;
+    let inv = agent
+        .invoke(task(
+            json!({"method": "GET", "url": format!("{}/api/ping", allowed.base())}),
+        ))
+        .await;
     let out = output_json(&inv);
     assert_eq!(out["ok"], true, "{out}");
     assert_eq!(out["status"], 200);
@@ -135,20 +155,32 @@ async fn undeclared_host_port_scheme_method_or_path_is_denied_and_never_sent() {
     let (allowed, other, agent) = http_setup(&h).await;
     let port = allowed.addr.port();
     let cases = [
-        ("GET", format!("http://localhost:{port}/api/ping")),      // host
-        ("GET", format!("{}/api/ping", other.base())),              // port
-        ("GET", format!("https://127.0.0.1:{port}/api/ping")),     // scheme
-        ("POST", format!("{}/api/ping", allowed.base())),           // method
-        ("GET", format!("{}/admin", allowed.base())),               // path
-        ("GET", format!("{}/api/../admin", allowed.base())),        // dot segments
+        ("GET", format!("http://localhost:{port}/api/ping")), // host
+        ("GET", format!("{}/api/ping", other.base())),        // port
+        ("GET", format!("https://127.0.0.1:{port}/api/ping")), // scheme
+        ("POST", format!("{}/api/ping", allowed.base())),     // method
+        ("GET", format!("{}/admin", allowed.base())),         // path
+        ("GET", format!("{}/api/../admin", allowed.base())),  // dot segments
     ];
     for (method, url) in &cases {
-        let inv = agent.invoke(task(json!({"method": method, "url": url}))).await;
+        let inv = agent
+            .invoke(task(json!({"method": method, "url": url})))
+            .await;
         let out = output_json(&inv);
         assert_eq!(out["ok"], false, "{method} {url}: {out}");
-        assert_eq!(out["denied"], true, "{method} {url} must fail as HTTP-request-denied: {out}");
+        assert_eq!(
+            out["denied"], true,
+            "{method} {url} must fail as HTTP-request-denied: {out}"
+        );
         assert_eq!(inv.usage.http_denied, 1);
     }
-    assert!(allowed.requests().is_empty(), "denied requests reached the server: {:?}", allowed.requests());
-    assert!(other.requests().is_empty(), "denied requests reached the other server");
+    assert!(
+        allowed.requests().is_empty(),
+        "denied requests reached the server: {:?}",
+        allowed.requests()
+    );
+    assert!(
+        other.requests().is_empty(),
+        "denied requests reached the other server"
+    );
 }

@@ -7,7 +7,11 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_greets_echoes_and_reports_usage() {
     let h = Harness::new();
-    let agent = h.agent("hello", guests::HELLO, "  limits: { memory: 32Mi, timeout: 5s }\n");
+    let agent = h.agent(
+        "hello",
+        guests::HELLO,
+        "  limits: { memory: 32Mi, timeout: 5s }\n",
+    );
     let inv = agent.invoke(task(json!({"name": "Ada"}))).await;
     let out = output_json(&inv);
     assert_eq!(out["greeting"], "hello, Ada");
@@ -61,12 +65,23 @@ async fn incident_responder_queries_metrics_reads_the_runbook_and_files_a_ticket
     assert_eq!(out["ticket"], 42);
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
-    assert!(requests[0].uri.starts_with("/api/v1/query?query="), "{:?}", requests[0]);
+    assert!(
+        requests[0].uri.starts_with("/api/v1/query?query="),
+        "{:?}",
+        requests[0]
+    );
     let ticket: serde_json::Value = serde_json::from_str(&requests[1].body).unwrap();
     assert_eq!(ticket["title"], "[critical] HighErrorRate on checkout");
     assert_eq!(ticket["taskId"], inv.id.as_str());
     let runbook_title = std::fs::read_to_string(format!("{runbooks}/HighErrorRate.md")).unwrap();
-    assert_eq!(ticket["runbook"], runbook_title.lines().next().unwrap().trim_start_matches("# "));
+    assert_eq!(
+        ticket["runbook"],
+        runbook_title
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+    );
     assert_eq!(inv.usage.http_requests, 2);
     assert_eq!(inv.usage.http_denied, 0);
     assert!(inv.usage.host_calls.get("filesystem").copied().unwrap_or(0) > 0);

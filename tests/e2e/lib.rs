@@ -1,14 +1,35 @@
 //! End-to-end tests of agent-host: real guest components, built to
-//! wasm32-wasip2 by `build.rs`, run through the real host. The tests are in
+//! wasm32-wasip2 by `tests/guests` (`agent-host-test-guests`), run through the real host. The tests are in
 //! `e2e/*.rs`; this library holds what they share.
 
 pub mod support;
 
-/// Absolute paths of the guest components, built by `tests/build.rs`:
-/// `HELLO`, `INCIDENT_RESPONDER` and one upper-case constant per test program,
-/// plus `foreach_program!($mac)` calling `$mac!(<name>)` for each program
-/// (exported at the crate root, and usable by name after this module).
-#[macro_use]
-pub mod guests {
-    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+pub use agent_host_test_guests as guests;
+
+#[cfg(test)]
+mod coverage {
+    /// Every test program in `tests/programs/examples/` is run by some test:
+    /// a program nobody runs is an attack nobody checks.
+    #[test]
+    fn every_test_program_is_used_by_a_test() {
+        let sources = [
+            include_str!("budgets.rs"),
+            include_str!("capabilities.rs"),
+            include_str!("examples.rs"),
+            include_str!("loading.rs"),
+            include_str!("../../host/tests/cli.rs"),
+        ]
+        .concat();
+        let mut unused = Vec::new();
+        macro_rules! check {
+            ($name:ident) => {
+                let constant = format!("guests::{}", stringify!($name).to_uppercase());
+                if !sources.contains(&constant) {
+                    unused.push(constant);
+                }
+            };
+        }
+        agent_host_test_guests::foreach_program!(check);
+        assert!(unused.is_empty(), "test programs no test runs: {unused:?}");
+    }
 }

@@ -13,7 +13,12 @@ fn component_importing_sockets_is_refused_naming_the_import() {
     match h.load(&manifest) {
         Err(LoadError::UngrantedImports { agent, refused }) => {
             assert_eq!(agent, "sockets");
-            assert!(refused.iter().any(|b| b.import.starts_with("wasi:sockets/")), "{refused:?}");
+            assert!(
+                refused
+                    .iter()
+                    .any(|b| b.import.starts_with("wasi:sockets/")),
+                "{refused:?}"
+            );
         }
         Err(other) => panic!("expected UngrantedImports, got {other}"),
         Ok(_) => panic!("a component importing wasi:sockets was accepted"),
@@ -36,25 +41,48 @@ fn inspect_shows_every_import_binding_without_refusing() {
     let manifest = h.manifest("nohttp", guests::HTTP_PROBE, "");
     let loaded = agent_host::manifest::LoadedAgent::from_file(&manifest).unwrap();
     let inspection = h.runtime.inspect(&loaded).unwrap();
-    assert!(inspection.imports.iter().any(|b| b.import.starts_with("wasi:cli/environment")));
-    assert!(inspection.refused().any(|b| b.import.starts_with("wasi:http/outgoing-handler")));
+    assert!(inspection
+        .imports
+        .iter()
+        .any(|b| b.import.starts_with("wasi:cli/environment")));
+    assert!(inspection
+        .refused()
+        .any(|b| b.import.starts_with("wasi:http/outgoing-handler")));
 }
 
 #[test]
 fn bad_manifests_fail_with_the_specific_error() {
     let h = Harness::new();
     let cases = [
-        ("unknown", "  limits: { memroy: 64Mi }\n", "spec.limits.memroy"),
-        ("quantity", "  limits: { memory: 64MB }\n", "\"64MB\" is not a quantity"),
+        (
+            "unknown",
+            "  limits: { memroy: 64Mi }\n",
+            "spec.limits.memroy",
+        ),
+        (
+            "quantity",
+            "  limits: { memory: 64MB }\n",
+            "\"64MB\" is not a quantity",
+        ),
     ];
     for (name, spec, expected) in cases {
         let manifest = h.manifest(name, guests::HELLO, spec);
-        let err = h.load(&manifest).err().unwrap_or_else(|| panic!("{name} was accepted"));
+        let err = h
+            .load(&manifest)
+            .err()
+            .unwrap_or_else(|| panic!("{name} was accepted"));
         assert!(err.to_string().contains(expected), "{name}: {err}");
     }
     let missing = h.manifest("missing", "./does-not-exist.wasm", "");
-    let err = h.load(&missing).err().expect("missing component accepted").to_string();
-    assert!(err.contains("spec.component.path") && err.contains("does-not-exist.wasm"), "{err}");
+    let err = h
+        .load(&missing)
+        .err()
+        .expect("missing component accepted")
+        .to_string();
+    assert!(
+        err.contains("spec.component.path") && err.contains("does-not-exist.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -62,8 +90,16 @@ fn bad_component_files_fail_with_a_specific_error() {
     let h = Harness::new();
     let cases: [(&str, Vec<u8>); 4] = [
         ("empty", vec![]),
-        ("random", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()),
-        ("truncated", std::fs::read(guests::HELLO).unwrap()[..1000].to_vec()),
+        (
+            "random",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+        (
+            "truncated",
+            std::fs::read(guests::HELLO).unwrap()[..1000].to_vec(),
+        ),
         ("core-module", wat_core_module()),
     ];
     for (name, bytes) in cases {
@@ -88,14 +124,20 @@ async fn corrupted_cache_entry_is_detected_and_rebuilt() {
     let h = Harness::new();
     // A private cache so this test owns the entry it corrupts.
     let cache = h.dir.path().join("cache");
-    let config = agent_host::HostConfig { cache_dir: cache.clone(), ..agent_host::HostConfig::default() };
+    let config = agent_host::HostConfig {
+        cache_dir: cache.clone(),
+        ..agent_host::HostConfig::default()
+    };
     let runtime = agent_host::Runtime::new(config).unwrap();
     let manifest = h.manifest("hello", guests::HELLO, "");
     let loaded = agent_host::manifest::LoadedAgent::from_file(&manifest).unwrap();
 
     let first = runtime.prepare(&loaded).unwrap();
     assert_eq!(first.cache_status, CacheStatus::Miss);
-    assert_eq!(runtime.prepare(&loaded).unwrap().cache_status, CacheStatus::Hit);
+    assert_eq!(
+        runtime.prepare(&loaded).unwrap().cache_status,
+        CacheStatus::Hit
+    );
 
     let entry = runtime.cache().entry_path(&first.digest);
     let mut bytes = std::fs::read(&entry).unwrap();
@@ -104,8 +146,15 @@ async fn corrupted_cache_entry_is_detected_and_rebuilt() {
     std::fs::write(&entry, &bytes).unwrap();
 
     let rebuilt = runtime.prepare(&loaded).unwrap();
-    assert!(matches!(rebuilt.cache_status, CacheStatus::Rebuilt { .. }), "{:?}", rebuilt.cache_status);
+    assert!(
+        matches!(rebuilt.cache_status, CacheStatus::Rebuilt { .. }),
+        "{:?}",
+        rebuilt.cache_status
+    );
     let out = output_json(&rebuilt.invoke(task(json!({"name": "cache"}))).await);
     assert_eq!(out["greeting"], "hello, cache");
-    assert_eq!(runtime.prepare(&loaded).unwrap().cache_status, CacheStatus::Hit);
+    assert_eq!(
+        runtime.prepare(&loaded).unwrap().cache_status,
+        CacheStatus::Hit
+    );
 }

@@ -60,7 +60,8 @@ impl Harness {
     /// Manifest + prepare in one step; panics on load errors.
     pub fn agent(&self, name: &str, component: &str, spec: &str) -> PreparedAgent {
         let manifest = self.manifest(name, component, spec);
-        self.load(&manifest).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+        self.load(&manifest)
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"))
     }
 }
 
@@ -71,18 +72,26 @@ impl Default for Harness {
 }
 
 fn shared_cache_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("agent-host-e2e-cache-{}", env!("CARGO_PKG_VERSION")))
+    std::env::temp_dir().join(format!(
+        "agent-host-e2e-cache-{}",
+        env!("CARGO_PKG_VERSION")
+    ))
 }
 
 /// A task with this JSON input.
 pub fn task(input: serde_json::Value) -> TaskInput {
-    TaskInput { id: None, input: input.to_string(), metadata: vec![] }
+    TaskInput {
+        id: None,
+        input: input.to_string(),
+        metadata: vec![],
+    }
 }
 
 /// Parses an invocation's output, panicking with the error if it failed.
 pub fn output_json(inv: &agent_host::Invocation) -> serde_json::Value {
     match &inv.result {
-        Ok(text) => serde_json::from_str(text).unwrap_or_else(|e| panic!("output is not JSON ({e}): {text}")),
+        Ok(text) => serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("output is not JSON ({e}): {text}")),
         Err(e) => panic!("invocation failed: {e}"),
     }
 }
@@ -110,15 +119,21 @@ type Responder = dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync;
 
 impl TestServer {
     /// Starts a server answering every request with `respond(method, path, body)`.
-    pub async fn start(respond: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    pub async fn start(
+        respond: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let respond: Arc<Responder> = Arc::new(respond);
         let seen = requests.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (seen, respond) = (seen.clone(), respond.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -126,15 +141,21 @@ impl TestServer {
                         async move {
                             let method = req.method().to_string();
                             let uri = req.uri().to_string();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let body = String::from_utf8_lossy(&body).into_owned();
                             let (status, answer) = respond(&method, &uri, &body);
                             seen.lock().unwrap().push(Recorded { method, uri, body });
                             let mut response = Response::new(Full::new(Bytes::from(answer)));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                            response
-                                .headers_mut()
-                                .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+                            response.headers_mut().insert(
+                                "content-type",
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
                             Ok::<_, Infallible>(response)
                         }
                     });

@@ -81,7 +81,9 @@ impl EnvGrant {
 // Values are deliberately left out: they may be secrets.
 impl fmt::Debug for EnvGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EnvGrant").field("names", &self.names().collect::<Vec<_>>()).finish()
+        f.debug_struct("EnvGrant")
+            .field("names", &self.names().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -91,7 +93,11 @@ mod tests {
     use crate::manifest::{EnvVarSource, SecretKeyRef};
 
     fn literal(name: &str, value: &str) -> EnvVar {
-        EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+        EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        }
     }
 
     fn secret(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -99,7 +105,10 @@ mod tests {
             name: name.into(),
             value: None,
             value_from: Some(EnvVarSource {
-                secret_key_ref: SecretKeyRef { name: secret.into(), key: key.into() },
+                secret_key_ref: SecretKeyRef {
+                    name: secret.into(),
+                    key: key.into(),
+                },
             }),
         }
     }
@@ -109,19 +118,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tickets")).unwrap();
         std::fs::write(dir.path().join("tickets/token"), "s3cr3t\n").unwrap();
-        let grant =
-            EnvGrant::configure(&[literal("CLUSTER", "prod"), secret("TOKEN", "tickets", "token")], dir.path())
-                .unwrap();
+        let grant = EnvGrant::configure(
+            &[
+                literal("CLUSTER", "prod"),
+                secret("TOKEN", "tickets", "token"),
+            ],
+            dir.path(),
+        )
+        .unwrap();
         assert_eq!(grant.secret_values().collect::<Vec<_>>(), ["s3cr3t"]);
         let debug = format!("{grant:?}");
-        assert!(debug.contains("TOKEN") && !debug.contains("s3cr3t"), "{debug}");
+        assert!(
+            debug.contains("TOKEN") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn missing_secret_fails_the_load_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let err = EnvGrant::configure(&[literal("A", "1"), secret("TOKEN", "tickets", "token")], dir.path())
-            .unwrap_err();
+        let err = EnvGrant::configure(
+            &[literal("A", "1"), secret("TOKEN", "tickets", "token")],
+            dir.path(),
+        )
+        .unwrap_err();
         assert_eq!(err.field, "spec.capabilities.env[1].valueFrom.secretKeyRef");
         assert!(err.message.contains("tickets/token"), "{}", err.message);
     }

@@ -40,13 +40,19 @@ impl FsGrant {
             let canonical = host_path.canonicalize().map_err(|e| {
                 ConfigureError::new(
                     &field,
-                    format!("{}: {e}; the directory must exist on the host", host_path.display()),
+                    format!(
+                        "{}: {e}; the directory must exist on the host",
+                        host_path.display()
+                    ),
                 )
             })?;
             if !canonical.is_dir() {
                 return Err(ConfigureError::new(
                     field,
-                    format!("{} is not a directory; only directories can be mounted", canonical.display()),
+                    format!(
+                        "{} is not a directory; only directories can be mounted",
+                        canonical.display()
+                    ),
                 ));
             }
             mounts.push(Mount {
@@ -66,7 +72,11 @@ impl FsGrant {
     /// Phase *prepare*: preopens each mount with its permissions.
     pub fn prepare(&self, wasi: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
         for m in &self.mounts {
-            let perms = if m.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            let perms = if m.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
             wasi.preopened_dir(&m.host_path, &m.guest_path, perms)?;
         }
         Ok(())
@@ -81,15 +91,26 @@ mod tests {
     fn relative_host_path_resolves_against_base_dir() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("runbooks")).unwrap();
-        let decl = FsMount { host_path: "runbooks".into(), guest_path: "/runbooks".into(), read_only: true };
+        let decl = FsMount {
+            host_path: "runbooks".into(),
+            guest_path: "/runbooks".into(),
+            read_only: true,
+        };
         let grant = FsGrant::configure(&[decl], dir.path()).unwrap();
-        assert_eq!(grant.mounts()[0].host_path, dir.path().canonicalize().unwrap().join("runbooks"));
+        assert_eq!(
+            grant.mounts()[0].host_path,
+            dir.path().canonicalize().unwrap().join("runbooks")
+        );
     }
 
     #[test]
     fn missing_host_directory_fails_the_load_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let decl = FsMount { host_path: "nope".into(), guest_path: "/x".into(), read_only: true };
+        let decl = FsMount {
+            host_path: "nope".into(),
+            guest_path: "/x".into(),
+            read_only: true,
+        };
         let err = FsGrant::configure(&[decl], dir.path()).unwrap_err();
         assert_eq!(err.field, "spec.capabilities.filesystem[0].hostPath");
     }
@@ -98,7 +119,11 @@ mod tests {
     fn a_file_cannot_be_mounted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "").unwrap();
-        let decl = FsMount { host_path: "f".into(), guest_path: "/x".into(), read_only: true };
+        let decl = FsMount {
+            host_path: "f".into(),
+            guest_path: "/x".into(),
+            read_only: true,
+        };
         let err = FsGrant::configure(&[decl], dir.path()).unwrap_err();
         assert!(err.message.contains("not a directory"), "{}", err.message);
     }

@@ -81,7 +81,11 @@ impl HttpGrant {
                 methods: r.methods.iter().map(|m| to_method(*m)).collect(),
                 display: format!(
                     "{} {}",
-                    r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+                    r.methods
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     r.url
                 ),
             })
@@ -102,11 +106,21 @@ impl HttpGrant {
     /// Decides one request; returns the rule that allows it.
     pub fn check(&self, method: &http::Method, uri: &Uri) -> Result<&Rule, Denial> {
         let url = uri.to_string();
-        let authority = uri.authority().ok_or(Denial::Ambiguous { url: url.clone(), reason: "no host" })?;
+        let authority = uri.authority().ok_or(Denial::Ambiguous {
+            url: url.clone(),
+            reason: "no host",
+        })?;
         if authority.as_str().contains('@') {
-            return Err(Denial::Ambiguous { url, reason: "userinfo is not allowed in request URLs" });
+            return Err(Denial::Ambiguous {
+                url,
+                reason: "userinfo is not allowed in request URLs",
+            });
         }
-        let scheme = uri.scheme().map(Scheme::as_str).unwrap_or("https").to_ascii_lowercase();
+        let scheme = uri
+            .scheme()
+            .map(Scheme::as_str)
+            .unwrap_or("https")
+            .to_ascii_lowercase();
         let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
         let port = match authority.port_u16() {
             Some(p) => p,
@@ -115,7 +129,10 @@ impl HttpGrant {
         };
         let path = uri.path();
         if has_dot_segment(path) {
-            return Err(Denial::Ambiguous { url, reason: "dot segments (. or ..) are not allowed in request paths" });
+            return Err(Denial::Ambiguous {
+                url,
+                reason: "dot segments (. or ..) are not allowed in request paths",
+            });
         }
         self.rules
             .iter()
@@ -126,12 +143,16 @@ impl HttpGrant {
                     && path_within(path, &r.path_prefix)
                     && r.methods.contains(method)
             })
-            .ok_or(Denial::NoRule { method: method.to_string(), url })
+            .ok_or(Denial::NoRule {
+                method: method.to_string(),
+                url,
+            })
     }
 }
 
 fn to_method(m: HttpMethod) -> http::Method {
-    http::Method::from_bytes(m.as_str().as_bytes()).expect("manifest methods are valid HTTP methods")
+    http::Method::from_bytes(m.as_str().as_bytes())
+        .expect("manifest methods are valid HTTP methods")
 }
 
 /// `path` is `prefix` or below it on a segment boundary: `/api/issues` allows
@@ -175,7 +196,15 @@ impl HttpPolicy {
         invocation: std::sync::Arc<str>,
         max_requests: u32,
     ) -> Self {
-        Self { grant, agent, invocation, remaining: max_requests, limit: max_requests, sent: 0, denied: 0 }
+        Self {
+            grant,
+            agent,
+            invocation,
+            remaining: max_requests,
+            limit: max_requests,
+            sent: 0,
+            denied: 0,
+        }
     }
 
     fn decide(&mut self, method: &http::Method, uri: &Uri) -> Result<(), (Denial, HttpError)> {
@@ -183,7 +212,10 @@ impl HttpPolicy {
             return Err((denial, HttpError::HttpRequestDenied));
         }
         if self.remaining == 0 {
-            return Err((Denial::Budget { limit: self.limit }, HttpError::ConnectionLimitReached));
+            return Err((
+                Denial::Budget { limit: self.limit },
+                HttpError::ConnectionLimitReached,
+            ));
         }
         self.remaining -= 1;
         Ok(())
@@ -232,7 +264,9 @@ impl WasiHttpHooks for HttpPolicy {
 
 fn clamp(options: Option<RequestOptions>) -> RequestOptions {
     let o = options.unwrap_or_default();
-    let pick = |asked: Option<Duration>, ceiling: Duration| Some(asked.map_or(ceiling, |d| d.min(ceiling)));
+    let pick = |asked: Option<Duration>, ceiling: Duration| {
+        Some(asked.map_or(ceiling, |d| d.min(ceiling)))
+    };
     RequestOptions {
         connect_timeout: pick(o.connect_timeout, CONNECT_TIMEOUT),
         first_byte_timeout: pick(o.first_byte_timeout, FIRST_BYTE_TIMEOUT),
@@ -250,14 +284,24 @@ mod tests {
     }
 
     fn check(g: &HttpGrant, method: &str, url: &str) -> Result<(), Denial> {
-        g.check(&http::Method::from_bytes(method.as_bytes()).unwrap(), &url.parse().unwrap()).map(|_| ())
+        g.check(
+            &http::Method::from_bytes(method.as_bytes()).unwrap(),
+            &url.parse().unwrap(),
+        )
+        .map(|_| ())
     }
 
     #[test]
     fn allows_declared_url_method_and_subpaths_only() {
         let g = grant(r#"[{url: "http://127.0.0.1:8080/api/issues", methods: [POST]}]"#);
-        assert_eq!(check(&g, "POST", "http://127.0.0.1:8080/api/issues"), Ok(()));
-        assert_eq!(check(&g, "POST", "http://127.0.0.1:8080/api/issues/7?x=1"), Ok(()));
+        assert_eq!(
+            check(&g, "POST", "http://127.0.0.1:8080/api/issues"),
+            Ok(())
+        );
+        assert_eq!(
+            check(&g, "POST", "http://127.0.0.1:8080/api/issues/7?x=1"),
+            Ok(())
+        );
         for (m, url) in [
             ("GET", "http://127.0.0.1:8080/api/issues"),
             ("POST", "http://127.0.0.1:8080/api/issues-admin"),
@@ -266,24 +310,42 @@ mod tests {
             ("POST", "http://localhost:8080/api/issues"),
             ("POST", "http://127.0.0.1:8080/api"),
         ] {
-            assert!(matches!(check(&g, m, url), Err(Denial::NoRule { .. })), "{m} {url}");
+            assert!(
+                matches!(check(&g, m, url), Err(Denial::NoRule { .. })),
+                "{m} {url}"
+            );
         }
     }
 
     #[test]
     fn default_ports_case_and_trailing_dot_do_not_change_the_host() {
         let g = grant(r#"[{url: "https://Tickets.Example.com/api/", methods: [GET]}]"#);
-        assert_eq!(check(&g, "GET", "https://tickets.example.com:443/api/x"), Ok(()));
-        assert_eq!(check(&g, "GET", "https://TICKETS.example.com./api/x"), Ok(()));
+        assert_eq!(
+            check(&g, "GET", "https://tickets.example.com:443/api/x"),
+            Ok(())
+        );
+        assert_eq!(
+            check(&g, "GET", "https://TICKETS.example.com./api/x"),
+            Ok(())
+        );
         assert!(check(&g, "GET", "https://tickets.example.com:8443/api/x").is_err());
     }
 
     #[test]
     fn userinfo_and_dot_segments_are_refused() {
         let g = grant(r#"[{url: "http://allowed.com/api/", methods: [GET]}]"#);
-        assert!(matches!(check(&g, "GET", "http://allowed.com@evil.com/api/"), Err(Denial::Ambiguous { .. })));
-        assert!(matches!(check(&g, "GET", "http://allowed.com/api/../admin"), Err(Denial::Ambiguous { .. })));
-        assert!(matches!(check(&g, "GET", "http://allowed.com/api/%2E%2e/admin"), Err(Denial::Ambiguous { .. })));
+        assert!(matches!(
+            check(&g, "GET", "http://allowed.com@evil.com/api/"),
+            Err(Denial::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            check(&g, "GET", "http://allowed.com/api/../admin"),
+            Err(Denial::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            check(&g, "GET", "http://allowed.com/api/%2E%2e/admin"),
+            Err(Denial::Ambiguous { .. })
+        ));
     }
 
     #[test]
@@ -292,12 +354,18 @@ mod tests {
         let mut p = HttpPolicy::new(g, "a".into(), "i".into(), 1);
         let uri: Uri = "http://a.test/x".parse().unwrap();
         assert!(p.decide(&http::Method::GET, &uri).is_ok());
-        assert!(matches!(p.decide(&http::Method::GET, &uri), Err((Denial::Budget { limit: 1 }, _))));
+        assert!(matches!(
+            p.decide(&http::Method::GET, &uri),
+            Err((Denial::Budget { limit: 1 }, _))
+        ));
     }
 
     #[test]
     fn guest_timeouts_are_clamped_to_the_ceilings() {
-        let o = clamp(Some(RequestOptions { connect_timeout: Some(Duration::from_secs(600)), ..Default::default() }));
+        let o = clamp(Some(RequestOptions {
+            connect_timeout: Some(Duration::from_secs(600)),
+            ..Default::default()
+        }));
         assert_eq!(o.connect_timeout, Some(CONNECT_TIMEOUT));
         assert_eq!(o.first_byte_timeout, Some(FIRST_BYTE_TIMEOUT));
     }

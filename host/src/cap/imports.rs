@@ -42,26 +42,42 @@ impl fmt::Display for ImportBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.binding {
             Binding::Granted { capability, detail } => {
-                write!(f, "{:<42} granted ({}): {detail}", self.import, capability.as_str())
+                write!(
+                    f,
+                    "{:<42} granted ({}): {detail}",
+                    self.import,
+                    capability.as_str()
+                )
             }
-            Binding::Inert { detail } => write!(f, "{:<42} linked, grants nothing: {detail}", self.import),
+            Binding::Inert { detail } => {
+                write!(f, "{:<42} linked, grants nothing: {detail}", self.import)
+            }
             Binding::Refused { reason } => write!(f, "{:<42} REFUSED: {reason}", self.import),
         }
     }
 }
 
 /// Binds every import in `imports` against the agent's grants.
-pub fn bind_imports<'a>(imports: impl IntoIterator<Item = &'a str>, grants: &Grants, limits: &Limits) -> Vec<ImportBinding> {
+pub fn bind_imports<'a>(
+    imports: impl IntoIterator<Item = &'a str>,
+    grants: &Grants,
+    limits: &Limits,
+) -> Vec<ImportBinding> {
     imports
         .into_iter()
-        .map(|import| ImportBinding { import: import.to_string(), binding: bind(import, grants, limits) })
+        .map(|import| ImportBinding {
+            import: import.to_string(),
+            binding: bind(import, grants, limits),
+        })
         .collect()
 }
 
 fn bind(import: &str, grants: &Grants, limits: &Limits) -> Binding {
     let interface = import.split('@').next().unwrap_or(import);
     let (package, name) = interface.split_once('/').unwrap_or((interface, ""));
-    let inert = |detail: &str| Binding::Inert { detail: detail.to_string() };
+    let inert = |detail: &str| Binding::Inert {
+        detail: detail.to_string(),
+    };
     let granted = |capability, detail: String| Binding::Granted { capability, detail };
     match (package, name) {
         ("wasi:cli", "environment") if grants.env.is_empty() => inert("empty environment, no arguments"),
@@ -140,26 +156,45 @@ mod tests {
     #[test]
     fn http_imports_are_refused_without_a_grant_and_bound_with_one() {
         let none = grants("[]");
-        assert!(matches!(binding("wasi:http/outgoing-handler@0.2.0", &none), Binding::Refused { .. }));
+        assert!(matches!(
+            binding("wasi:http/outgoing-handler@0.2.0", &none),
+            Binding::Refused { .. }
+        ));
         let some = grants(r#"[{url: "http://a.test/", methods: [GET]}]"#);
         assert!(matches!(
             binding("wasi:http/outgoing-handler@0.2.0", &some),
-            Binding::Granted { capability: Capability::Http, .. }
+            Binding::Granted {
+                capability: Capability::Http,
+                ..
+            }
         ));
     }
 
     #[test]
     fn sockets_and_unknown_interfaces_are_refused() {
         let g = grants("[]");
-        assert!(matches!(binding("wasi:sockets/tcp@0.2.0", &g), Binding::Refused { .. }));
-        assert!(matches!(binding("example:evil/backdoor", &g), Binding::Refused { .. }));
+        assert!(matches!(
+            binding("wasi:sockets/tcp@0.2.0", &g),
+            Binding::Refused { .. }
+        ));
+        assert!(matches!(
+            binding("example:evil/backdoor", &g),
+            Binding::Refused { .. }
+        ));
     }
 
     #[test]
     fn std_interfaces_are_inert_without_grants() {
         let g = grants("[]");
-        for import in ["wasi:cli/environment@0.2.3", "wasi:filesystem/preopens@0.2.3", "wasi:clocks/monotonic-clock@0.2.3"] {
-            assert!(matches!(binding(import, &g), Binding::Inert { .. }), "{import}");
+        for import in [
+            "wasi:cli/environment@0.2.3",
+            "wasi:filesystem/preopens@0.2.3",
+            "wasi:clocks/monotonic-clock@0.2.3",
+        ] {
+            assert!(
+                matches!(binding(import, &g), Binding::Inert { .. }),
+                "{import}"
+            );
         }
     }
 }

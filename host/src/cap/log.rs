@@ -39,22 +39,40 @@ pub struct LogStats {
 impl GuestLog {
     /// A log stream allowing `max_bytes` of messages for this invocation.
     pub fn new(agent: Arc<str>, invocation: Arc<str>, max_bytes: u64) -> Self {
-        let state = LogState { remaining: max_bytes, dropped_bytes: 0, records: 0, stderr_tail: VecDeque::new() };
-        Self { agent, invocation, state: Arc::new(Mutex::new(state)) }
+        let state = LogState {
+            remaining: max_bytes,
+            dropped_bytes: 0,
+            records: 0,
+            stderr_tail: VecDeque::new(),
+        };
+        Self {
+            agent,
+            invocation,
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 
     /// Forwards one record from `source` (`log`, `stdout` or `stderr`), truncating it
     /// to what is left of the budget; once the budget is gone, one marker line says so
     /// and everything after is counted, not printed.
-    pub fn emit(&self, source: &'static str, level: Level, message: &str, fields: &[(String, String)]) {
+    pub fn emit(
+        &self,
+        source: &'static str,
+        level: Level,
+        message: &str,
+        fields: &[(String, String)],
+    ) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if source == "stderr" {
             if state.stderr_tail.len() == STDERR_TAIL_LINES {
                 state.stderr_tail.pop_front();
             }
-            state.stderr_tail.push_back(truncate(message, 512).to_string());
+            state
+                .stderr_tail
+                .push_back(truncate(message, 512).to_string());
         }
-        let size = (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
+        let size =
+            (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
         if state.remaining == 0 {
             state.dropped_bytes += size;
             return;
@@ -74,11 +92,21 @@ impl GuestLog {
         let fields = render_fields(fields);
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         match level {
-            Level::Trace => tracing::trace!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
-            Level::Info => tracing::info!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
-            Level::Error => tracing::error!(target: "agent", agent, invocation, source, fields = %fields, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "agent", agent, invocation, source, fields = %fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "agent", agent, invocation, source, fields = %fields, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "agent", agent, invocation, source, fields = %fields, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "agent", agent, invocation, source, fields = %fields, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "agent", agent, invocation, source, fields = %fields, "{message}")
+            }
         }
         if exhausted {
             tracing::warn!(target: "agent", agent, invocation, "log budget (spec.limits.maxLogBytes) exhausted: further guest output is dropped");
@@ -88,7 +116,10 @@ impl GuestLog {
     /// Counters for the usage report.
     pub fn stats(&self) -> LogStats {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        LogStats { records: state.records, dropped_bytes: state.dropped_bytes }
+        LogStats {
+            records: state.records,
+            dropped_bytes: state.dropped_bytes,
+        }
     }
 
     /// The last lines written to stderr (a panic message, typically).
@@ -131,7 +162,17 @@ pub fn neutralise(s: &str) -> Cow<'_, str> {
     if !s.chars().any(|c| c.is_control()) {
         return Cow::Borrowed(s);
     }
-    Cow::Owned(s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect())
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 fn render_fields(fields: &[(String, String)]) -> String {
@@ -161,12 +202,21 @@ mod tests {
         log.emit("log", Level::Info, "0123456", &[]);
         log.emit("log", Level::Info, "789abcdef", &[]);
         log.emit("log", Level::Info, "gone", &[]);
-        assert_eq!(log.stats(), LogStats { records: 2, dropped_bytes: 6 + 4 });
+        assert_eq!(
+            log.stats(),
+            LogStats {
+                records: 2,
+                dropped_bytes: 6 + 4
+            }
+        );
     }
 
     #[test]
     fn control_sequences_are_escaped() {
-        assert_eq!(neutralise("ok\x1b[31mred\nforged"), "ok\\u{1b}[31mred\\nforged");
+        assert_eq!(
+            neutralise("ok\x1b[31mred\nforged"),
+            "ok\\u{1b}[31mred\\nforged"
+        );
         assert!(matches!(neutralise("plain"), Cow::Borrowed(_)));
     }
 

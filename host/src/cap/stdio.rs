@@ -25,16 +25,25 @@ pub struct CapturedOutput {
 impl CapturedOutput {
     /// Guest stdout, logged at info.
     pub fn stdout(log: GuestLog) -> Self {
-        Self { log, source: "stdout" }
+        Self {
+            log,
+            source: "stdout",
+        }
     }
 
     /// Guest stderr, logged at warn.
     pub fn stderr(log: GuestLog) -> Self {
-        Self { log, source: "stderr" }
+        Self {
+            log,
+            source: "stderr",
+        }
     }
 
     fn writer(&self) -> LineWriter {
-        LineWriter { out: self.clone(), pending: Vec::new() }
+        LineWriter {
+            out: self.clone(),
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -84,8 +93,14 @@ impl LineWriter {
             return;
         }
         let line = String::from_utf8_lossy(&self.pending);
-        let level = if self.out.source == "stderr" { Level::Warn } else { Level::Info };
-        self.out.log.emit(self.out.source, level, line.trim_end_matches('\r'), &[]);
+        let level = if self.out.source == "stderr" {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        self.out
+            .log
+            .emit(self.out.source, level, line.trim_end_matches('\r'), &[]);
         self.pending.clear();
     }
 }
@@ -117,7 +132,11 @@ impl OutputStream for LineWriter {
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.get_mut().push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -47,7 +47,10 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut results = Vec::new();
-    for (allocator, label) in [(Allocator::Pooling, "pooling"), (Allocator::OnDemand, "on-demand")] {
+    for (allocator, label) in [
+        (Allocator::Pooling, "pooling"),
+        (Allocator::OnDemand, "on-demand"),
+    ] {
         let runtime = match Runtime::new(host.config(allocator)) {
             Ok(rt) => rt,
             Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -56,7 +59,11 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
             Ok(agent) => agent,
             Err(e) => return fail(e),
         };
-        let task = TaskInput { id: Some("bench".into()), input: args.input.clone(), metadata: vec![] };
+        let task = TaskInput {
+            id: Some("bench".into()),
+            input: args.input.clone(),
+            metadata: vec![],
+        };
         for _ in 0..args.warmup {
             if let Err(e) = agent.invoke(task.clone()).await.result {
                 return fail(format!("warm-up invocation failed: {e}"));
@@ -83,10 +90,19 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
             "scenarios": results,
             "onDemandOverPoolingMedian": ratio,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialisable")
+        );
     } else {
-        println!("per-invocation latency of {} (fresh instance + run + drop, all limits on)", loaded.agent.name());
-        println!("{:<10} {:>10} {:>10} {:>10} {:>10} {:>12}", "allocator", "n", "median µs", "p99 µs", "mean µs", "invocations/s");
+        println!(
+            "per-invocation latency of {} (fresh instance + run + drop, all limits on)",
+            loaded.agent.name()
+        );
+        println!(
+            "{:<10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+            "allocator", "n", "median µs", "p99 µs", "mean µs", "invocations/s"
+        );
         for r in &results {
             println!(
                 "{:<10} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>12.0}",
@@ -101,7 +117,12 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
 fn figures(allocator: &'static str, mut samples: Vec<f64>, total_secs: f64) -> Figures {
     samples.sort_by(|a, b| a.total_cmp(b));
     let n = samples.len().max(1);
-    let at = |q: f64| samples.get(((n as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    let at = |q: f64| {
+        samples
+            .get(((n as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Figures {
         allocator,
         iterations: samples.len(),

@@ -39,7 +39,11 @@ pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
     };
     let limits = &loaded.agent.spec.limits;
     println!("agent       {}", inspection.agent);
-    println!("component   {} (sha256 {})", loaded.component_path.display(), inspection.digest);
+    println!(
+        "component   {} (sha256 {})",
+        loaded.component_path.display(),
+        inspection.digest
+    );
     println!(
         "limits      fuel {} · memory {} · timeout {} · output {} · log {} · http requests {} · concurrency {}",
         limits.fuel,

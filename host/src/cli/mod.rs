@@ -30,7 +30,12 @@ pub struct HostArgs {
     #[arg(long, env = "AGENT_HOST_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
     /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
-    #[arg(long, env = "AGENT_HOST_SECRETS_DIR", global = true, default_value = "/var/run/secrets/agent-host")]
+    #[arg(
+        long,
+        env = "AGENT_HOST_SECRETS_DIR",
+        global = true,
+        default_value = "/var/run/secrets/agent-host"
+    )]
     secrets_dir: PathBuf,
     /// Log format of the host's own log (stderr)
     #[arg(long, env = "AGENT_HOST_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -75,7 +80,10 @@ impl HostArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.host);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
@@ -92,7 +100,9 @@ pub fn main() -> ExitCode {
 fn init_logging(host: &HostArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&host.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match host.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

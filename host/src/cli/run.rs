@@ -54,9 +54,18 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
         Ok(agent) => agent,
         Err(e) => return fail(e),
     };
-    let invocation = agent.invoke(TaskInput { id: args.id, input, metadata: args.metadata }).await;
+    let invocation = agent
+        .invoke(TaskInput {
+            id: args.id,
+            input,
+            metadata: args.metadata,
+        })
+        .await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&invocation)).expect("serialisable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(&invocation)).expect("serialisable")
+        );
     } else {
         print_report(&invocation, agent.limits());
     }
@@ -71,10 +80,14 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
 pub fn report_json(inv: &Invocation) -> serde_json::Value {
     let (output, error) = match &inv.result {
         Ok(text) => {
-            let value = serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+            let value = serde_json::from_str(text)
+                .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
             (value, serde_json::Value::Null)
         }
-        Err(e) => (serde_json::Value::Null, serde_json::json!({ "code": e.code(), "message": e.to_string() })),
+        Err(e) => (
+            serde_json::Value::Null,
+            serde_json::json!({ "code": e.code(), "message": e.to_string() }),
+        ),
     };
     serde_json::json!({
         "agent": inv.agent,
@@ -97,11 +110,40 @@ fn print_report(inv: &Invocation, limits: &agent_host::manifest::Limits) {
     }
     println!("usage");
     println!("  fuel        {} of {}", u.fuel_consumed, limits.fuel);
-    println!("  memory      {} peak of {}", human_bytes(u.peak_memory_bytes), limits.memory);
-    println!("  wall time   {:.3} ms of {}", u.wall_time_us as f64 / 1000.0, limits.timeout);
-    println!("  http        {} sent, {} denied (max {})", u.http_requests, u.http_denied, limits.max_http_requests);
-    println!("  log         {} records, {} bytes dropped", u.log_records, u.log_dropped_bytes);
-    println!("  output      {} of {}", human_bytes(u.output_bytes), limits.max_output_bytes);
-    let calls: Vec<String> = u.host_calls.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("  host calls  {}", if calls.is_empty() { "none".to_string() } else { calls.join(" ") });
+    println!(
+        "  memory      {} peak of {}",
+        human_bytes(u.peak_memory_bytes),
+        limits.memory
+    );
+    println!(
+        "  wall time   {:.3} ms of {}",
+        u.wall_time_us as f64 / 1000.0,
+        limits.timeout
+    );
+    println!(
+        "  http        {} sent, {} denied (max {})",
+        u.http_requests, u.http_denied, limits.max_http_requests
+    );
+    println!(
+        "  log         {} records, {} bytes dropped",
+        u.log_records, u.log_dropped_bytes
+    );
+    println!(
+        "  output      {} of {}",
+        human_bytes(u.output_bytes),
+        limits.max_output_bytes
+    );
+    let calls: Vec<String> = u
+        .host_calls
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!(
+        "  host calls  {}",
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls.join(" ")
+        }
+    );
 }

@@ -41,7 +41,8 @@ impl CompileCache {
 
     /// Where the entry for a component with digest `digest` lives.
     pub fn entry_path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}-{}.cwasm", &self.engine_key[..16]))
+        self.dir
+            .join(format!("{digest}-{}.cwasm", &self.engine_key[..16]))
     }
 
     /// Loads the component with `digest` from the cache, or compiles `wasm`
@@ -62,13 +63,17 @@ impl CompileCache {
                     // additionally checks the artifact's engine compatibility.
                     match unsafe { Component::deserialize(engine, payload) } {
                         Ok(component) => return Ok((component, CacheStatus::Hit)),
-                        Err(e) => CacheStatus::Rebuilt { reason: format!("not loadable: {e}") },
+                        Err(e) => CacheStatus::Rebuilt {
+                            reason: format!("not loadable: {e}"),
+                        },
                     }
                 }
                 Err(reason) => CacheStatus::Rebuilt { reason },
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CacheStatus::Miss,
-            Err(e) => CacheStatus::Rebuilt { reason: format!("unreadable: {e}") },
+            Err(e) => CacheStatus::Rebuilt {
+                reason: format!("unreadable: {e}"),
+            },
         };
         if let CacheStatus::Rebuilt { reason } = &status {
             tracing::warn!(entry = %path.display(), %reason, "discarding compile-cache entry");

@@ -98,7 +98,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch thread");
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

@@ -172,20 +172,39 @@ impl PreparedAgent {
     /// Runs one task in a fresh instance under every limit of the manifest.
     /// Never panics on guest behaviour; the agent stays usable afterwards.
     pub async fn invoke(&self, task: TaskInput) -> Invocation {
-        let id = task.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = task
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let started = Instant::now();
         let mut usage = Usage::default();
         // Refuse rather than queue: the caller decides whether to retry.
         let permit = self.concurrency.clone().try_acquire_owned();
-        let result = match (permit, serde_json::from_str::<serde::de::IgnoredAny>(&task.input)) {
+        let result = match (
+            permit,
+            serde_json::from_str::<serde::de::IgnoredAny>(&task.input),
+        ) {
             (Err(_), _) => Err(InvocationError::Capacity {
-                message: format!("spec.limits.maxConcurrency of {} invocations reached", self.limits.max_concurrency),
+                message: format!(
+                    "spec.limits.maxConcurrency of {} invocations reached",
+                    self.limits.max_concurrency
+                ),
             }),
-            (Ok(_), Err(e)) => Err(InvocationError::InvalidInput { reason: e.to_string() }),
-            (Ok(_permit), Ok(_)) => self.run_in_fresh_store(&id, task, started, &mut usage).await,
+            (Ok(_), Err(e)) => Err(InvocationError::InvalidInput {
+                reason: e.to_string(),
+            }),
+            (Ok(_permit), Ok(_)) => {
+                self.run_in_fresh_store(&id, task, started, &mut usage)
+                    .await
+            }
         };
         usage.wall_time_us = started.elapsed().as_micros() as u64;
-        let invocation = Invocation { id, agent: self.name.to_string(), result, usage };
+        let invocation = Invocation {
+            id,
+            agent: self.name.to_string(),
+            result,
+            usage,
+        };
         tracing::info!(
             agent = %invocation.agent, invocation = %invocation.id, outcome = invocation.outcome(),
             fuel = invocation.usage.fuel_consumed, wall_us = invocation.usage.wall_time_us, "invocation finished"
@@ -193,13 +212,22 @@ impl PreparedAgent {
         invocation
     }
 
-    fn new_store(&self, id: &str, started: Instant) -> wasmtime::Result<(Store<InvocationState>, GuestLog)> {
+    fn new_store(
+        &self,
+        id: &str,
+        started: Instant,
+    ) -> wasmtime::Result<(Store<InvocationState>, GuestLog)> {
         let limits = &self.limits;
         let invocation: Arc<str> = id.into();
-        let log = GuestLog::new(self.name.clone(), invocation.clone(), limits.max_log_bytes.bytes());
+        let log = GuestLog::new(
+            self.name.clone(),
+            invocation.clone(),
+            limits.max_log_bytes.bytes(),
+        );
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(CapturedOutput::stdout(log.clone())).stderr(CapturedOutput::stderr(log.clone()));
+        wasi.stdout(CapturedOutput::stdout(log.clone()))
+            .stderr(CapturedOutput::stderr(log.clone()));
         self.grants.env.prepare(&mut wasi);
         self.grants.fs.prepare(&mut wasi)?;
 
@@ -208,7 +236,12 @@ impl PreparedAgent {
         let state = InvocationState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            http_policy: HttpPolicy::new(self.http.clone(), self.name.clone(), invocation, limits.max_http_requests),
+            http_policy: HttpPolicy::new(
+                self.http.clone(),
+                self.name.clone(),
+                invocation,
+                limits.max_http_requests,
+            ),
             table,
             log: log.clone(),
             limiter: Limiter::new(
@@ -243,8 +276,16 @@ impl PreparedAgent {
         started: Instant,
         usage: &mut Usage,
     ) -> Result<String, InvocationError> {
-        let (mut store, log) = self.new_store(id, started).map_err(|e| InvocationError::Host { message: format!("{e:#}") })?;
-        let task = Task { id: id.to_string(), input: task.input, metadata: task.metadata };
+        let (mut store, log) = self
+            .new_store(id, started)
+            .map_err(|e| InvocationError::Host {
+                message: format!("{e:#}"),
+            })?;
+        let task = Task {
+            id: id.to_string(),
+            input: task.input,
+            metadata: task.metadata,
+        };
         let timeout = self.limits.timeout.as_duration();
         // The epoch deadline stops guest code; this outer timeout also covers time
         // spent blocked in host calls (sleeps, slow HTTP peers).
@@ -275,7 +316,10 @@ impl PreparedAgent {
                 usage.output_bytes = output.data.len() as u64;
                 let limit = self.limits.max_output_bytes.bytes();
                 if usage.output_bytes > limit {
-                    Err(InvocationError::OutputTooLarge { size: usage.output_bytes, limit })
+                    Err(InvocationError::OutputTooLarge {
+                        size: usage.output_bytes,
+                        limit,
+                    })
                 } else {
                     Ok(output.data)
                 }
@@ -283,23 +327,43 @@ impl PreparedAgent {
         }
     }
 
-    fn classify(&self, err: wasmtime::Error, memory_exceeded: bool, log: &GuestLog) -> InvocationError {
+    fn classify(
+        &self,
+        err: wasmtime::Error,
+        memory_exceeded: bool,
+        log: &GuestLog,
+    ) -> InvocationError {
         if let Some(e) = err.downcast_ref::<MemoryLimitExceeded>() {
-            return InvocationError::MemoryLimit { limit: e.limit, desired: e.desired };
+            return InvocationError::MemoryLimit {
+                limit: e.limit,
+                desired: e.desired,
+            };
         }
         if memory_exceeded {
             let limit = self.limits.memory.bytes();
-            return InvocationError::MemoryLimit { limit, desired: limit };
+            return InvocationError::MemoryLimit {
+                limit,
+                desired: limit,
+            };
         }
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return InvocationError::Exit { code: exit.0 };
         }
-        if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-            return InvocationError::Capacity { message: format!("{err}") };
+        if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return InvocationError::Capacity {
+                message: format!("{err}"),
+            };
         }
         match err.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => InvocationError::FuelExhausted { limit: self.limits.fuel },
-            Some(Trap::Interrupt) => InvocationError::Timeout { limit: self.limits.timeout.as_duration() },
+            Some(Trap::OutOfFuel) => InvocationError::FuelExhausted {
+                limit: self.limits.fuel,
+            },
+            Some(Trap::Interrupt) => InvocationError::Timeout {
+                limit: self.limits.timeout.as_duration(),
+            },
             Some(trap) => {
                 let mut message = trap.to_string();
                 // A Rust panic prints its message to stderr, then traps as `unreachable`.
@@ -308,14 +372,25 @@ impl PreparedAgent {
                 }
                 InvocationError::Trap { message }
             }
-            None => InvocationError::Trap { message: format!("{err:#}") },
+            None => InvocationError::Trap {
+                message: format!("{err:#}"),
+            },
         }
     }
 }
 
 fn panic_message(stderr_tail: &[String]) -> Option<String> {
-    let at = stderr_tail.iter().rposition(|l| l.contains("panicked at"))?;
-    Some(stderr_tail[at..].iter().take(2).map(|l| l.trim()).collect::<Vec<_>>().join(" "))
+    let at = stderr_tail
+        .iter()
+        .rposition(|l| l.contains("panicked at"))?;
+    Some(
+        stderr_tail[at..]
+            .iter()
+            .take(2)
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 fn agent_error_to_invocation(e: AgentError) -> InvocationError {

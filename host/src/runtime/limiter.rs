@@ -30,25 +30,46 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter with the given caps.
     pub fn new(memory_limit: u64, table_elements: usize, instances: usize) -> Self {
-        Self { memory_limit, table_elements, instances, total_memory: 0, peak_memory: 0, memory_exceeded: false }
+        Self {
+            memory_limit,
+            table_elements,
+            instances,
+            total_memory: 0,
+            peak_memory: 0,
+            memory_exceeded: false,
+        }
     }
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.total_memory - current as u64 + desired as u64;
         if total > self.memory_limit {
             self.memory_exceeded = true;
             // Trap rather than fail the grow: a Rust guest would abort anyway,
             // and the trap carries a precise reason.
-            return Err(MemoryLimitExceeded { limit: self.memory_limit, desired: total }.into());
+            return Err(MemoryLimitExceeded {
+                limit: self.memory_limit,
+                desired: total,
+            }
+            .into());
         }
         self.total_memory = total;
         self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_elements)
     }
 

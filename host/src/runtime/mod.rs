@@ -134,7 +134,13 @@ impl Runtime {
         let linker = state::build_linker(&engine)?;
         let cache = cache::CompileCache::new(config.cache_dir.clone(), engine::engine_key(&engine));
         let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick);
-        Ok(Self { engine, linker, cache, config, _ticker: ticker })
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            config,
+            _ticker: ticker,
+        })
     }
 
     /// The engine.
@@ -154,7 +160,10 @@ impl Runtime {
         let (component, status) = self
             .cache
             .load_or_compile(&self.engine, &wasm, &digest)
-            .map_err(|e| LoadError::Compile { path: path.to_path_buf(), message: format!("{e:#}") })?;
+            .map_err(|e| LoadError::Compile {
+                path: path.to_path_buf(),
+                message: format!("{e:#}"),
+            })?;
         Ok((component, digest, status))
     }
 
@@ -165,18 +174,30 @@ impl Runtime {
         let (grants, component, inspection) = self.load_parts(loaded)?;
         let refused: Vec<ImportBinding> = inspection.refused().cloned().collect();
         if !refused.is_empty() {
-            return Err(LoadError::UngrantedImports { agent: inspection.agent, refused });
+            return Err(LoadError::UngrantedImports {
+                agent: inspection.agent,
+                refused,
+            });
         }
-        let wrong_world =
-            |e: wasmtime::Error| LoadError::WrongWorld { path: loaded.component_path.clone(), message: format!("{e:#}") };
-        let pre = AgentPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: loaded.component_path.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = AgentPre::new(
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(wrong_world)?,
+        )
+        .map_err(wrong_world)?;
         Ok(PreparedAgent {
             name: inspection.agent.into(),
             pre,
             http: Arc::new(grants.http.clone()),
             grants: Arc::new(grants),
             limits: loaded.agent.spec.limits.clone(),
-            concurrency: Arc::new(tokio::sync::Semaphore::new(loaded.agent.spec.limits.max_concurrency as usize)),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(
+                loaded.agent.spec.limits.max_concurrency as usize,
+            )),
             digest: inspection.digest,
             cache_status: inspection.cache_status,
             imports: inspection.imports,
@@ -189,17 +210,36 @@ impl Runtime {
         self.load_parts(loaded).map(|(_, _, inspection)| inspection)
     }
 
-    fn load_parts(&self, loaded: &LoadedAgent) -> Result<(Grants, Component, Inspection), LoadError> {
+    fn load_parts(
+        &self,
+        loaded: &LoadedAgent,
+    ) -> Result<(Grants, Component, Inspection), LoadError> {
         let agent: &Agent = &loaded.agent;
         let base_dir = loaded.manifest_path.parent().unwrap_or(Path::new("."));
-        let grants = Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
-            LoadError::Configure { manifest: loaded.manifest_path.display().to_string(), source }
-        })?;
+        let grants =
+            Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
+                LoadError::Configure {
+                    manifest: loaded.manifest_path.display().to_string(),
+                    source,
+                }
+            })?;
         let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
-        let import_names: Vec<String> =
-            component.component_type().imports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let imports = bind_imports(import_names.iter().map(String::as_str), &grants, &agent.spec.limits);
-        let inspection = Inspection { agent: agent.name().to_string(), digest, cache_status, imports };
+        let import_names: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let imports = bind_imports(
+            import_names.iter().map(String::as_str),
+            &grants,
+            &agent.spec.limits,
+        );
+        let inspection = Inspection {
+            agent: agent.name().to_string(),
+            digest,
+            cache_status,
+            imports,
+        };
         Ok((grants, component, inspection))
     }
 }
@@ -220,12 +260,17 @@ pub struct Inspection {
 impl Inspection {
     /// The imports that would make [`Runtime::prepare`] refuse the component.
     pub fn refused(&self) -> impl Iterator<Item = &ImportBinding> {
-        self.imports.iter().filter(|b| matches!(b.binding, Binding::Refused { .. }))
+        self.imports
+            .iter()
+            .filter(|b| matches!(b.binding, Binding::Refused { .. }))
     }
 }
 
 fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let err = |message: String| LoadError::Component { path: path.to_path_buf(), message };
+    let err = |message: String| LoadError::Component {
+        path: path.to_path_buf(),
+        message,
+    };
     let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read component: {e}")))?;
     if meta.len() > MAX_COMPONENT_BYTES {
         return Err(err(format!(

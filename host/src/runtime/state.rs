@@ -31,13 +31,20 @@ pub struct InvocationState {
 
 impl WasiView for InvocationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for InvocationState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_policy }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
+        }
     }
 }
 
@@ -63,11 +70,21 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     io::poll::add_to_linker::<S, HasIo>(l, |s| count(s, Capability::Io).table())?;
     io::streams::add_to_linker::<S, HasIo>(l, |s| count(s, Capability::Io).table())?;
 
-    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, |s| count(s, Capability::Clocks).clocks())?;
-    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, |s| count(s, Capability::Clocks).clocks())?;
-    random::random::add_to_linker::<S, WasiRandom>(l, |s| count(s, Capability::Random).wasi.random())?;
-    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| count(s, Capability::Random).wasi.random())?;
-    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| count(s, Capability::Random).wasi.random())?;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, |s| {
+        count(s, Capability::Clocks).clocks()
+    })?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, |s| {
+        count(s, Capability::Clocks).clocks()
+    })?;
+    random::random::add_to_linker::<S, WasiRandom>(l, |s| {
+        count(s, Capability::Random).wasi.random()
+    })?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| {
+        count(s, Capability::Random).wasi.random()
+    })?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| {
+        count(s, Capability::Random).wasi.random()
+    })?;
 
     cli::exit::add_to_linker::<S, WasiCli>(l, |s| count(s, Capability::Exit).cli())?;
     cli::environment::add_to_linker::<S, WasiCli>(l, |s| count(s, Capability::Env).cli())?;
@@ -80,8 +97,12 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, |s| count(s, Capability::Stdio).cli())?;
     cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, |s| count(s, Capability::Stdio).cli())?;
 
-    filesystem::types::add_to_linker::<S, WasiFilesystem>(l, |s| count(s, Capability::Filesystem).filesystem())?;
-    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, |s| count(s, Capability::Filesystem).filesystem())?;
+    filesystem::types::add_to_linker::<S, WasiFilesystem>(l, |s| {
+        count(s, Capability::Filesystem).filesystem()
+    })?;
+    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, |s| {
+        count(s, Capability::Filesystem).filesystem()
+    })?;
 
     let http_options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
     http::outgoing_handler::add_to_linker::<S, WasiHttp>(l, |s| count(s, Capability::Http).http())?;

@@ -41,8 +41,9 @@ fn main() {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir
-        .parent()
-        .expect("tests/ lives in the workspace root")
+        .ancestors()
+        .nth(2)
+        .expect("tests/guests lives two levels below the workspace root")
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 

@@ -1,0 +1,163 @@
+//! The `agent-host` binary as a user runs it: exit codes, reports, errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use agent_host_test_guests as guests;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-host");
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn manifest(&self, name: &str, component: &str, spec: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.yaml"));
+        let text = format!(
+            "apiVersion: agent-host.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: {name}\nspec:\n  component:\n    path: {component}\n{spec}"
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("AGENT_HOST_CACHE_DIR", self.dir.path().join("cache"))
+            .env("AGENT_HOST_LOG", "warn")
+            .env_remove("AGENT_HOST_LOG_FORMAT")
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn run_prints_output_and_usage_and_exits_zero() {
+    let env = Env::new();
+    let manifest = env.manifest("hello", guests::HELLO, "");
+    let out = env.run(&["run", "-f", p(&manifest), "--input", r#"{"name":"cli"}"#]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("outcome     ok"), "{stdout}");
+    assert!(stdout.contains(r#""greeting":"hello, cli""#), "{stdout}");
+    assert!(
+        stdout.contains("fuel ") && stdout.contains("host calls"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_json_reads_input_from_a_file() {
+    let env = Env::new();
+    let manifest = env.manifest("hello", guests::HELLO, "");
+    let input = env.dir.path().join("task.json");
+    std::fs::write(&input, r#"{"name":"file"}"#).unwrap();
+    let out = env.run(&[
+        "run",
+        "-f",
+        p(&manifest),
+        "--input",
+        &format!("@{}", p(&input)),
+        "--json",
+        "--id",
+        "inv-1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["invocation"], "inv-1");
+    assert_eq!(report["output"]["greeting"], "hello, file");
+    assert!(report["usage"]["fuelConsumed"].as_u64().unwrap() > 0);
+    assert!(report["usage"]["peakMemoryBytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn budget_breach_exits_one_with_the_typed_error() {
+    let env = Env::new();
+    let manifest = env.manifest(
+        "spin",
+        guests::SPIN_FOREVER,
+        "  limits: { fuel: 1000000 }\n",
+    );
+    let out = env.run(&["run", "-f", p(&manifest), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "FuelExhausted");
+    assert_eq!(report["error"]["code"], "FuelExhausted");
+    assert_eq!(report["usage"]["fuelConsumed"], 1_000_000);
+}
+
+#[test]
+fn check_lists_each_import_and_refuses_ungranted_http() {
+    let env = Env::new();
+    let manifest = env.manifest("probe", guests::HTTP_PROBE, "");
+    let out = env.run(&["check", "-f", p(&manifest)]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("wasi:cli/environment"), "{stdout}");
+    let http_line = stdout
+        .lines()
+        .find(|l| l.contains("wasi:http/outgoing-handler"))
+        .expect(&stdout);
+    assert!(
+        http_line.contains("REFUSED") && http_line.contains("spec.capabilities.http"),
+        "{http_line}"
+    );
+
+    let granted = env.manifest(
+        "probe-ok",
+        guests::HTTP_PROBE,
+        "  capabilities:\n    http: [ { url: \"http://127.0.0.1:1/\", methods: [GET] } ]\n",
+    );
+    let out = env.run(&["check", "-f", p(&granted)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("granted (http): GET http://127.0.0.1:1/"));
+}
+
+#[test]
+fn bad_manifest_exits_two_naming_the_field() {
+    let env = Env::new();
+    let manifest = env.manifest("bad", guests::HELLO, "  limits: { memory: 64MB }\n");
+    let out = env.run(&["run", "-f", p(&manifest)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(r#"spec.limits.memory: "64MB" is not a quantity; use 64Mi or 67108864"#),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing runs on a bad manifest");
+}
+
+#[test]
+fn compile_fills_the_cache_that_run_then_uses() {
+    let env = Env::new();
+    let manifest = env.manifest("hello", guests::HELLO, "");
+    let out = env.run(&["compile", "-f", p(&manifest)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let entries: Vec<_> = std::fs::read_dir(env.dir.path().join("cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(entries.len(), 1, "one precompiled artifact");
+    assert!(text(&out.stdout).contains("Miss"));
+    let again = env.run(&["compile", "-f", p(&manifest)]);
+    assert!(
+        text(&again.stdout).contains("Hit"),
+        "{}",
+        text(&again.stdout)
+    );
+}
