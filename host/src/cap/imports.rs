@@ -145,7 +145,7 @@ mod tests {
         Grants {
             env: EnvGrant::configure(&[], std::path::Path::new("/nonexistent")).unwrap(),
             fs: FsGrant::default(),
-            http: HttpGrant::configure(&rules),
+            http: std::sync::Arc::new(HttpGrant::configure(&rules)),
         }
     }
 

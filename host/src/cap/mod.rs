@@ -18,6 +18,7 @@ pub mod stdio;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::manifest::Agent;
 
@@ -127,8 +128,8 @@ pub struct Grants {
     pub env: env::EnvGrant,
     /// Filesystem preopens.
     pub fs: fs::FsGrant,
-    /// Outgoing HTTP rules.
-    pub http: http::HttpGrant,
+    /// Outgoing HTTP rules, shared with every invocation's policy.
+    pub http: Arc<http::HttpGrant>,
 }
 
 impl Grants {
@@ -143,7 +144,7 @@ impl Grants {
         Ok(Self {
             env: env::EnvGrant::configure(&caps.env, secrets_dir)?,
             fs: fs::FsGrant::configure(&caps.filesystem, base_dir)?,
-            http: http::HttpGrant::configure(&caps.http),
+            http: Arc::new(http::HttpGrant::configure(&caps.http)),
         })
     }
 }

@@ -49,7 +49,8 @@ fn locate_component(agent: &Agent, manifest_path: &Path) -> Result<PathBuf, Mani
         ManifestError::field("spec.component.path", format!("{}: {e}", written.display()))
     })?;
     let problem = match std::fs::metadata(&resolved) {
-        Ok(meta) if meta.is_file() => return Ok(resolved),
+        // Canonical so reports and cache logs show where the bytes really come from.
+        Ok(meta) if meta.is_file() => return Ok(resolved.canonicalize().unwrap_or(resolved)),
         Ok(_) => "not a file".to_owned(),
         Err(e) if e.kind() == ErrorKind::NotFound => "no such file".to_owned(),
         Err(e) => e.to_string(),

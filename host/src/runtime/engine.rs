@@ -48,18 +48,12 @@ pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
 }
 
 /// A digest of everything that decides whether a precompiled artifact fits this
-/// engine: the wasmtime version and the engine's compilation settings.
+/// engine: target, compiler flags, tunables, wasm features and the wasmtime
+/// version (all covered by wasmtime's compatibility hash).
 pub fn engine_key(engine: &Engine) -> String {
     let mut hasher = Sha256Hasher(Sha256::new());
-    env!("CARGO_PKG_VERSION").hash(&mut hasher);
-    wasmtime_version().hash(&mut hasher);
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hex::encode(hasher.0.finalize())
-}
-
-fn wasmtime_version() -> &'static str {
-    // The artifact format is tied to the exact wasmtime release.
-    "wasmtime-48.0.8"
 }
 
 /// Feeds `Hash` output into SHA-256 so the key is stable across processes

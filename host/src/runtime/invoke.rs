@@ -237,7 +237,7 @@ impl PreparedAgent {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             http_policy: HttpPolicy::new(
-                self.http.clone(),
+                self.grants.http.clone(),
                 self.name.clone(),
                 invocation,
                 limits.max_http_requests,

@@ -19,7 +19,6 @@ pub use cache::CacheStatus;
 pub use invoke::{Invocation, InvocationError, TaskInput, Usage};
 
 use crate::bindings::AgentPre;
-use crate::cap::http::HttpGrant;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
 use crate::cap::{ConfigureError, Grants};
 use crate::config::HostConfig;
@@ -102,8 +101,7 @@ pub struct Runtime {
 pub struct PreparedAgent {
     pub(crate) name: Arc<str>,
     pub(crate) pre: AgentPre<InvocationState>,
-    pub(crate) grants: Arc<Grants>,
-    pub(crate) http: Arc<HttpGrant>,
+    pub(crate) grants: Grants,
     pub(crate) limits: Limits,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
     pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
@@ -192,8 +190,7 @@ impl Runtime {
         Ok(PreparedAgent {
             name: inspection.agent.into(),
             pre,
-            http: Arc::new(grants.http.clone()),
-            grants: Arc::new(grants),
+            grants,
             limits: loaded.agent.spec.limits.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(
                 loaded.agent.spec.limits.max_concurrency as usize,
