@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::runtime::MAX_COMPONENT_BYTES;
+
 /// Which instance allocator the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Allocator {
@@ -18,6 +20,11 @@ pub enum Allocator {
 pub struct HostConfig {
     /// Directory of precompiled component artifacts. Created if missing.
     pub cache_dir: PathBuf,
+    /// Key authenticating cache entries [default: `<cache_dir>/cache.key`, created
+    /// owner-only if missing]. Point it at a mounted secret when the cache
+    /// directory is shared, so that write access to the cache alone cannot
+    /// plant artifacts.
+    pub cache_key_file: Option<PathBuf>,
     /// Directory where secrets referenced by manifests are mounted, laid out like a
     /// Kubernetes secret volume: `<secrets_dir>/<secret name>/<key>`.
     pub secrets_dir: PathBuf,
@@ -29,19 +36,25 @@ pub struct HostConfig {
     /// Epoch tick: the granularity of wall-clock deadlines and of cooperative yields
     /// of CPU-bound guests back to the async executor.
     pub epoch_tick: Duration,
+    /// Largest component file the host reads and compiles, in bytes; a larger
+    /// file is refused before compilation (see [`MAX_COMPONENT_BYTES`]).
+    pub max_component_bytes: u64,
 }
 
 impl Default for HostConfig {
     /// Defaults: cache under `$XDG_CACHE_HOME/agent-host` (or `~/.cache/agent-host`,
     /// or the system temp dir), secrets under `/var/run/secrets/agent-host`,
-    /// pooling allocator with 1000 slots, 10 ms epoch tick.
+    /// pooling allocator with 1000 slots, 10 ms epoch tick, components of at most
+    /// [`MAX_COMPONENT_BYTES`] (64 MiB).
     fn default() -> Self {
         Self {
             cache_dir: default_cache_dir(),
+            cache_key_file: None,
             secrets_dir: PathBuf::from("/var/run/secrets/agent-host"),
             allocator: Allocator::Pooling,
             max_instances: 1000,
             epoch_tick: Duration::from_millis(10),
+            max_component_bytes: MAX_COMPONENT_BYTES,
         }
     }
 }

@@ -149,10 +149,21 @@ fn compile_fills_the_cache_that_run_then_uses() {
     let manifest = env.manifest("hello", guests::HELLO, "");
     let out = env.run(&["compile", "-f", p(&manifest)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let entries: Vec<_> = std::fs::read_dir(env.dir.path().join("cache"))
+    let artifacts = std::fs::read_dir(env.dir.path().join("cache"))
         .unwrap()
-        .collect();
-    assert_eq!(entries.len(), 1, "one precompiled artifact");
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(artifacts, 1, "one precompiled artifact");
+    assert!(
+        env.dir.path().join("cache/cache.key").is_file(),
+        "the cache key was created"
+    );
     assert!(text(&out.stdout).contains("Miss"));
     let again = env.run(&["compile", "-f", p(&manifest)]);
     assert!(

@@ -16,6 +16,10 @@ mod coverage {
             include_str!("budgets.rs"),
             include_str!("capabilities.rs"),
             include_str!("examples.rs"),
+            include_str!("hostile_artifacts.rs"),
+            include_str!("hostile_env.rs"),
+            include_str!("hostile_fs.rs"),
+            include_str!("hostile_resources.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
         ]

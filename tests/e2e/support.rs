@@ -28,14 +28,21 @@ impl Harness {
     /// A runtime with the pooling allocator and a cache shared by all tests
     /// (so each component is compiled once per test run), secrets under the temp dir.
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// Like [`Harness::new`], with `configure` applied to the host config last
+    /// (e.g. a small instance pool or component size limit).
+    pub fn with_config(configure: impl FnOnce(&mut HostConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = HostConfig {
+        let mut config = HostConfig {
             cache_dir: shared_cache_dir(),
             secrets_dir: dir.path().join("secrets"),
             allocator: Allocator::Pooling,
             max_instances: 64,
             ..HostConfig::default()
         };
+        configure(&mut config);
         let runtime = Runtime::new(config).expect("runtime");
         Self { dir, runtime }
     }

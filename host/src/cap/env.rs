@@ -1,8 +1,10 @@
 //! `wasi:cli/environment`: the guest sees exactly the variables its manifest
 //! declares (`spec.capabilities.env`), nothing of the host's own environment.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -12,7 +14,7 @@ use crate::manifest::EnvVar;
 /// The resolved environment of one agent.
 pub struct EnvGrant {
     vars: Vec<(String, String)>,
-    secret_names: Vec<String>,
+    secrets: Arc<[String]>,
 }
 
 impl EnvGrant {
@@ -21,7 +23,7 @@ impl EnvGrant {
     /// a missing secret fails the load rather than yielding an empty variable.
     pub fn configure(decls: &[EnvVar], secrets_dir: &Path) -> Result<Self, ConfigureError> {
         let mut vars = Vec::with_capacity(decls.len());
-        let mut secret_names = Vec::new();
+        let mut secrets = Vec::new();
         for (i, decl) in decls.iter().enumerate() {
             let value = match (&decl.value, &decl.value_from) {
                 (Some(value), _) => value.clone(),
@@ -39,14 +41,19 @@ impl EnvGrant {
                             ),
                         )
                     })?;
-                    secret_names.push(decl.name.clone());
-                    value.trim_end_matches(['\n', '\r']).to_string()
+                    let value = value.trim_end_matches(['\n', '\r']).to_string();
+                    secrets.push(value.clone());
+                    value
                 }
                 (None, None) => String::new(),
             };
             vars.push((decl.name.clone(), value));
         }
-        Ok(Self { vars, secret_names })
+        secrets.retain(|s| !s.is_empty());
+        Ok(Self {
+            vars,
+            secrets: secrets.into(),
+        })
     }
 
     /// Number of declared variables.
@@ -64,18 +71,27 @@ impl EnvGrant {
         self.vars.iter().map(|(k, _)| k.as_str())
     }
 
-    /// Values that came from secrets: never to be printed.
-    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
-        self.vars
-            .iter()
-            .filter(|(k, _)| self.secret_names.contains(k))
-            .map(|(_, v)| v.as_str())
+    /// Values that came from secrets: never to be printed (see [`redact`]).
+    pub fn secrets(&self) -> &Arc<[String]> {
+        &self.secrets
     }
 
     /// Phase *prepare*: installs exactly the declared variables.
     pub fn prepare(&self, wasi: &mut WasiCtxBuilder) {
         wasi.envs(&self.vars);
     }
+}
+
+/// Replaces every occurrence of a secret value in `text` with `[REDACTED]`.
+/// Applied wherever guest-controlled text reaches a log line or an error.
+pub fn redact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
+    let mut out = Cow::Borrowed(text);
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), "[REDACTED]"));
+        }
+    }
+    out
 }
 
 // Values are deliberately left out: they may be secrets.
@@ -126,12 +142,22 @@ mod tests {
             dir.path(),
         )
         .unwrap();
-        assert_eq!(grant.secret_values().collect::<Vec<_>>(), ["s3cr3t"]);
+        assert_eq!(&grant.secrets()[..], ["s3cr3t"]);
         let debug = format!("{grant:?}");
         assert!(
             debug.contains("TOKEN") && !debug.contains("s3cr3t"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn redact_replaces_every_occurrence_of_every_secret() {
+        let secrets = ["tok-123".to_string(), "hunter2".to_string()];
+        assert_eq!(
+            redact("a tok-123 b hunter2 tok-123", &secrets),
+            "a [REDACTED] b [REDACTED] [REDACTED]"
+        );
+        assert!(matches!(redact("clean", &secrets), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use super::env::redact;
 use crate::bindings::agent_host::agent::log::{Host, Level};
 
 /// Lines of stderr kept to explain a trap (a Rust panic prints its message there).
@@ -16,6 +17,7 @@ const STDERR_TAIL_LINES: usize = 4;
 pub struct GuestLog {
     agent: Arc<str>,
     invocation: Arc<str>,
+    secrets: Arc<[String]>,
     state: Arc<Mutex<LogState>>,
 }
 
@@ -37,8 +39,14 @@ pub struct LogStats {
 }
 
 impl GuestLog {
-    /// A log stream allowing `max_bytes` of messages for this invocation.
-    pub fn new(agent: Arc<str>, invocation: Arc<str>, max_bytes: u64) -> Self {
+    /// A log stream allowing `max_bytes` of messages for this invocation, in
+    /// which every occurrence of one of `secrets` is redacted.
+    pub fn new(
+        agent: Arc<str>,
+        invocation: Arc<str>,
+        max_bytes: u64,
+        secrets: Arc<[String]>,
+    ) -> Self {
         let state = LogState {
             remaining: max_bytes,
             dropped_bytes: 0,
@@ -48,6 +56,7 @@ impl GuestLog {
         Self {
             agent,
             invocation,
+            secrets,
             state: Arc::new(Mutex::new(state)),
         }
     }
@@ -62,6 +71,7 @@ impl GuestLog {
         message: &str,
         fields: &[(String, String)],
     ) {
+        let message = &*redact(message, &self.secrets);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if source == "stderr" {
             if state.stderr_tail.len() == STDERR_TAIL_LINES {
@@ -89,7 +99,7 @@ impl GuestLog {
         state.records += 1;
         drop(state);
         let message = neutralise(message);
-        let fields = render_fields(fields);
+        let fields = redact(&render_fields(fields), &self.secrets).into_owned();
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         match level {
             Level::Trace => {
@@ -193,7 +203,7 @@ mod tests {
     use super::*;
 
     fn log(max: u64) -> GuestLog {
-        GuestLog::new("a".into(), "i".into(), max)
+        GuestLog::new("a".into(), "i".into(), max, Arc::new([]))
     }
 
     #[test]
@@ -209,6 +219,23 @@ mod tests {
                 dropped_bytes: 6 + 4
             }
         );
+    }
+
+    #[test]
+    fn secret_values_are_redacted_from_messages_and_the_stderr_tail() {
+        let log = GuestLog::new(
+            "a".into(),
+            "i".into(),
+            1 << 20,
+            Arc::new(["tok-123".to_string()]),
+        );
+        log.emit(
+            "stderr",
+            Level::Warn,
+            "panicked: token tok-123 rejected",
+            &[],
+        );
+        assert_eq!(log.stderr_tail(), ["panicked: token [REDACTED] rejected"]);
     }
 
     #[test]

@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn splits_lines_and_flushes_the_partial_one_on_drop() {
-        let log = GuestLog::new("a".into(), "i".into(), 1 << 20);
+        let log = GuestLog::new("a".into(), "i".into(), 1 << 20, std::sync::Arc::new([]));
         let out = CapturedOutput::stderr(log.clone());
         {
             let mut w = out.writer();
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn a_line_without_newline_is_cut_at_the_pending_bound() {
-        let log = GuestLog::new("a".into(), "i".into(), 1 << 20);
+        let log = GuestLog::new("a".into(), "i".into(), 1 << 20, std::sync::Arc::new([]));
         let mut w = CapturedOutput::stdout(log.clone()).writer();
         w.push(&vec![b'x'; MAX_PENDING_LINE * 2 + 1]);
         assert_eq!(log.stats().records, 2);

@@ -29,6 +29,9 @@ pub struct HostArgs {
     /// Directory of precompiled components [default: $XDG_CACHE_HOME/agent-host or ~/.cache/agent-host]
     #[arg(long, env = "AGENT_HOST_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
+    /// Key authenticating precompiled cache entries [default: <cache-dir>/cache.key]
+    #[arg(long, env = "AGENT_HOST_CACHE_KEY_FILE", global = true)]
+    cache_key_file: Option<PathBuf>,
     /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
     #[arg(
         long,
@@ -69,6 +72,7 @@ impl HostArgs {
     fn config(&self, allocator: Allocator) -> HostConfig {
         HostConfig {
             cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            cache_key_file: self.cache_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
             allocator,
             ..HostConfig::default()

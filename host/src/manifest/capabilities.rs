@@ -38,6 +38,12 @@ pub struct HttpRule {
     /// Allowed methods; `[GET]` when omitted. An empty list is an error.
     #[serde(default = "HttpRule::default_methods")]
     pub methods: Vec<HttpMethod>,
+    /// Non-public address ranges (loopback, private, link-local, unique-local...)
+    /// that this rule's host may resolve to, e.g. `["10.96.0.0/12"]` for an
+    /// in-cluster service. Without it such addresses are refused after DNS
+    /// resolution; a rule whose host is an IP literal grants that address itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<String>,
 }
 
 impl HttpRule {

@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 16;
 /// Default live handles in the host's resource table: stops a guest leaking streams or
 /// requests until the host runs out of memory.
 pub const DEFAULT_MAX_RESOURCES: u32 = 1000;
+/// Default size of one HTTP response body: stops a granted (or compromised)
+/// endpoint from streaming unbounded data into the host on the guest's behalf.
+pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: Quantity = Quantity::from_bytes(10 * MI);
 /// Default bytes per host call: stops a guest making the host copy a huge string or list.
 pub const DEFAULT_HOSTCALL_BYTES: Quantity = Quantity::from_bytes(16 * MI);
 
@@ -62,6 +65,8 @@ pub struct Limits {
     pub max_concurrency: u32,
     /// Outgoing HTTP requests one invocation may make.
     pub max_http_requests: u32,
+    /// Size of one HTTP response body the guest may receive.
+    pub max_http_response_bytes: Quantity,
     /// Size of one invocation's result, at most 64Mi.
     pub max_output_bytes: Quantity,
     /// Bytes of stdout, stderr and log records one invocation may write.
@@ -84,6 +89,7 @@ impl Default for Limits {
             timeout: DEFAULT_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
+            max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,

@@ -30,6 +30,15 @@ impl UrlPrefix {
         self.0.host_str().unwrap_or_default()
     }
 
+    /// The host when it is an IP literal: a rule naming an address grants that address.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self.0.host()? {
+            url::Host::Ipv4(ip) => Some(ip.into()),
+            url::Host::Ipv6(ip) => Some(ip.into()),
+            url::Host::Domain(_) => None,
+        }
+    }
+
     /// The port, with the scheme's default (80 or 443) filled in.
     pub fn port(&self) -> u16 {
         self.0.port_or_known_default().unwrap_or_default()

@@ -74,6 +74,10 @@ fn validate_limits(limits: &Limits) -> Result {
         ("memory", limits.memory.bytes()),
         ("maxConcurrency", limits.max_concurrency.into()),
         ("maxHttpRequests", limits.max_http_requests.into()),
+        (
+            "maxHttpResponseBytes",
+            limits.max_http_response_bytes.bytes(),
+        ),
         ("maxOutputBytes", limits.max_output_bytes.bytes()),
         ("maxLogBytes", limits.max_log_bytes.bytes()),
         ("maxTableElements", limits.max_table_elements.into()),
@@ -147,6 +151,14 @@ fn validate_http(rules: &[HttpRule]) -> Result {
                 format!("{path}.methods[{j}]"),
                 format!("{} is listed twice", rule.methods[j]),
             );
+        }
+        for (j, cidr) in rule.allowed_cidrs.iter().enumerate() {
+            if cidr.parse::<ipnet::IpNet>().is_err() {
+                return fail(
+                    format!("{path}.allowedCidrs[{j}]"),
+                    format!("\"{cidr}\" is not a CIDR; use e.g. 10.96.0.0/12 or fd00::/8"),
+                );
+            }
         }
         if let Some(first) = seen_urls.insert(&rule.url, i) {
             let message = format!(

@@ -15,6 +15,7 @@ use super::limiter::{Limiter, MemoryLimitExceeded};
 use super::state::InvocationState;
 use super::PreparedAgent;
 use crate::bindings::{AgentError, Task};
+use crate::cap::env::redact;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::GuestLog;
 use crate::cap::stdio::CapturedOutput;
@@ -77,6 +78,20 @@ pub enum InvocationError {
         /// The limit.
         limit: u64,
     },
+    /// The guest passed more data to the host in one call than `spec.limits.hostcallBytes`.
+    #[error("host-call limit: the guest passed more than spec.limits.hostcallBytes ({limit} bytes) in one call")]
+    HostcallLimit {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The guest held more live handles than `spec.limits.maxResources`.
+    #[error(
+        "resource limit: the guest held more than spec.limits.maxResources ({limit}) live handles"
+    )]
+    ResourceLimit {
+        /// The limit.
+        limit: u32,
+    },
     /// The guest trapped (panic, stack overflow, bad memory access...).
     #[error("trap: {message}")]
     Trap {
@@ -104,6 +119,21 @@ pub enum InvocationError {
 }
 
 impl InvocationError {
+    /// Removes secret values from the guest-controlled text an error carries
+    /// (agent messages, panic messages), so they never reach logs or callers.
+    pub fn redacted(self, secrets: &[String]) -> Self {
+        match self {
+            InvocationError::Agent { kind, message } => InvocationError::Agent {
+                kind,
+                message: redact(&message, secrets).into_owned(),
+            },
+            InvocationError::Trap { message } => InvocationError::Trap {
+                message: redact(&message, secrets).into_owned(),
+            },
+            other => other,
+        }
+    }
+
     /// Stable machine-readable code (also the metric label).
     pub fn code(&self) -> &'static str {
         match self {
@@ -113,6 +143,8 @@ impl InvocationError {
             InvocationError::MemoryLimit { .. } => "MemoryLimit",
             InvocationError::Timeout { .. } => "Timeout",
             InvocationError::OutputTooLarge { .. } => "OutputTooLarge",
+            InvocationError::HostcallLimit { .. } => "HostcallLimit",
+            InvocationError::ResourceLimit { .. } => "ResourceLimit",
             InvocationError::Trap { .. } => "Trap",
             InvocationError::Exit { .. } => "Exit",
             InvocationError::Capacity { .. } => "Capacity",
@@ -199,6 +231,7 @@ impl PreparedAgent {
             }
         };
         usage.wall_time_us = started.elapsed().as_micros() as u64;
+        let result = result.map_err(|e| e.redacted(self.grants.env.secrets()));
         let invocation = Invocation {
             id,
             agent: self.name.to_string(),
@@ -223,6 +256,7 @@ impl PreparedAgent {
             self.name.clone(),
             invocation.clone(),
             limits.max_log_bytes.bytes(),
+            self.grants.env.secrets().clone(),
         );
 
         let mut wasi = WasiCtxBuilder::new();
@@ -241,6 +275,7 @@ impl PreparedAgent {
                 self.name.clone(),
                 invocation,
                 limits.max_http_requests,
+                limits.max_http_response_bytes.bytes(),
             ),
             table,
             log: log.clone(),
@@ -300,8 +335,8 @@ impl PreparedAgent {
         let data = store.data();
         usage.peak_memory_bytes = data.limiter.peak_memory;
         usage.host_calls = data.calls.to_map();
-        usage.http_requests = data.http_policy.sent;
-        usage.http_denied = data.http_policy.denied;
+        usage.http_requests = data.http_policy.counters().sent();
+        usage.http_denied = data.http_policy.counters().denied();
         let memory_exceeded = data.limiter.memory_exceeded;
         drop(store);
         let stats = log.stats();

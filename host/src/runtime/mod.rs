@@ -130,7 +130,11 @@ impl Runtime {
     pub fn new(config: HostConfig) -> wasmtime::Result<Self> {
         let engine = engine::build_engine(&config)?;
         let linker = state::build_linker(&engine)?;
-        let cache = cache::CompileCache::new(config.cache_dir.clone(), engine::engine_key(&engine));
+        let cache = cache::CompileCache::new(
+            config.cache_dir.clone(),
+            engine::engine_key(&engine),
+            config.cache_key_file.clone(),
+        );
         let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
             engine,
@@ -153,7 +157,7 @@ impl Runtime {
 
     /// Reads, hashes and compiles (or loads from cache) a component file.
     pub fn compile(&self, path: &Path) -> Result<(Component, String, CacheStatus), LoadError> {
-        let wasm = read_component(path)?;
+        let wasm = read_component(path, self.config.max_component_bytes)?;
         let digest = hex::encode(Sha256::digest(&wasm));
         let (component, status) = self
             .cache
@@ -263,17 +267,33 @@ impl Inspection {
     }
 }
 
-fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+/// Reads a component file of at most `limit` bytes. A file whose metadata
+/// says it is larger is refused before it is read; the read itself is bounded
+/// too, so a file that grows after the check (or a device such as `/dev/zero`,
+/// whose size reads as 0) cannot make the host buffer more than `limit + 1` bytes.
+fn read_component(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read as _;
     let err = |message: String| LoadError::Component {
         path: path.to_path_buf(),
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read component: {e}")))?;
-    if meta.len() > MAX_COMPONENT_BYTES {
-        return Err(err(format!(
-            "component is {} bytes; the host accepts at most {MAX_COMPONENT_BYTES} bytes",
-            meta.len()
-        )));
+    let too_large = |size: String| {
+        err(format!(
+            "component is {size} bytes; the host accepts at most {limit} bytes"
+        ))
+    };
+    let cannot_read = |e: std::io::Error| err(format!("cannot read component: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot_read)?;
+    let size = file.metadata().map_err(cannot_read)?.len();
+    if size > limit {
+        return Err(too_large(size.to_string()));
     }
-    std::fs::read(path).map_err(|e| err(format!("cannot read component: {e}")))
+    let mut wasm = Vec::with_capacity(size as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut wasm)
+        .map_err(cannot_read)?;
+    if wasm.len() as u64 > limit {
+        return Err(too_large(format!("more than {limit}")));
+    }
+    Ok(wasm)
 }

@@ -1,17 +1,31 @@
 //! `wasi:http` outgoing requests: only to the URLs and methods declared in
 //! `spec.capabilities.http`, at most `spec.limits.maxHttpRequests` per
 //! invocation. A refused request fails in the guest with
-//! `error-code.HTTP-request-denied` and never leaves the host.
+//! `error-code.HTTP-request-denied` (or `destination-IP-prohibited` when the
+//! name resolves only to addresses the rule does not grant) and never leaves
+//! the host.
 //!
-//! The decision is made on the parsed request URI, in [`HttpGrant::check`]:
-//! scheme, host (lower-cased, trailing dot removed), port (default filled in),
-//! then the path against the rule's prefix on segment boundaries.
+//! The decision is made on the URL as a WHATWG parser reads it
+//! ([`HttpGrant::check`]): scheme, host (lower-cased, IDNA and numeric IPv4
+//! forms normalised, trailing dot removed), port (default filled in), then the
+//! path against the rule's prefix on segment boundaries. The address is then
+//! checked after DNS resolution ([`address`]) and that very address is
+//! connected to ([`client`]).
 
+pub mod address;
+pub mod client;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use http::uri::{Scheme, Uri};
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use http::uri::Uri;
+use http::HeaderName;
+use wasmtime_wasi_http::{
+    Error as HttpError, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
+};
 
+use self::address::{AddressPolicy, ResolveError};
 use super::Capability;
 use crate::manifest::{HttpMethod, HttpRule};
 
@@ -31,6 +45,7 @@ pub struct Rule {
     port: u16,
     path_prefix: String,
     methods: Vec<http::Method>,
+    addresses: AddressPolicy,
     /// The rule as written in the manifest, for logs and `check`.
     pub display: String,
 }
@@ -52,7 +67,7 @@ pub enum Denial {
         /// Request URL.
         url: String,
     },
-    /// The URL is ambiguous (userinfo, dot segments): refused before matching.
+    /// The URL is ambiguous (userinfo, dot segments, unparsable): refused before matching.
     #[error("{url}: {reason}")]
     Ambiguous {
         /// Request URL.
@@ -68,6 +83,19 @@ pub enum Denial {
     },
 }
 
+/// An allowed request: where it goes and which addresses it may reach.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Normalised host.
+    pub host: url::Host<String>,
+    /// Port, default filled in.
+    pub port: u16,
+    /// Whether the scheme is https.
+    pub tls: bool,
+    /// The matching rule's address policy.
+    pub addresses: AddressPolicy,
+}
+
 impl HttpGrant {
     /// Compiles the manifest's rules (already validated by the manifest).
     pub fn configure(rules: &[HttpRule]) -> Self {
@@ -79,6 +107,14 @@ impl HttpGrant {
                 port: r.url.port(),
                 path_prefix: r.url.path_prefix().to_string(),
                 methods: r.methods.iter().map(|m| to_method(*m)).collect(),
+                addresses: AddressPolicy {
+                    literal: r.url.ip(),
+                    cidrs: r
+                        .allowed_cidrs
+                        .iter()
+                        .filter_map(|c| c.parse().ok())
+                        .collect(),
+                },
                 display: format!(
                     "{} {}",
                     r.methods
@@ -103,50 +139,54 @@ impl HttpGrant {
         self.rules.is_empty()
     }
 
-    /// Decides one request; returns the rule that allows it.
-    pub fn check(&self, method: &http::Method, uri: &Uri) -> Result<&Rule, Denial> {
-        let url = uri.to_string();
-        let authority = uri.authority().ok_or(Denial::Ambiguous {
-            url: url.clone(),
-            reason: "no host",
-        })?;
-        if authority.as_str().contains('@') {
-            return Err(Denial::Ambiguous {
-                url,
-                reason: "userinfo is not allowed in request URLs",
-            });
-        }
-        let scheme = uri
-            .scheme()
-            .map(Scheme::as_str)
-            .unwrap_or("https")
-            .to_ascii_lowercase();
-        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
-        let port = match authority.port_u16() {
-            Some(p) => p,
-            None if scheme == "http" => 80,
-            None => 443,
+    /// Decides one request on its URL alone.
+    pub fn check(&self, method: &http::Method, uri: &Uri) -> Result<Target, Denial> {
+        let raw = uri.to_string();
+        let ambiguous = |reason| Denial::Ambiguous {
+            url: raw.clone(),
+            reason,
         };
-        let path = uri.path();
-        if has_dot_segment(path) {
-            return Err(Denial::Ambiguous {
-                url,
-                reason: "dot segments (. or ..) are not allowed in request paths",
-            });
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(ambiguous("userinfo is not allowed in request URLs"));
         }
-        self.rules
+        if has_dot_segment(uri.path()) {
+            return Err(ambiguous(
+                "dot segments (. or ..) are not allowed in request paths",
+            ));
+        }
+        let url = url::Url::parse(&raw).map_err(|_| ambiguous("not a valid absolute URL"))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => url::Host::Domain(d.trim_end_matches('.').to_string()),
+            Some(other) => other.to_owned(),
+            None => return Err(ambiguous("no host")),
+        };
+        let host_str = match &host {
+            url::Host::Ipv6(ip) => format!("[{ip}]"),
+            other => other.to_string(),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| ambiguous("no port"))?;
+        let rule = self
+            .rules
             .iter()
             .find(|r| {
-                r.scheme == scheme
-                    && r.host == host
+                r.scheme == url.scheme()
+                    && r.host == host_str
                     && r.port == port
-                    && path_within(path, &r.path_prefix)
+                    && path_within(url.path(), &r.path_prefix)
                     && r.methods.contains(method)
             })
             .ok_or(Denial::NoRule {
                 method: method.to_string(),
-                url,
-            })
+                url: raw.clone(),
+            })?;
+        Ok(Target {
+            host,
+            port,
+            tls: url.scheme() == "https",
+            addresses: rule.addresses.clone(),
+        })
     }
 }
 
@@ -174,27 +214,58 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// Headers a guest may not set: wasmtime's defaults (`Host`, `Connection`,
+/// `Transfer-Encoding`, `Upgrade`, proxy credentials...) plus every `Proxy-*`
+/// header and the remaining hop-by-hop ones, which would let a guest steer an
+/// intermediary instead of talking to the granted server.
+static FORBIDDEN_HEADERS: LazyLock<ForbiddenHeaderFilter> = LazyLock::new(|| {
+    Arc::new(|name: &HeaderName| {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+            || name.as_str().starts_with("proxy-")
+            || matches!(name.as_str(), "te" | "trailer")
+    })
+});
+
+/// Requests sent and refused during one invocation. Shared with the futures
+/// that resolve and send, which outlive the hook call.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    sent: AtomicU32,
+    denied: AtomicU32,
+}
+
+impl HttpCounters {
+    /// Requests that went out.
+    pub fn sent(&self) -> u32 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused (by rule, budget or address).
+    pub fn denied(&self) -> u32 {
+        self.denied.load(Ordering::Relaxed)
+    }
+}
+
 /// Per-invocation HTTP policy: the agent's grant plus the request budget.
 /// Installed as the [`WasiHttpHooks`] of the invocation's store.
 pub struct HttpPolicy {
-    grant: std::sync::Arc<HttpGrant>,
-    agent: std::sync::Arc<str>,
-    invocation: std::sync::Arc<str>,
+    grant: Arc<HttpGrant>,
+    agent: Arc<str>,
+    invocation: Arc<str>,
     remaining: u32,
     limit: u32,
-    /// Requests allowed and sent.
-    pub sent: u32,
-    /// Requests refused.
-    pub denied: u32,
+    max_response_bytes: u64,
+    counters: Arc<HttpCounters>,
 }
 
 impl HttpPolicy {
     /// Phase *prepare*.
     pub fn new(
-        grant: std::sync::Arc<HttpGrant>,
-        agent: std::sync::Arc<str>,
-        invocation: std::sync::Arc<str>,
+        grant: Arc<HttpGrant>,
+        agent: Arc<str>,
+        invocation: Arc<str>,
         max_requests: u32,
+        max_response_bytes: u64,
     ) -> Self {
         Self {
             grant,
@@ -202,15 +273,21 @@ impl HttpPolicy {
             invocation,
             remaining: max_requests,
             limit: max_requests,
-            sent: 0,
-            denied: 0,
+            max_response_bytes,
+            counters: Arc::default(),
         }
     }
 
-    fn decide(&mut self, method: &http::Method, uri: &Uri) -> Result<(), (Denial, HttpError)> {
-        if let Err(denial) = self.grant.check(method, uri) {
-            return Err((denial, HttpError::HttpRequestDenied));
-        }
+    /// This invocation's counters.
+    pub fn counters(&self) -> &HttpCounters {
+        &self.counters
+    }
+
+    fn decide(&mut self, method: &http::Method, uri: &Uri) -> Result<Target, (Denial, HttpError)> {
+        let target = self
+            .grant
+            .check(method, uri)
+            .map_err(|d| (d, HttpError::HttpRequestDenied))?;
         if self.remaining == 0 {
             return Err((
                 Denial::Budget { limit: self.limit },
@@ -218,48 +295,70 @@ impl HttpPolicy {
             ));
         }
         self.remaining -= 1;
-        Ok(())
+        Ok(target)
     }
 }
 
-type SendFuture = Box<
-    dyn std::future::Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
+type SendFuture =
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<client::Sent>> + Send>;
 
 impl WasiHttpHooks for HttpPolicy {
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        FORBIDDEN_HEADERS.clone()
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let decision = self.decide(&method, &uri);
-        let (agent, invocation) = (&*self.agent, &*self.invocation);
-        match decision {
+        let (agent, invocation) = (self.agent.clone(), self.invocation.clone());
+        let counters = self.counters.clone();
+        let target = match decision {
             Err((denial, code)) => {
-                self.denied += 1;
-                tracing::warn!(
-                    target: "agent_host::deny", agent, invocation, capability = Capability::Http.as_str(),
-                    method = %method, url = %uri, reason = %denial, "http request denied"
-                );
-                Box::new(async move { Err(code) })
+                counters.denied.fetch_add(1, Ordering::Relaxed);
+                deny_log(&agent, &invocation, &method, &uri, &denial.to_string());
+                return Box::new(async move { Err(code) });
             }
-            Ok(()) => {
-                self.sent += 1;
-                tracing::debug!(agent, invocation, method = %method, url = %uri, "http request allowed");
-                let options = clamp(options);
-                // Delegate the wire work; the policy decision is already made.
-                let default = wasmtime_wasi_http::default_hooks();
-                WasiHttpHooks::send_request(default, request, Some(options), fut)
-            }
-        }
+            Ok(target) => target,
+        };
+        let options = clamp(options);
+        let max_body = self.max_response_bytes;
+        Box::new(async move {
+            let addr = match address::resolve(&target.host, target.port, &target.addresses).await {
+                Ok(addr) => addr,
+                Err(ResolveError::Prohibited(why)) => {
+                    counters.denied.fetch_add(1, Ordering::Relaxed);
+                    deny_log(&agent, &invocation, &method, &uri, &why);
+                    return Err(HttpError::DestinationIpProhibited);
+                }
+                Err(ResolveError::Dns(why)) => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some(why),
+                        info_code: None,
+                    });
+                }
+            };
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %uri, %addr, "http request allowed");
+            let dest = client::Destination {
+                addr,
+                host: &target.host,
+                tls: target.tls,
+            };
+            client::send(request, dest, options, max_body).await
+        })
     }
+}
+
+fn deny_log(agent: &str, invocation: &str, method: &http::Method, uri: &Uri, reason: &str) {
+    tracing::warn!(
+        target: "agent_host::deny", agent, invocation, capability = Capability::Http.as_str(),
+        method = %method, url = %uri, reason, "http request denied"
+    );
 }
 
 fn clamp(options: Option<RequestOptions>) -> RequestOptions {
@@ -349,9 +448,24 @@ mod tests {
     }
 
     #[test]
+    fn numeric_and_mixed_case_forms_are_normalised_before_matching() {
+        let g = grant(r#"[{url: "http://127.0.0.1:8080/", methods: [GET]}]"#);
+        for url in [
+            "http://2130706433:8080/x",
+            "http://0x7f000001:8080/x",
+            "http://0177.0.0.1:8080/x",
+            "HTTP://127.0.0.1:8080/x",
+        ] {
+            assert_eq!(check(&g, "GET", url), Ok(()), "{url} is 127.0.0.1");
+        }
+        let named = grant(r#"[{url: "http://example.com/", methods: [GET]}]"#);
+        assert!(check(&named, "GET", "http://0x7f000001/").is_err());
+    }
+
+    #[test]
     fn request_budget_denies_past_the_limit() {
         let g = std::sync::Arc::new(grant(r#"[{url: "http://a.test/", methods: [GET]}]"#));
-        let mut p = HttpPolicy::new(g, "a".into(), "i".into(), 1);
+        let mut p = HttpPolicy::new(g, "a".into(), "i".into(), 1, 1024);
         let uri: Uri = "http://a.test/x".parse().unwrap();
         assert!(p.decide(&http::Method::GET, &uri).is_ok());
         assert!(matches!(

@@ -1,0 +1,145 @@
+//! Hostile component files: one built for another world, one whose core start
+//! function never returns, and ones larger than the host accepts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_host::runtime::LoadError;
+use agent_host::InvocationError;
+use agent_host_e2e::guests;
+use agent_host_e2e::support::{output_json, task, Harness};
+use serde_json::json;
+
+/// Writes `text` (WAT, which the host's compiler accepts like binary) to `<name>.wasm`.
+fn write_component(h: &Harness, name: &str, text: &str) -> PathBuf {
+    let path = h.dir.path().join(format!("{name}.wasm"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load_component(h: &Harness, name: &str, path: &Path) -> Result<(), LoadError> {
+    let manifest = h.manifest(name, path.to_str().unwrap(), "");
+    h.load(&manifest).map(drop)
+}
+
+/// The agent world's types and a `run` export lifted from core function
+/// `$i "run"`, to append to a component defining core instance `$i` with
+/// `memory`, `realloc` and `run` (six i32 params, i32 result).
+const AGENT_RUN_EXPORT: &str = r#"
+  (type $task' (record (field "id" string) (field "input" string)
+                       (field "metadata" (list (tuple string string)))))
+  (export $task "task" (type $task'))
+  (type $output' (record (field "data" string)))
+  (export $output "output" (type $output'))
+  (type $error' (variant (case "invalid-input" string) (case "capability-denied" string)
+                         (case "upstream" string) (case "internal" string)))
+  (export $error "agent-error" (type $error'))
+  (func $run (param "task" $task) (result (result $output (error $error)))
+    (canon lift (core func $i "run") (memory $i "memory") (realloc (func $i "realloc"))))
+  (export "run" (func $run))
+"#;
+
+#[test]
+fn component_for_another_world_is_refused_as_wrong_world() {
+    let h = Harness::new();
+    let empty = write_component(&h, "empty-component", "(component)");
+    let other_run = write_component(
+        &h,
+        "other-run",
+        r#"(component
+             (core module $m (func (export "run")))
+             (core instance $i (instantiate $m))
+             (func $run (canon lift (core func $i "run")))
+             (export "run" (func $run)))"#,
+    );
+    for (name, path) in [("empty-component", empty), ("other-run", other_run)] {
+        match load_component(&h, name, &path) {
+            Err(LoadError::WrongWorld { path: p, message }) => {
+                assert_eq!(p, path.canonicalize().unwrap());
+                assert!(message.contains("run"), "{name}: {message}");
+            }
+            Err(other) => panic!("{name}: expected WrongWorld, got {other:?}"),
+            Ok(()) => panic!("{name}: a component for another world was accepted"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_function_that_never_returns_is_stopped_and_the_host_still_serves() {
+    let h = Harness::new();
+    let text = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (func $spin (loop br 0))
+    (start $spin)
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+    (func (export "run") (param i32 i32 i32 i32 i32 i32) (result i32) unreachable))
+  (core instance $i (instantiate $m))
+  {AGENT_RUN_EXPORT})"#
+    );
+    let path = write_component(&h, "spin-start", &text);
+    let agent = h.agent(
+        "spin-start",
+        path.to_str().unwrap(),
+        "  limits: { fuel: 50000000, timeout: 5s }\n",
+    );
+    for _ in 0..2 {
+        let inv = tokio::time::timeout(Duration::from_secs(60), agent.invoke(task(json!({}))))
+            .await
+            .expect("the start function was never interrupted");
+        assert!(
+            matches!(
+                inv.result,
+                Err(InvocationError::FuelExhausted { .. } | InvocationError::Timeout { .. })
+            ),
+            "{:?}",
+            inv.result
+        );
+    }
+    let hello = h.agent("hello-after", guests::HELLO, "");
+    let inv = hello.invoke(task(json!({"name": "again"}))).await;
+    assert_eq!(output_json(&inv)["greeting"], "hello, again");
+}
+
+/// Asserts `result` is a `Component` error for `path` stating `size` and `limit`.
+fn assert_too_large<T>(result: Result<T, LoadError>, path: &Path, size: &str, limit: u64) {
+    match result {
+        Err(LoadError::Component { path: p, message }) => {
+            assert_eq!(p, path);
+            let expected =
+                format!("component is {size} bytes; the host accepts at most {limit} bytes");
+            assert_eq!(message, expected);
+        }
+        Err(other) => panic!("expected a Component size error, got {other:?}"),
+        Ok(_) => panic!("{} was accepted", path.display()),
+    }
+}
+
+#[test]
+fn component_larger_than_the_configured_limit_is_refused_before_compiling() {
+    let h = Harness::with_config(|config| config.max_component_bytes = 4096);
+    // Garbage: were it compiled, the error would be `Compile`, not a size error.
+    let garbage = h.dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, vec![0xa5; 4097]).unwrap();
+    assert_too_large(h.runtime.compile(&garbage), &garbage, "4097", 4096);
+    // A real agent over the limit is refused through the manifest path too.
+    let hello = Path::new(guests::HELLO).canonicalize().unwrap();
+    let size = std::fs::metadata(&hello).unwrap().len().to_string();
+    let manifest = h.manifest("hello-big", hello.to_str().unwrap(), "");
+    assert_too_large(h.load(&manifest), &hello, &size, 4096);
+    // At exactly the limit the file is read and handed to the compiler.
+    std::fs::write(&garbage, vec![0xa5; 4096]).unwrap();
+    assert!(matches!(
+        h.runtime.compile(&garbage),
+        Err(LoadError::Compile { .. })
+    ));
+}
+
+#[test]
+fn endless_component_file_is_cut_at_the_limit() {
+    // A device reports size 0 but never ends: the read itself must be bounded.
+    let h = Harness::with_config(|config| config.max_component_bytes = 4096);
+    let zero = Path::new("/dev/zero");
+    assert_too_large(h.runtime.compile(zero), zero, "more than 4096", 4096);
+}

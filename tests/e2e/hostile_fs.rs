@@ -1,0 +1,257 @@
+//! A guest cannot leave its preopened directories through symlinks (planted by
+//! the host side, as a compromised volume or a previous writer could), and a
+//! read-only preopen refuses every kind of modification.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use agent_host::PreparedAgent;
+use agent_host_e2e::guests;
+use agent_host_e2e::support::{output_json, task, Harness};
+use serde_json::{json, Value};
+
+const OUTSIDE: &str = "secret outside the mount";
+
+/// Lays out, under the harness dir:
+/// `outside.txt`, `outside_dir/secret.txt` (never reachable), and `mount/`
+/// (preopened read-write at `/m`) holding `file.txt`, `sub/` and symlinks:
+/// `abs -> /etc/passwd`, `rel -> ../outside.txt`, `chain -> sub/chain2 ->
+/// ../../outside.txt`, `loop_x <-> loop_y`, `outdir -> ../outside_dir`,
+/// `outdir_abs -> <absolute outside_dir>`, and inside ones: `inside ->
+/// file.txt`, `sub/up -> ../file.txt`, `insidedir -> sub`.
+fn symlink_agent(h: &Harness) -> PreparedAgent {
+    let root = h.dir.path();
+    let mount = root.join("mount");
+    std::fs::create_dir_all(mount.join("sub")).unwrap();
+    std::fs::create_dir_all(root.join("outside_dir")).unwrap();
+    std::fs::write(root.join("outside.txt"), OUTSIDE).unwrap();
+    std::fs::write(root.join("outside_dir/secret.txt"), OUTSIDE).unwrap();
+    std::fs::write(mount.join("file.txt"), "inside").unwrap();
+    let links: [(&str, &Path); 10] = [
+        ("abs", Path::new("/etc/passwd")),
+        ("rel", Path::new("../outside.txt")),
+        ("chain", Path::new("sub/chain2")),
+        ("sub/chain2", Path::new("../../outside.txt")),
+        ("loop_x", Path::new("loop_y")),
+        ("loop_y", Path::new("loop_x")),
+        ("outdir", Path::new("../outside_dir")),
+        ("outdir_abs", &root.join("outside_dir")),
+        ("inside", Path::new("file.txt")),
+        ("sub/up", Path::new("../file.txt")),
+    ];
+    for (link, target) in links {
+        symlink(target, mount.join(link)).unwrap();
+    }
+    symlink("sub", mount.join("insidedir")).unwrap();
+    h.agent(
+        "fs-links",
+        guests::FS_PROBE,
+        "  capabilities:\n    filesystem:\n      - { hostPath: mount, guestPath: /m, readOnly: false }\n",
+    )
+}
+
+async fn fs(agent: &PreparedAgent, input: Value) -> Value {
+    output_json(&agent.invoke(task(input)).await)
+}
+
+/// Runs each probe input and asserts the guest was refused and saw nothing
+/// of the outside files.
+async fn assert_all_denied(agent: &PreparedAgent, inputs: &[Value]) {
+    for input in inputs {
+        let out = fs(agent, input.clone()).await;
+        assert_eq!(out["ok"], false, "{input} must be denied: {out}");
+        assert!(!out.to_string().contains("secret"), "{input} leaked: {out}");
+    }
+}
+
+fn read(path: &str) -> Value {
+    json!({"op": "read", "path": path})
+}
+
+fn list(path: &str) -> Value {
+    json!({"op": "list", "path": path})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlink_with_an_absolute_target_is_not_followed() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let metadata = json!({"op": "metadata", "path": "/m/abs"});
+    assert_all_denied(&agent, &[read("/m/abs"), metadata]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlink_with_a_relative_target_outside_is_denied() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let metadata = json!({"op": "metadata", "path": "/m/rel"});
+    assert_all_denied(&agent, &[read("/m/rel"), metadata]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_of_symlinks_leading_outside_is_denied() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    assert_all_denied(&agent, &[read("/m/chain"), read("/m/sub/chain2")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlink_loop_fails_cleanly() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let started = std::time::Instant::now();
+    assert_all_denied(&agent, &[read("/m/loop_x"), list("/m/loop_y")]).await;
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "the loop was not cut short"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinked_directory_pointing_outside_is_denied() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let inputs = [
+        list("/m/outdir"),
+        read("/m/outdir/secret.txt"),
+        list("/m/outdir_abs"),
+        read("/m/outdir_abs/secret.txt"),
+    ];
+    assert_all_denied(&agent, &inputs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailing_slash_does_not_follow_a_symlink_outside() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let inputs = [
+        list("/m/outdir/"),
+        list("/m/outdir/."),
+        list("/m/outdir_abs/"),
+        json!({"op": "metadata", "path": "/m/outdir/"}),
+        read("/m/outdir/./secret.txt"),
+        read("/m/rel/"),
+    ];
+    assert_all_denied(&agent, &inputs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_through_escaping_symlinks_leave_the_outside_untouched() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    let inputs = [
+        json!({"op": "write", "path": "/m/rel", "data": "pwned"}),
+        json!({"op": "append", "path": "/m/chain", "data": "pwned"}),
+        json!({"op": "truncate", "path": "/m/abs"}),
+        json!({"op": "create", "path": "/m/outdir/new.txt"}),
+        json!({"op": "create_dir", "path": "/m/outdir_abs/newdir"}),
+    ];
+    assert_all_denied(&agent, &inputs).await;
+    // Hard-linking the symlink (allowed or not) yields nothing that escapes.
+    fs(
+        &agent,
+        json!({"op": "hard_link", "path": "/m/rel", "to": "/m/hard"}),
+    )
+    .await;
+    assert_all_denied(&agent, &[read("/m/hard")]).await;
+    let root = h.dir.path();
+    assert_eq!(
+        std::fs::read_to_string(root.join("outside.txt")).unwrap(),
+        OUTSIDE
+    );
+    let names: Vec<_> = std::fs::read_dir(root.join("outside_dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["secret.txt"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinks_that_stay_inside_the_preopen_work() {
+    let h = Harness::new();
+    let agent = symlink_agent(&h);
+    for path in ["/m/inside", "/m/sub/up", "/m/insidedir/up"] {
+        let out = fs(&agent, read(path)).await;
+        assert_eq!(out, json!({"ok": true, "data": "inside"}), "{path}");
+    }
+    let out = fs(&agent, list("/m/insidedir")).await;
+    assert_eq!(out, json!({"ok": true, "data": ["chain2", "up"]}));
+}
+
+/// Every modifying operation the probe knows, aimed at a mount under `/d`
+/// holding `runbook.md` and `sub/`.
+fn modifying_ops() -> [Value; 10] {
+    [
+        json!({"op": "create", "path": "/d/new.txt"}),
+        json!({"op": "write", "path": "/d/new.txt", "data": "x"}),
+        json!({"op": "truncate", "path": "/d/runbook.md"}),
+        json!({"op": "append", "path": "/d/runbook.md", "data": "appended"}),
+        json!({"op": "hard_link", "path": "/d/runbook.md", "to": "/d/link.md"}),
+        json!({"op": "rename", "path": "/d/runbook.md", "to": "/d/moved.md"}),
+        json!({"op": "create_dir", "path": "/d/newdir"}),
+        json!({"op": "remove", "path": "/d/sub/note.txt"}),
+        json!({"op": "remove", "path": "/d/empty"}),
+        json!({"op": "rename", "path": "/d/sub", "to": "/d/sub2"}),
+    ]
+}
+
+/// A mount at `/d` (read-only or not) with `runbook.md`, `sub/note.txt`, `empty/`.
+fn mount_agent(h: &Harness, read_only: bool) -> PreparedAgent {
+    let dir = h.dir.path().join("d");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::write(dir.join("runbook.md"), "# Runbook\nrestart it").unwrap();
+    std::fs::write(dir.join("sub/note.txt"), "note").unwrap();
+    let spec = format!(
+        "  capabilities:\n    filesystem:\n      - {{ hostPath: d, guestPath: /d, readOnly: {read_only} }}\n"
+    );
+    h.agent("fs-mount", guests::FS_PROBE, &spec)
+}
+
+/// Every path under `dir` with its contents (`<dir>` for directories), sorted.
+fn snapshot(dir: &Path) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.display().to_string();
+        if path.is_dir() {
+            entries.push((name, "<dir>".to_owned()));
+            entries.extend(snapshot(&path));
+        } else {
+            entries.push((name, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    entries.sort();
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_preopen_denies_every_modification_and_the_host_is_unchanged() {
+    let h = Harness::new();
+    let agent = mount_agent(&h, true);
+    let before = snapshot(&h.dir.path().join("d"));
+    for op in modifying_ops() {
+        let out = fs(&agent, op.clone()).await;
+        assert_eq!(out["ok"], false, "{op} must be denied: {out}");
+    }
+    assert_eq!(snapshot(&h.dir.path().join("d")), before);
+    let read = fs(&agent, json!({"op": "read", "path": "/d/runbook.md"})).await;
+    assert_eq!(read["ok"], true, "reads still work: {read}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_modifications_succeed_on_a_read_write_preopen() {
+    // The control for the test above: each probe op really modifies when allowed.
+    let h = Harness::new();
+    let agent = mount_agent(&h, false);
+    for op in modifying_ops() {
+        let out = fs(&agent, op.clone()).await;
+        assert_eq!(out["ok"], true, "{op} must succeed: {out}");
+    }
+    let d = h.dir.path().join("d");
+    for name in ["link.md", "moved.md"] {
+        assert_eq!(std::fs::read_to_string(d.join(name)).unwrap(), "appended");
+    }
+    assert!(d.join("newdir").is_dir() && d.join("sub2").is_dir());
+    assert!(!d.join("runbook.md").exists() && !d.join("empty").exists());
+}
