@@ -19,6 +19,7 @@ mod coverage {
             include_str!("hostile_artifacts.rs"),
             include_str!("hostile_env.rs"),
             include_str!("hostile_fs.rs"),
+            include_str!("hostile_http.rs"),
             include_str!("hostile_resources.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),

@@ -160,7 +160,9 @@ fn read_body(incoming: &IncomingBody, target: &Target) -> Result<Vec<u8>, HttpEr
 
 fn from_code(code: ErrorCode, target: &Target) -> HttpError {
     match code {
-        ErrorCode::HttpRequestDenied => HttpError::Denied {
+        // Both are the host's refusal: the URL, or the address it resolves to,
+        // is not granted by the manifest.
+        ErrorCode::HttpRequestDenied | ErrorCode::DestinationIpProhibited => HttpError::Denied {
             url: target.original.clone(),
         },
         other => HttpError::Transport(format!("{other:?}")),
