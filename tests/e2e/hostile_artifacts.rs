@@ -35,7 +35,8 @@ const AGENT_RUN_EXPORT: &str = r#"
                          (case "upstream" string) (case "internal" string)))
   (export $error "agent-error" (type $error'))
   (func $run (param "task" $task) (result (result $output (error $error)))
-    (canon lift (core func $i "run") (memory $i "memory") (realloc (func $i "realloc"))))
+    (canon lift (core func $i "run") (memory (core memory $i "memory"))
+                (realloc (core func $i "realloc"))))
   (export "run" (func $run))
 "#;
 
@@ -79,23 +80,27 @@ async fn start_function_that_never_returns_is_stopped_and_the_host_still_serves(
   {AGENT_RUN_EXPORT})"#
     );
     let path = write_component(&h, "spin-start", &text);
-    let agent = h.agent(
-        "spin-start",
-        path.to_str().unwrap(),
-        "  limits: { fuel: 50000000, timeout: 5s }\n",
+    let path = path.to_str().unwrap();
+    // Stopped by fuel when fuel is the tighter budget, by the wall clock otherwise.
+    let by_fuel = h.agent(
+        "start-fuel",
+        path,
+        "  limits: { fuel: 50000000, timeout: 30s }\n",
     );
-    for _ in 0..2 {
+    let by_time = h.agent(
+        "start-time",
+        path,
+        "  limits: { fuel: 100000000000000, timeout: 300ms }\n",
+    );
+    for agent in [&by_fuel, &by_fuel, &by_time] {
         let inv = tokio::time::timeout(Duration::from_secs(60), agent.invoke(task(json!({}))))
             .await
             .expect("the start function was never interrupted");
-        assert!(
-            matches!(
-                inv.result,
-                Err(InvocationError::FuelExhausted { .. } | InvocationError::Timeout { .. })
-            ),
-            "{:?}",
-            inv.result
-        );
+        let stopped = match agent.name() {
+            "start-fuel" => matches!(inv.result, Err(InvocationError::FuelExhausted { .. })),
+            _ => matches!(inv.result, Err(InvocationError::Timeout { .. })),
+        };
+        assert!(stopped, "{}: {:?}", agent.name(), inv.result);
     }
     let hello = h.agent("hello-after", guests::HELLO, "");
     let inv = hello.invoke(task(json!({"name": "again"}))).await;
@@ -137,9 +142,30 @@ fn component_larger_than_the_configured_limit_is_refused_before_compiling() {
 }
 
 #[test]
-fn endless_component_file_is_cut_at_the_limit() {
-    // A device reports size 0 but never ends: the read itself must be bounded.
-    let h = Harness::with_config(|config| config.max_component_bytes = 4096);
-    let zero = Path::new("/dev/zero");
-    assert_too_large(h.runtime.compile(zero), zero, "more than 4096", 4096);
+fn devices_and_fifos_are_refused_without_reading_them() {
+    // /dev/zero never ends and opening a FIFO blocks until a writer comes:
+    // both are refused on their file type, before any read.
+    let h = Harness::new();
+    let fifo = h.dir.path().join("component.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [Path::new("/dev/zero"), fifo.as_path()] {
+        match h.runtime.compile(path) {
+            Err(LoadError::Component { message, .. }) => {
+                assert!(
+                    message.contains("not a regular file"),
+                    "{}: {message}",
+                    path.display()
+                )
+            }
+            Err(other) => panic!(
+                "{}: expected a Component error, got {other:?}",
+                path.display()
+            ),
+            Ok(_) => panic!("{} was accepted", path.display()),
+        }
+    }
 }

@@ -54,14 +54,20 @@ async fn fs(agent: &PreparedAgent, input: Value) -> Value {
     output_json(&agent.invoke(task(input)).await)
 }
 
-/// Runs each probe input and asserts the guest was refused and saw nothing
-/// of the outside files.
-async fn assert_all_denied(agent: &PreparedAgent, inputs: &[Value]) {
+/// Runs each probe input and asserts the guest got an I/O error of `kind`
+/// (`PermissionDenied` is WASI's `not-permitted`) and saw nothing of the outside.
+async fn assert_all_fail(agent: &PreparedAgent, inputs: &[Value], kind: &str) {
     for input in inputs {
         let out = fs(agent, input.clone()).await;
         assert_eq!(out["ok"], false, "{input} must be denied: {out}");
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(kind), "{input}: expected {kind}: {out}");
         assert!(!out.to_string().contains("secret"), "{input} leaked: {out}");
     }
+}
+
+async fn assert_all_denied(agent: &PreparedAgent, inputs: &[Value]) {
+    assert_all_fail(agent, inputs, "PermissionDenied").await;
 }
 
 fn read(path: &str) -> Value {
@@ -100,7 +106,8 @@ async fn symlink_loop_fails_cleanly() {
     let h = Harness::new();
     let agent = symlink_agent(&h);
     let started = std::time::Instant::now();
-    assert_all_denied(&agent, &[read("/m/loop_x"), list("/m/loop_y")]).await;
+    let inputs = [read("/m/loop_x"), list("/m/loop_y")];
+    assert_all_fail(&agent, &inputs, "FilesystemLoop").await;
     assert!(
         started.elapsed().as_secs() < 20,
         "the loop was not cut short"
@@ -231,8 +238,7 @@ async fn read_only_preopen_denies_every_modification_and_the_host_is_unchanged()
     let agent = mount_agent(&h, true);
     let before = snapshot(&h.dir.path().join("d"));
     for op in modifying_ops() {
-        let out = fs(&agent, op.clone()).await;
-        assert_eq!(out["ok"], false, "{op} must be denied: {out}");
+        assert_all_denied(&agent, &[op]).await;
     }
     assert_eq!(snapshot(&h.dir.path().join("d")), before);
     let read = fs(&agent, json!({"op": "read", "path": "/d/runbook.md"})).await;

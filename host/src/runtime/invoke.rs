@@ -384,6 +384,20 @@ impl PreparedAgent {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return InvocationError::Exit { code: exit.0 };
         }
+        if matches!(
+            err.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        ) {
+            return InvocationError::ResourceLimit {
+                limit: self.limits.max_resources,
+            };
+        }
+        // wasmtime's hostcall-fuel error type is private; its message is stable.
+        if format!("{err:#}").contains("allocated for hostcalls has been exhausted") {
+            return InvocationError::HostcallLimit {
+                limit: self.limits.hostcall_bytes.bytes(),
+            };
+        }
         if err
             .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
             .is_some()

@@ -283,6 +283,13 @@ fn read_component(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
         ))
     };
     let cannot_read = |e: std::io::Error| err(format!("cannot read component: {e}"));
+    // Checked before opening: opening a FIFO blocks, and a device never ends.
+    let kind = std::fs::metadata(path).map_err(cannot_read)?.file_type();
+    if !kind.is_file() {
+        return Err(err(
+            "not a regular file; a component must be a .wasm file".into()
+        ));
+    }
     let file = std::fs::File::open(path).map_err(cannot_read)?;
     let size = file.metadata().map_err(cannot_read)?.len();
     if size > limit {
