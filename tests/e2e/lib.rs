@@ -21,6 +21,7 @@ mod coverage {
             include_str!("hostile_fs.rs"),
             include_str!("hostile_http.rs"),
             include_str!("hostile_resources.rs"),
+            include_str!("hostile_secrets.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
         ]
