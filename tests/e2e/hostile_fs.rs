@@ -261,3 +261,46 @@ async fn the_same_modifications_succeed_on_a_read_write_preopen() {
     assert!(d.join("newdir").is_dir() && d.join("sub2").is_dir());
     assert!(!d.join("runbook.md").exists() && !d.join("empty").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
+    let h = Harness::new();
+    let mount = h.dir.path().join("quota");
+    std::fs::create_dir_all(&mount).unwrap();
+    let agent = h.agent(
+        "fs-quota",
+        guests::FS_PROBE,
+        "  capabilities:\n    filesystem:\n      - { hostPath: quota, guestPath: /q, readOnly: false }\n  limits: { maxWriteBytes: 4Ki }\n",
+    );
+    let write =
+        |path: &str, bytes: usize| json!({"op": "write", "path": path, "data": "x".repeat(bytes)});
+
+    let inv = agent.invoke(task(write("/q/small", 3000))).await;
+    assert_eq!(output_json(&inv)["ok"], true);
+    assert_eq!(inv.usage.file_write_bytes, 3000);
+
+    for input in [
+        write("/q/big", 8000),
+        json!({"op": "append", "path": "/q/small", "data": "y".repeat(5000)}),
+    ] {
+        let inv = agent.invoke(task(input.clone())).await;
+        let out = output_json(&inv);
+        assert_eq!(out["ok"], false, "{out}");
+        // The host answers ENOSPC; wasi-libc reports a failed stream write as EIO.
+        assert!(out["error"].as_str().unwrap().contains("os error"), "{out}");
+        assert!(
+            inv.usage.file_write_bytes <= 4096,
+            "charged {}",
+            inv.usage.file_write_bytes
+        );
+    }
+    let big = std::fs::metadata(mount.join("big"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(big <= 4096, "{big} bytes reached the host past the quota");
+    let small = std::fs::metadata(mount.join("small")).unwrap().len();
+    assert!(small <= 3000 + 4096, "{small}");
+
+    // The quota is per invocation: the next one starts afresh.
+    assert_eq!(fs(&agent, write("/q/again", 3000)).await["ok"], true);
+}

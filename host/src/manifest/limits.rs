@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_RESOURCES: u32 = 1000;
 /// Default size of one HTTP response body: stops a granted (or compromised)
 /// endpoint from streaming unbounded data into the host on the guest's behalf.
 pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: Quantity = Quantity::from_bytes(10 * MI);
+/// Default bytes of file data one invocation may write to read-write mounts:
+/// stops a guest filling the host's disk through a granted directory.
+pub const DEFAULT_MAX_WRITE_BYTES: Quantity = Quantity::from_bytes(16 * MI);
 /// Default bytes per host call: stops a guest making the host copy a huge string or list.
 pub const DEFAULT_HOSTCALL_BYTES: Quantity = Quantity::from_bytes(16 * MI);
 
@@ -71,6 +74,8 @@ pub struct Limits {
     pub max_output_bytes: Quantity,
     /// Bytes of stdout, stderr and log records one invocation may write.
     pub max_log_bytes: Quantity,
+    /// Bytes of file data one invocation may write to read-write mounts.
+    pub max_write_bytes: Quantity,
     /// Elements across all tables of one invocation.
     pub max_table_elements: u32,
     /// Core instances in one component instance.
@@ -92,6 +97,7 @@ impl Default for Limits {
             max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
             max_table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
             max_instances: DEFAULT_MAX_INSTANCES,
             max_resources: DEFAULT_MAX_RESOURCES,

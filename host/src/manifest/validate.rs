@@ -80,6 +80,7 @@ fn validate_limits(limits: &Limits) -> Result {
         ),
         ("maxOutputBytes", limits.max_output_bytes.bytes()),
         ("maxLogBytes", limits.max_log_bytes.bytes()),
+        ("maxWriteBytes", limits.max_write_bytes.bytes()),
         ("maxTableElements", limits.max_table_elements.into()),
         ("maxInstances", limits.max_instances.into()),
         ("maxResources", limits.max_resources.into()),

@@ -16,6 +16,7 @@ use super::state::InvocationState;
 use super::PreparedAgent;
 use crate::bindings::{AgentError, Task};
 use crate::cap::env::redact;
+use crate::cap::fs::quota::WriteQuota;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::GuestLog;
 use crate::cap::stdio::CapturedOutput;
@@ -173,6 +174,8 @@ pub struct Usage {
     pub log_records: u64,
     /// Log bytes dropped by the budget.
     pub log_dropped_bytes: u64,
+    /// Bytes of file data written to read-write mounts.
+    pub file_write_bytes: u64,
     /// Size of the output, bytes.
     pub output_bytes: u64,
 }
@@ -286,6 +289,7 @@ impl PreparedAgent {
             ),
             calls: HostCalls::default(),
             deadline: started + limits.timeout.as_duration(),
+            write_quota: WriteQuota::new(limits.max_write_bytes.bytes()),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -337,6 +341,7 @@ impl PreparedAgent {
         usage.host_calls = data.calls.to_map();
         usage.http_requests = data.http_policy.counters().sent();
         usage.http_denied = data.http_policy.counters().denied();
+        usage.file_write_bytes = data.write_quota.used();
         let memory_exceeded = data.limiter.memory_exceeded;
         drop(store);
         let stats = log.stats();

@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::Limiter;
+use crate::cap::fs::quota::WriteQuota;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::{GuestLog, HasLog, LogView};
 use crate::cap::{Capability, HostCalls};
@@ -27,6 +28,7 @@ pub struct InvocationState {
     pub(crate) limiter: Limiter,
     pub(crate) calls: HostCalls,
     pub(crate) deadline: Instant,
+    pub(crate) write_quota: WriteQuota,
 }
 
 impl WasiView for InvocationState {
@@ -103,6 +105,7 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, |s| {
         count(s, Capability::Filesystem).filesystem()
     })?;
+    crate::cap::fs::quota::add_to_linker(l)?;
 
     let http_options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
     http::outgoing_handler::add_to_linker::<S, WasiHttp>(l, |s| count(s, Capability::Http).http())?;

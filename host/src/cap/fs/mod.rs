@@ -5,6 +5,8 @@
 //! Path resolution inside a preopen is wasmtime-wasi's (cap-std): `..` and
 //! symlinks cannot leave the preopened directory.
 
+pub mod quota;
+
 use std::path::{Path, PathBuf};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
