@@ -174,3 +174,45 @@ async fn userinfo_cannot_redirect_a_request_to_another_host() {
     assert_eq!(inv.usage.http_requests, 0);
     assert!(allowed.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_peer_cannot_hold_the_invocation_past_its_timeout() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let h = Harness::new();
+    let agent = h.agent(
+        "silent",
+        guests::HTTP_PROBE,
+        &format!("  capabilities:\n    http:\n      - {{ url: \"http://{addr}/\", methods: [GET] }}\n  limits: {{ timeout: 500ms }}\n"),
+    );
+    let inv = agent
+        .invoke(task(
+            json!({"method": "GET", "url": format!("http://{addr}/hang")}),
+        ))
+        .await;
+    assert!(
+        matches!(inv.result, Err(agent_host::InvocationError::Timeout { .. })),
+        "{:?}",
+        inv.result
+    );
+    assert!(
+        inv.usage.wall_time_us < 3_000_000,
+        "held for {} µs",
+        inv.usage.wall_time_us
+    );
+    let next = agent
+        .invoke(task(json!({"method": "GET", "url": "http://127.0.0.1:1/"})))
+        .await;
+    assert!(
+        next.result.is_ok(),
+        "the agent still serves: {:?}",
+        next.result
+    );
+}
