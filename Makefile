@@ -6,7 +6,7 @@ GUEST_DIR  := target/guests
 GUEST_OUT  := $(GUEST_DIR)/wasm32-wasip2/release
 GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
-.PHONY: setup guests host demo test bench check fmt clippy
+.PHONY: setup guests host demo test bench fuzz fmt clippy
 
 ## Install the guest target (idempotent).
 setup:
@@ -38,3 +38,11 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## Fuzz the manifest parser and the outgoing-HTTP allowlist, FUZZ_SECONDS each
+## (cargo-fuzz/libFuzzer; needs RUSTC_BOOTSTRAP for its -Z flags on stable).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none manifest -- -max_total_time=$(FUZZ_SECONDS)
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none http_allowlist -- -max_total_time=$(FUZZ_SECONDS)
