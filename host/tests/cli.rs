@@ -19,12 +19,7 @@ impl Env {
     }
 
     fn manifest(&self, name: &str, component: &str, spec: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("{name}.yaml"));
-        let text = format!(
-            "apiVersion: agent-host.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: {name}\nspec:\n  component:\n    path: {component}\n{spec}"
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        guests::write_manifest(self.dir.path(), name, component, spec)
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -13,6 +13,20 @@ async fn host_still_serves(h: &Harness) {
     assert_eq!(output_json(&inv)["greeting"], "hello, again");
 }
 
+/// The invocation ended as `Timeout`, near its (sub-second) deadline.
+fn assert_stopped_at_the_deadline(inv: &agent_host::Invocation) {
+    assert!(
+        matches!(inv.result, Err(InvocationError::Timeout { .. })),
+        "{:?}",
+        inv.result
+    );
+    assert!(
+        inv.usage.wall_time_us < 3_000_000,
+        "stopped near the deadline: {} µs",
+        inv.usage.wall_time_us
+    );
+}
+
 async fn run(agent: &PreparedAgent, input: serde_json::Value) -> InvocationError {
     let inv = agent.invoke(task(input)).await;
     inv.result.expect_err("the invocation should have failed")
@@ -52,17 +66,7 @@ async fn cpu_bound_guest_is_stopped_at_the_wall_clock_deadline() {
         guests::SPIN_FOREVER,
         "  limits: { fuel: 100000000000000, timeout: 300ms }\n",
     );
-    let inv = agent.invoke(task(json!({}))).await;
-    assert!(
-        matches!(inv.result, Err(InvocationError::Timeout { .. })),
-        "{:?}",
-        inv.result
-    );
-    assert!(
-        inv.usage.wall_time_us < 3_000_000,
-        "stopped near the deadline: {} µs",
-        inv.usage.wall_time_us
-    );
+    assert_stopped_at_the_deadline(&agent.invoke(task(json!({}))).await);
     host_still_serves(&h).await;
 }
 
@@ -74,17 +78,7 @@ async fn guest_blocked_in_a_host_call_times_out() {
         guests::SLEEP_FOREVER,
         "  limits: { timeout: 300ms }\n",
     );
-    let inv = agent.invoke(task(json!({}))).await;
-    assert!(
-        matches!(inv.result, Err(InvocationError::Timeout { .. })),
-        "{:?}",
-        inv.result
-    );
-    assert!(
-        inv.usage.wall_time_us < 3_000_000,
-        "stopped near the deadline: {} µs",
-        inv.usage.wall_time_us
-    );
+    assert_stopped_at_the_deadline(&agent.invoke(task(json!({}))).await);
     host_still_serves(&h).await;
 }
 

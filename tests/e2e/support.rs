@@ -50,12 +50,7 @@ impl Harness {
     /// Writes an Agent manifest named `name` for `component` with the given `spec`
     /// body (YAML lines under `spec:` other than `component`), returns its path.
     pub fn manifest(&self, name: &str, component: &str, spec: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("{name}.yaml"));
-        let text = format!(
-            "apiVersion: agent-host.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: {name}\nspec:\n  component:\n    path: {component}\n{spec}"
-        );
-        std::fs::write(&path, text).expect("write manifest");
-        path
+        agent_host_test_guests::write_manifest(self.dir.path(), name, component, spec)
     }
 
     /// Loads and prepares the agent of a manifest file.
