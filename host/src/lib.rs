@@ -12,13 +12,18 @@
 //! * [`cap`] — one module per capability: its grant, its per-invocation state, its host impl.
 //! * [`runtime`] — engine, compile cache, limits, instantiation and invocation.
 //! * [`config`] — how the host itself runs (cache, secrets, allocator), apart from any manifest.
+//! * [`server`] — serve mode: the HTTP API, admission, idempotency, graceful drain.
+//! * [`audit`] — the hash-chained audit trail; [`metrics`] — Prometheus metrics.
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod bindings;
 pub mod cap;
 pub mod config;
 pub mod manifest;
+pub mod metrics;
 pub mod runtime;
+pub mod server;
 
 pub use config::HostConfig;
 pub use runtime::{Invocation, InvocationError, PreparedAgent, Runtime, TaskInput, Usage};

@@ -24,6 +24,7 @@ mod coverage {
             include_str!("hostile_secrets.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
+            include_str!("../../host/tests/serve.rs"),
         ]
         .concat();
         let mut unused = Vec::new();

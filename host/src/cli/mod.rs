@@ -2,9 +2,11 @@
 //! codes here, at the edge: 0 success, 1 the agent or its check failed,
 //! 2 the manifest, component or command line is wrong.
 
+mod audit;
 mod bench;
 mod check;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,9 +42,9 @@ pub struct HostArgs {
         default_value = "/var/run/secrets/agent-host"
     )]
     secrets_dir: PathBuf,
-    /// Log format of the host's own log (stderr)
-    #[arg(long, env = "AGENT_HOST_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log format of the host's own log (stderr) [default: json for serve, text otherwise]
+    #[arg(long, env = "AGENT_HOST_LOG_FORMAT", global = true, value_enum)]
+    log_format: Option<LogFormat>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `agent=debug,agent_host=warn`
     #[arg(long, env = "AGENT_HOST_LOG", global = true, default_value = "info")]
     log: String,
@@ -66,6 +68,11 @@ enum Command {
     Compile(check::CompileArgs),
     /// Measure per-invocation latency, pooling allocator against on-demand
     Bench(bench::BenchArgs),
+    /// Host agents over HTTP (the production mode) until SIGTERM/SIGINT
+    Serve(serve::ServeArgs),
+    /// Audit-log tools
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 impl HostArgs {
@@ -83,7 +90,11 @@ impl HostArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.host);
+    let default_format = match cli.command {
+        Command::Serve(_) => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    init_logging(&cli.host, cli.host.log_format.unwrap_or(default_format));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,17 +108,19 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::check(&cli.host, args),
             Command::Compile(args) => check::compile(&cli.host, args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
+            Command::Serve(args) => serve::serve(&cli.host, args).await,
+            Command::Audit(command) => audit::audit(command),
         }
     })
 }
 
-fn init_logging(host: &HostArgs) {
+fn init_logging(host: &HostArgs, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(&host.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match host.log_format {
+    match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }

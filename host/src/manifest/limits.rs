@@ -41,6 +41,15 @@ pub const DEFAULT_MAX_HTTP_RESPONSE_BYTES: Quantity = Quantity::from_bytes(10 * 
 /// Default bytes of file data one invocation may write to read-write mounts:
 /// stops a guest filling the host's disk through a granted directory.
 pub const DEFAULT_MAX_WRITE_BYTES: Quantity = Quantity::from_bytes(16 * MI);
+/// Default size of a task input: the host buffers it before the agent runs.
+pub const DEFAULT_MAX_INPUT_BYTES: Quantity = Quantity::from_bytes(MI);
+/// Default invocations that may wait for a slot when `maxConcurrency` are running:
+/// absorbs bursts, and bounds what the host holds in memory.
+pub const DEFAULT_MAX_QUEUE: u32 = 32;
+/// Largest allowed `maxInputBytes`.
+pub const MAX_INPUT_BYTES: Quantity = Quantity::from_bytes(64 * MI);
+/// Largest allowed `maxQueue`: every waiting task is held in host memory.
+pub const MAX_QUEUE: u32 = 10_000;
 /// Default bytes per host call: stops a guest making the host copy a huge string or list.
 pub const DEFAULT_HOSTCALL_BYTES: Quantity = Quantity::from_bytes(16 * MI);
 
@@ -66,6 +75,10 @@ pub struct Limits {
     pub timeout: KubeDuration,
     /// Invocations of this agent that may run at once.
     pub max_concurrency: u32,
+    /// Invocations that may wait for a slot (serve mode); past it, requests are refused.
+    pub max_queue: u32,
+    /// Size of one task input, at most 64Mi.
+    pub max_input_bytes: Quantity,
     /// Outgoing HTTP requests one invocation may make.
     pub max_http_requests: u32,
     /// Size of one HTTP response body the guest may receive.
@@ -93,6 +106,8 @@ impl Default for Limits {
             memory: DEFAULT_MEMORY,
             timeout: DEFAULT_TIMEOUT,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_queue: DEFAULT_MAX_QUEUE,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
             max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,

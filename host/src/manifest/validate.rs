@@ -6,7 +6,9 @@ use std::path::{Component, Path};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::limits::{MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_TIMEOUT, MIN_MEMORY};
+use super::limits::{
+    MAX_INPUT_BYTES, MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_QUEUE, MAX_TIMEOUT, MIN_MEMORY,
+};
 use super::{
     AgentSpec, Capabilities, ComponentSource, EnvVar, FsMount, HttpRule, KeyValueGrant, Limits,
     LlmGrant, ManifestError, SecretKeyRef,
@@ -79,6 +81,7 @@ fn validate_limits(limits: &Limits) -> Result {
             limits.max_http_response_bytes.bytes(),
         ),
         ("maxOutputBytes", limits.max_output_bytes.bytes()),
+        ("maxInputBytes", limits.max_input_bytes.bytes()),
         ("maxLogBytes", limits.max_log_bytes.bytes()),
         ("maxWriteBytes", limits.max_write_bytes.bytes()),
         ("maxTableElements", limits.max_table_elements.into()),
@@ -118,6 +121,20 @@ fn validate_limits(limits: &Limits) -> Result {
             limits.max_output_bytes
         );
         return fail("spec.limits.maxOutputBytes", message);
+    }
+    if limits.max_input_bytes > MAX_INPUT_BYTES {
+        let message = format!(
+            "{} is above the maximum of {MAX_INPUT_BYTES}",
+            limits.max_input_bytes
+        );
+        return fail("spec.limits.maxInputBytes", message);
+    }
+    if limits.max_queue > MAX_QUEUE {
+        let message = format!(
+            "{} is above the maximum of {MAX_QUEUE} (waiting tasks are held in memory)",
+            limits.max_queue
+        );
+        return fail("spec.limits.maxQueue", message);
     }
     Ok(())
 }

@@ -43,6 +43,14 @@ pub enum InvocationError {
         /// Parser message.
         reason: String,
     },
+    /// The input is larger than `spec.limits.maxInputBytes`.
+    #[error("input of {size} bytes exceeds spec.limits.maxInputBytes of {limit}")]
+    InputTooLarge {
+        /// Input size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The agent returned an error.
     #[error("agent returned {kind}: {message}")]
     Agent {
@@ -139,6 +147,7 @@ impl InvocationError {
     pub fn code(&self) -> &'static str {
         match self {
             InvocationError::InvalidInput { .. } => "InvalidInput",
+            InvocationError::InputTooLarge { .. } => "InputTooLarge",
             InvocationError::Agent { .. } => "AgentError",
             InvocationError::FuelExhausted { .. } => "FuelExhausted",
             InvocationError::MemoryLimit { .. } => "MemoryLimit",
@@ -176,8 +185,17 @@ pub struct Usage {
     pub log_dropped_bytes: u64,
     /// Bytes of file data written to read-write mounts.
     pub file_write_bytes: u64,
+    /// File opens refused (outside every mount, or a write to a read-only one).
+    pub file_denied: u32,
     /// Size of the output, bytes.
     pub output_bytes: u64,
+    /// Capability audit records not written past the per-invocation cap.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub capability_records_suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The result of one invocation.
@@ -203,36 +221,79 @@ impl Invocation {
     }
 }
 
+/// One of the agent's `spec.limits.maxConcurrency` slots, held for one invocation.
+#[derive(Debug)]
+pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 impl PreparedAgent {
-    /// Runs one task in a fresh instance under every limit of the manifest.
+    /// A free slot, or `None` when `maxConcurrency` invocations are running.
+    pub fn try_slot(&self) -> Option<Slot> {
+        self.concurrency.clone().try_acquire_owned().ok().map(Slot)
+    }
+
+    /// Waits for a free slot (the caller bounds how many may wait).
+    pub async fn slot(&self) -> Slot {
+        Slot(
+            self.concurrency
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the agent's semaphore is never closed"),
+        )
+    }
+
+    /// Runs one task in a fresh instance under every limit of the manifest,
+    /// refusing (not queueing) it when every slot is taken.
     /// Never panics on guest behaviour; the agent stays usable afterwards.
     pub async fn invoke(&self, task: TaskInput) -> Invocation {
+        match self.try_slot() {
+            Some(slot) => self.invoke_in_slot(slot, task).await,
+            None => {
+                let error = InvocationError::Capacity {
+                    message: format!(
+                        "spec.limits.maxConcurrency of {} invocations reached",
+                        self.limits.max_concurrency
+                    ),
+                };
+                self.finish(task.id, Instant::now(), Err(error), Usage::default())
+            }
+        }
+    }
+
+    /// Runs one task in the slot the caller obtained.
+    pub async fn invoke_in_slot(&self, slot: Slot, task: TaskInput) -> Invocation {
+        let started = Instant::now();
         let id = task
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let started = Instant::now();
         let mut usage = Usage::default();
-        // Refuse rather than queue: the caller decides whether to retry.
-        let permit = self.concurrency.clone().try_acquire_owned();
-        let result = match (
-            permit,
-            serde_json::from_str::<serde::de::IgnoredAny>(&task.input),
-        ) {
-            (Err(_), _) => Err(InvocationError::Capacity {
-                message: format!(
-                    "spec.limits.maxConcurrency of {} invocations reached",
-                    self.limits.max_concurrency
-                ),
-            }),
-            (Ok(_), Err(e)) => Err(InvocationError::InvalidInput {
+        let limit = self.limits.max_input_bytes.bytes();
+        let result = if task.input.len() as u64 > limit {
+            Err(InvocationError::InputTooLarge {
+                size: task.input.len() as u64,
+                limit,
+            })
+        } else if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&task.input) {
+            Err(InvocationError::InvalidInput {
                 reason: e.to_string(),
-            }),
-            (Ok(_permit), Ok(_)) => {
-                self.run_in_fresh_store(&id, task, started, &mut usage)
-                    .await
-            }
+            })
+        } else {
+            self.run_in_fresh_store(&id, task, started, &mut usage)
+                .await
         };
+        drop(slot);
+        self.finish(Some(id), started, result, usage)
+    }
+
+    fn finish(
+        &self,
+        id: Option<String>,
+        started: Instant,
+        result: Result<String, InvocationError>,
+        mut usage: Usage,
+    ) -> Invocation {
+        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         usage.wall_time_us = started.elapsed().as_micros() as u64;
         let result = result.map_err(|e| e.redacted(self.grants.env.secrets()));
         let invocation = Invocation {
@@ -255,6 +316,11 @@ impl PreparedAgent {
     ) -> wasmtime::Result<(Store<InvocationState>, GuestLog)> {
         let limits = &self.limits;
         let invocation: Arc<str> = id.into();
+        let audit = self.audit.for_invocation(
+            self.name.clone(),
+            invocation.clone(),
+            self.grants.env.secrets().clone(),
+        );
         let log = GuestLog::new(
             self.name.clone(),
             invocation.clone(),
@@ -279,6 +345,7 @@ impl PreparedAgent {
                 invocation,
                 limits.max_http_requests,
                 limits.max_http_response_bytes.bytes(),
+                audit.clone(),
             ),
             table,
             log: log.clone(),
@@ -290,6 +357,8 @@ impl PreparedAgent {
             calls: HostCalls::default(),
             deadline: started + limits.timeout.as_duration(),
             write_quota: WriteQuota::new(limits.max_write_bytes.bytes()),
+            audit,
+            file_denied: 0,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -342,6 +411,8 @@ impl PreparedAgent {
         usage.http_requests = data.http_policy.counters().sent();
         usage.http_denied = data.http_policy.counters().denied();
         usage.file_write_bytes = data.write_quota.used();
+        usage.file_denied = data.file_denied;
+        usage.capability_records_suppressed = data.audit.suppressed();
         let memory_exceeded = data.limiter.memory_exceeded;
         drop(store);
         let stats = log.stats();

@@ -16,8 +16,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 pub use cache::CacheStatus;
-pub use invoke::{Invocation, InvocationError, TaskInput, Usage};
+pub use invoke::{Invocation, InvocationError, Slot, TaskInput, Usage};
 
+use crate::audit::AuditLog;
 use crate::bindings::AgentPre;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
 use crate::cap::{ConfigureError, Grants};
@@ -94,6 +95,7 @@ pub struct Runtime {
     linker: Linker<InvocationState>,
     cache: cache::CompileCache,
     config: HostConfig,
+    audit: AuditLog,
     _ticker: engine::EpochTicker,
 }
 
@@ -105,6 +107,8 @@ pub struct PreparedAgent {
     pub(crate) limits: Limits,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
     pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
+    /// Where capability uses and denials are recorded.
+    pub(crate) audit: AuditLog,
     /// SHA-256 of the component, hex.
     pub digest: String,
     /// How the component was obtained.
@@ -141,8 +145,14 @@ impl Runtime {
             linker,
             cache,
             config,
+            audit: AuditLog::disabled(),
             _ticker: ticker,
         })
+    }
+
+    /// Records the capability uses and denials of agents prepared from now on in `log`.
+    pub fn set_audit_log(&mut self, log: AuditLog) {
+        self.audit = log;
     }
 
     /// The engine.
@@ -199,6 +209,7 @@ impl Runtime {
             concurrency: Arc::new(tokio::sync::Semaphore::new(
                 loaded.agent.spec.limits.max_concurrency as usize,
             )),
+            audit: self.audit.clone(),
             digest: inspection.digest,
             cache_status: inspection.cache_status,
             imports: inspection.imports,

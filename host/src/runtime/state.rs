@@ -13,6 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::limiter::Limiter;
+use crate::audit::CapabilityAudit;
 use crate::cap::fs::quota::WriteQuota;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::{GuestLog, HasLog, LogView};
@@ -29,6 +30,9 @@ pub struct InvocationState {
     pub(crate) calls: HostCalls,
     pub(crate) deadline: Instant,
     pub(crate) write_quota: WriteQuota,
+    pub(crate) audit: CapabilityAudit,
+    /// File opens refused (outside a mount, or writes to a read-only one).
+    pub(crate) file_denied: u32,
 }
 
 impl WasiView for InvocationState {
@@ -106,6 +110,7 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
         count(s, Capability::Filesystem).filesystem()
     })?;
     crate::cap::fs::quota::add_to_linker(l)?;
+    crate::cap::fs::audit::add_to_linker(l)?;
 
     let http_options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
     http::outgoing_handler::add_to_linker::<S, WasiHttp>(l, |s| count(s, Capability::Http).http())?;

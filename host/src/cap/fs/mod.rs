@@ -5,6 +5,7 @@
 //! Path resolution inside a preopen is wasmtime-wasi's (cap-std): `..` and
 //! symlinks cannot leave the preopened directory.
 
+pub mod audit;
 pub mod quota;
 
 use std::path::{Path, PathBuf};

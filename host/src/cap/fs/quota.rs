@@ -24,7 +24,7 @@ use crate::runtime::state::InvocationState;
 
 /// The instance the re-linked functions belong to (semver-compatible imports
 /// such as `@0.2.0` resolve to it).
-const TYPES: &str = "wasi:filesystem/types@0.2.12";
+pub(crate) const TYPES: &str = "wasi:filesystem/types@0.2.12";
 /// ENOSPC on Linux: maps to `error-code.insufficient-space` in the guest.
 const ENOSPC: i32 = 28;
 

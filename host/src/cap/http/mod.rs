@@ -27,6 +27,7 @@ use wasmtime_wasi_http::{
 
 use self::address::{AddressPolicy, ResolveError};
 use super::Capability;
+use crate::audit::{CapabilityAudit, Decision};
 use crate::manifest::{HttpMethod, HttpRule};
 
 /// Connect timeout applied when the guest sets none, and the most it may set:
@@ -94,6 +95,8 @@ pub struct Target {
     pub tls: bool,
     /// The matching rule's address policy.
     pub addresses: AddressPolicy,
+    /// The matching rule, as written in the manifest.
+    pub rule: String,
 }
 
 impl HttpGrant {
@@ -186,6 +189,7 @@ impl HttpGrant {
             port,
             tls: url.scheme() == "https",
             addresses: rule.addresses.clone(),
+            rule: rule.display.clone(),
         })
     }
 }
@@ -256,6 +260,7 @@ pub struct HttpPolicy {
     limit: u32,
     max_response_bytes: u64,
     counters: Arc<HttpCounters>,
+    audit: CapabilityAudit,
 }
 
 impl HttpPolicy {
@@ -266,6 +271,7 @@ impl HttpPolicy {
         invocation: Arc<str>,
         max_requests: u32,
         max_response_bytes: u64,
+        audit: CapabilityAudit,
     ) -> Self {
         Self {
             grant,
@@ -275,6 +281,7 @@ impl HttpPolicy {
             limit: max_requests,
             max_response_bytes,
             counters: Arc::default(),
+            audit,
         }
     }
 
@@ -317,10 +324,18 @@ impl WasiHttpHooks for HttpPolicy {
         let decision = self.decide(&method, &uri);
         let (agent, invocation) = (self.agent.clone(), self.invocation.clone());
         let counters = self.counters.clone();
+        let audit = self.audit.clone();
         let target = match decision {
             Err((denial, code)) => {
                 counters.denied.fetch_add(1, Ordering::Relaxed);
-                deny_log(&agent, &invocation, &method, &uri, &denial.to_string());
+                deny(
+                    &audit,
+                    &agent,
+                    &invocation,
+                    &method,
+                    &uri,
+                    &denial.to_string(),
+                );
                 return Box::new(async move { Err(code) });
             }
             Ok(target) => target,
@@ -332,7 +347,7 @@ impl WasiHttpHooks for HttpPolicy {
                 Ok(addr) => addr,
                 Err(ResolveError::Prohibited(why)) => {
                     counters.denied.fetch_add(1, Ordering::Relaxed);
-                    deny_log(&agent, &invocation, &method, &uri, &why);
+                    deny(&audit, &agent, &invocation, &method, &uri, &why);
                     return Err(HttpError::DestinationIpProhibited);
                 }
                 Err(ResolveError::Dns(why)) => {
@@ -343,6 +358,15 @@ impl WasiHttpHooks for HttpPolicy {
                 }
             };
             counters.sent.fetch_add(1, Ordering::Relaxed);
+            let url = uri.to_string();
+            audit.record(
+                Capability::Http,
+                method.as_str(),
+                &url,
+                Decision::Allow,
+                Some(&target.rule),
+                None,
+            );
             tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %uri, %addr, "http request allowed");
             let dest = client::Destination {
                 addr,
@@ -354,7 +378,23 @@ impl WasiHttpHooks for HttpPolicy {
     }
 }
 
-fn deny_log(agent: &str, invocation: &str, method: &http::Method, uri: &Uri, reason: &str) {
+fn deny(
+    audit: &CapabilityAudit,
+    agent: &str,
+    invocation: &str,
+    method: &http::Method,
+    uri: &Uri,
+    reason: &str,
+) {
+    let url = uri.to_string();
+    audit.record(
+        Capability::Http,
+        method.as_str(),
+        &url,
+        Decision::Deny,
+        None,
+        Some(reason),
+    );
     tracing::warn!(
         target: "agent_host::deny", agent, invocation, capability = Capability::Http.as_str(),
         method = %method, url = %uri, reason, "http request denied"
@@ -465,7 +505,14 @@ mod tests {
     #[test]
     fn request_budget_denies_past_the_limit() {
         let g = std::sync::Arc::new(grant(r#"[{url: "http://a.test/", methods: [GET]}]"#));
-        let mut p = HttpPolicy::new(g, "a".into(), "i".into(), 1, 1024);
+        let mut p = HttpPolicy::new(
+            g,
+            "a".into(),
+            "i".into(),
+            1,
+            1024,
+            CapabilityAudit::disabled(),
+        );
         let uri: Uri = "http://a.test/x".parse().unwrap();
         assert!(p.decide(&http::Method::GET, &uri).is_ok());
         assert!(matches!(

@@ -1,0 +1,181 @@
+//! `agent-host serve`: hosts agents over HTTP until SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use agent_host::audit::AuditLog;
+use agent_host::config::Allocator;
+use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
+use agent_host::metrics::Metrics;
+use agent_host::server::store::StoreLimits;
+use agent_host::server::{shutdown_signal, ServeConfig, Server};
+use agent_host::Runtime;
+
+use super::{fail, HostArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Agent manifests (YAML) to host, or directories of them (*.yaml, *.yml); repeatable
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "AGENT_HOST_MANIFESTS",
+        value_delimiter = ',',
+        required = true
+    )]
+    manifests: Vec<PathBuf>,
+    /// Address to listen on
+    #[arg(long, env = "AGENT_HOST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Append-only, hash-chained audit log (JSON lines); off when not set
+    #[arg(long, env = "AGENT_HOST_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// After SIGTERM, how long in-flight invocations may run before they are cancelled
+    #[arg(long, env = "AGENT_HOST_SHUTDOWN_GRACE", default_value = "25s")]
+    shutdown_grace: KubeDuration,
+    /// How long an async or idempotent invocation's result stays retrievable after it ends
+    #[arg(long, env = "AGENT_HOST_RESULT_TTL", default_value = "1h")]
+    result_ttl: KubeDuration,
+    /// Most invocation results remembered at once (oldest ended ones are dropped first)
+    #[arg(long, env = "AGENT_HOST_MAX_RESULTS", default_value_t = 10_000)]
+    max_results: usize,
+    /// How long an Idempotency-Key is remembered after its first request
+    #[arg(long, env = "AGENT_HOST_IDEMPOTENCY_TTL", default_value = "24h")]
+    idempotency_ttl: KubeDuration,
+    /// Most idempotency keys remembered at once; past it, keyed requests get 503
+    #[arg(
+        long,
+        env = "AGENT_HOST_MAX_IDEMPOTENCY_KEYS",
+        default_value_t = 100_000
+    )]
+    max_idempotency_keys: usize,
+    /// Request bytes buffered at once across all requests; past it, requests get 503
+    #[arg(long, env = "AGENT_HOST_MAX_BUFFERED_INPUT", default_value = "256Mi")]
+    max_buffered_input: Quantity,
+    /// Longest a client may take to send a request body
+    #[arg(long, env = "AGENT_HOST_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: KubeDuration,
+    /// Instance slots of the pooling allocator (at least the sum of the agents' maxConcurrency)
+    #[arg(long, env = "AGENT_HOST_MAX_INSTANCES", default_value_t = 1000)]
+    max_instances: u32,
+}
+
+/// Expands directories into the manifests they hold, sorted by name.
+fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_yaml(p))
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "{}: no *.yaml or *.yml manifests in this directory",
+                    path.display()
+                ));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
+    let files = match manifest_files(&args.manifests) {
+        Ok(files) => files,
+        Err(e) => return fail(e),
+    };
+    let mut config = host.config(Allocator::Pooling);
+    config.max_instances = args.max_instances;
+    let mut runtime = match Runtime::new(config) {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
+    };
+    // Fail closed: an audit log that cannot be continued stops the host.
+    let audit = match &args.audit_log {
+        Some(path) => match AuditLog::open(path) {
+            Ok(log) => log,
+            Err(e) => return fail(e),
+        },
+        None => {
+            tracing::warn!("no --audit-log: capability uses and invocations are not audited");
+            AuditLog::disabled()
+        }
+    };
+    runtime.set_audit_log(audit.clone());
+
+    // Every manifest must load: a host that silently skipped one would grant
+    // less (or serve less) than the operator deployed.
+    let mut agents = Vec::new();
+    let mut total_concurrency = 0u64;
+    for file in &files {
+        let prepared = LoadedAgent::from_file(file)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| runtime.prepare(&loaded).map_err(|e| e.to_string()));
+        match prepared {
+            Ok(agent) => {
+                if agents
+                    .iter()
+                    .any(|a: &agent_host::PreparedAgent| a.name() == agent.name())
+                {
+                    return fail(format!(
+                        "{}: a second agent named {:?}; agent names must be unique",
+                        file.display(),
+                        agent.name()
+                    ));
+                }
+                total_concurrency += u64::from(agent.limits().max_concurrency);
+                tracing::info!(agent = agent.name(), manifest = %file.display(), digest = %agent.digest, cache = ?agent.cache_status, "agent loaded");
+                agents.push(agent);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    if total_concurrency > u64::from(args.max_instances) {
+        tracing::warn!(
+            total_concurrency,
+            max_instances = args.max_instances,
+            "the agents' maxConcurrency add up to more than the instance pool: invocations past the pool fail with Capacity (503)"
+        );
+    }
+
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("--listen {}: {e}", args.listen)),
+    };
+    let addr = listener.local_addr().map_or(args.listen, |a| a);
+    let serve_config = ServeConfig {
+        listen: addr,
+        shutdown_grace: args.shutdown_grace.as_duration(),
+        store: StoreLimits {
+            result_ttl: args.result_ttl.as_duration(),
+            max_results: args.max_results.max(1),
+            idempotency_ttl: args.idempotency_ttl.as_duration(),
+            max_keys: args.max_idempotency_keys.max(1),
+        },
+        max_buffered_input: args.max_buffered_input.bytes(),
+        body_timeout: args.body_timeout.as_duration(),
+    };
+    let server = Server::new(agents, Metrics::new(), audit, serve_config);
+    tracing::info!(%addr, agents = files.len(), "serving");
+    // Printed for scripts and tests that listen on port 0.
+    println!("listening on http://{addr}");
+    match server.run(listener, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: serving on {addr}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

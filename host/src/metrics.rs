@@ -1,0 +1,282 @@
+//! Prometheus metrics of the host (`GET /metrics`), one registry per server.
+//! Label values are bounded: agent names come from loaded manifests, outcomes
+//! and capabilities from closed enums.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::cap::Capability;
+use crate::runtime::{CacheStatus, Invocation};
+
+/// `agent` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    /// Agent name.
+    pub agent: String,
+}
+
+/// `agent`, `outcome` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Agent name.
+    pub agent: String,
+    /// `ok`, an invocation error code, or `Cancelled`.
+    pub outcome: String,
+}
+
+/// `agent`, `capability` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapabilityLabels {
+    /// Agent name.
+    pub agent: String,
+    /// Capability name.
+    pub capability: String,
+}
+
+/// `agent`, `reason` labels of refused requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Agent name.
+    pub agent: String,
+    /// Error code of the refusal, e.g. `QueueFull`.
+    pub reason: String,
+}
+
+/// `result` label of compile-cache lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    /// `hit`, `miss` or `rebuilt`.
+    pub result: String,
+}
+
+type HistogramFamily = Family<AgentLabel, Histogram, fn() -> Histogram>;
+
+/// Every metric the host exports.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<OutcomeLabels, Counter>,
+    duration: HistogramFamily,
+    fuel: HistogramFamily,
+    peak_memory: HistogramFamily,
+    host_calls: Family<CapabilityLabels, Counter>,
+    denials: Family<CapabilityLabels, Counter>,
+    in_flight: Family<AgentLabel, Gauge>,
+    queued: Family<AgentLabel, Gauge>,
+    rejected: Family<RejectLabels, Counter>,
+    compile_cache: Family<CacheLabel, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs .. ~52 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+fn fuel_histogram() -> Histogram {
+    // 10k .. ~10^10 units
+    Histogram::new(exponential_buckets(10_000.0, 4.0, 16))
+}
+
+fn memory_histogram() -> Histogram {
+    // 64 KiB .. 4 GiB
+    Histogram::new(exponential_buckets(65_536.0, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `agent_host` prefix.
+    pub fn new() -> Self {
+        let mut root = Registry::default();
+        let r = root.sub_registry_with_prefix("agent_host");
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        r.register(
+            "invocations",
+            "Invocations finished, by agent and outcome",
+            invocations.clone(),
+        );
+        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        r.register_with_unit(
+            "invocation_duration",
+            "Wall time of finished invocations",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let fuel: HistogramFamily = Family::new_with_constructor(fuel_histogram);
+        r.register(
+            "invocation_fuel",
+            "Fuel consumed by finished invocations",
+            fuel.clone(),
+        );
+        let peak_memory: HistogramFamily = Family::new_with_constructor(memory_histogram);
+        r.register_with_unit(
+            "invocation_peak_memory",
+            "Peak linear memory of finished invocations",
+            Unit::Bytes,
+            peak_memory.clone(),
+        );
+        let host_calls = Family::<CapabilityLabels, Counter>::default();
+        r.register(
+            "host_calls",
+            "Host calls made by guests, by capability",
+            host_calls.clone(),
+        );
+        let denials = Family::<CapabilityLabels, Counter>::default();
+        r.register(
+            "capability_denials",
+            "Capability uses refused, by capability",
+            denials.clone(),
+        );
+        let in_flight = Family::<AgentLabel, Gauge>::default();
+        r.register(
+            "invocations_in_flight",
+            "Invocations running now",
+            in_flight.clone(),
+        );
+        let queued = Family::<AgentLabel, Gauge>::default();
+        r.register(
+            "invocations_queued",
+            "Invocations accepted and waiting for a concurrency slot",
+            queued.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        r.register(
+            "requests_rejected",
+            "Invocation requests refused before running (queue full, draining, too large)",
+            rejected.clone(),
+        );
+        let compile_cache = Family::<CacheLabel, Counter>::default();
+        r.register(
+            "compile_cache_lookups",
+            "Component compile-cache lookups at load, by result",
+            compile_cache.clone(),
+        );
+        Self {
+            registry: root,
+            invocations,
+            duration,
+            fuel,
+            peak_memory,
+            host_calls,
+            denials,
+            in_flight,
+            queued,
+            rejected,
+            compile_cache,
+        }
+    }
+
+    /// Makes an agent's series exist (at zero) before its first invocation.
+    pub fn register_agent(&self, agent: &str) {
+        let label = AgentLabel {
+            agent: agent.to_string(),
+        };
+        let _ = self.in_flight.get_or_create(&label);
+        let _ = self.queued.get_or_create(&label);
+    }
+
+    /// Counts one compile-cache lookup.
+    pub fn cache_lookup(&self, status: &CacheStatus) {
+        let result = match status {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Rebuilt { .. } => "rebuilt",
+            CacheStatus::Disabled => "disabled",
+        };
+        self.compile_cache
+            .get_or_create(&CacheLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// In-flight gauge of `agent`.
+    pub fn in_flight(&self, agent: &str) -> Gauge {
+        self.in_flight.get_or_create_owned(&AgentLabel {
+            agent: agent.to_string(),
+        })
+    }
+
+    /// Queued gauge of `agent`.
+    pub fn queued(&self, agent: &str) -> Gauge {
+        self.queued.get_or_create_owned(&AgentLabel {
+            agent: agent.to_string(),
+        })
+    }
+
+    /// Counts a refused request.
+    pub fn rejected(&self, agent: &str, reason: &str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                agent: agent.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a finished invocation.
+    pub fn finished(&self, inv: &Invocation) {
+        self.record_outcome(&inv.agent, inv.outcome());
+        let agent = AgentLabel {
+            agent: inv.agent.clone(),
+        };
+        let u = &inv.usage;
+        self.duration
+            .get_or_create(&agent)
+            .observe(u.wall_time_us as f64 / 1e6);
+        self.fuel
+            .get_or_create(&agent)
+            .observe(u.fuel_consumed as f64);
+        self.peak_memory
+            .get_or_create(&agent)
+            .observe(u.peak_memory_bytes as f64);
+        for (cap, n) in &u.host_calls {
+            self.host_calls
+                .get_or_create(&CapabilityLabels {
+                    agent: inv.agent.clone(),
+                    capability: cap.to_string(),
+                })
+                .inc_by(*n);
+        }
+        let denied = [
+            (Capability::Http, u.http_denied as u64),
+            (Capability::Filesystem, u.file_denied as u64),
+        ];
+        for (cap, n) in denied.into_iter().filter(|(_, n)| *n > 0) {
+            self.denials
+                .get_or_create(&CapabilityLabels {
+                    agent: inv.agent.clone(),
+                    capability: cap.as_str().to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Counts an invocation that ended without a result (e.g. cancelled at shutdown).
+    pub fn record_outcome(&self, agent: &str, outcome: &str) {
+        self.invocations
+            .get_or_create(&OutcomeLabels {
+                agent: agent.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// `Content-Type` of [`Metrics::encode`].
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

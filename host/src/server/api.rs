@@ -1,0 +1,657 @@
+//! The HTTP API: routes, admission, idempotency, and the JSON shapes of
+//! responses. Errors are `{"error": {"code", "message"}}` with a stable code.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use super::store::{Finished, KeyLookup, Phase, Tracked};
+use super::{Hosted, Shared};
+use crate::audit::Event;
+use crate::runtime::{Invocation, InvocationError, Slot, TaskInput, Usage};
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY_LEN: usize = 255;
+/// Request headers passed to the agent as task metadata (prefix stripped).
+const METADATA_PREFIX: &str = "x-agent-meta-";
+const RETRY_AFTER_SECS: &str = "1";
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{agent}/invocations", post(invoke))
+        .route("/v1/invocations/{id}", get(get_invocation))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// An error response.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            serde_json::json!({ "error": ErrorBody { code: self.code, message: &self.message } });
+        json_response(self.status, Bytes::from(body.to_string()))
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeQuery {
+    #[serde(rename = "async", default)]
+    run_async: bool,
+}
+
+/// How an accepted invocation gets its slot.
+enum Admission {
+    Slot(Slot),
+    Queued(QueueTicket),
+}
+
+/// A place in an agent's queue; given back when dropped.
+struct QueueTicket(Arc<Hosted>);
+
+impl Drop for QueueTicket {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+        self.0.queued_gauge.dec();
+    }
+}
+
+/// Takes a free slot, else a place in the queue, else refuses.
+fn admit(hosted: &Arc<Hosted>) -> Result<Admission, ApiError> {
+    if let Some(slot) = hosted.agent.try_slot() {
+        return Ok(Admission::Slot(slot));
+    }
+    let limits = hosted.agent.limits();
+    let max_queue = limits.max_queue;
+    let queued = hosted
+        .queued
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+            (q < max_queue).then_some(q + 1)
+        });
+    match queued {
+        Ok(_) => {
+            hosted.queued_gauge.inc();
+            Ok(Admission::Queued(QueueTicket(hosted.clone())))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "QueueFull",
+            format!(
+                "agent {} is running spec.limits.maxConcurrency ({}) invocations and spec.limits.maxQueue ({}) are waiting; retry later",
+                hosted.agent.name(),
+                limits.max_concurrency,
+                max_queue
+            ),
+        )),
+    }
+}
+
+enum Started {
+    New(Arc<Tracked>, Admission),
+    Replay(Arc<Tracked>),
+}
+
+async fn invoke(
+    State(s): State<Arc<Shared>>,
+    Path(agent): Path<String>,
+    query: Result<Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Response {
+    let result = accept(&s, &agent, query, request).await;
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            if s.agents.contains_key(&agent) {
+                s.metrics.rejected(&agent, e.code);
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn accept(
+    s: &Arc<Shared>,
+    agent: &str,
+    query: Result<Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if s.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Draining",
+            "the host is shutting down and accepts no new invocations; retry on another replica",
+        ));
+    }
+    let hosted = s.agents.get(agent).ok_or_else(|| {
+        let known: Vec<&str> = s.agents.keys().map(String::as_str).collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownAgent",
+            format!(
+                "no agent named {agent:?}; this host serves: {}",
+                known.join(", ")
+            ),
+        )
+    })?;
+    let run_async = query
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidQuery",
+                format!("{}; allowed: async=true|false", e.body_text()),
+            )
+        })?
+        .run_async;
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let key = idempotency_key(headers)?;
+    let input = read_input(
+        s,
+        &parts.headers,
+        body,
+        hosted.agent.limits().max_input_bytes.bytes(),
+    )
+    .await?;
+    let fingerprint: Option<[u8; 32]> =
+        (key.is_some() || s.audit.enabled()).then(|| Sha256::digest(input.as_bytes()).into());
+
+    let started = if key.is_some() || run_async {
+        s.store.with_lock(|l| {
+            if let (Some(key), Some(fp)) = (&key, &fingerprint) {
+                match l.lookup_key(agent, key, fp) {
+                    KeyLookup::Replay(t) => return Ok(Started::Replay(t)),
+                    KeyLookup::Mismatch => {
+                        return Err(ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "IdempotencyKeyReused",
+                            format!("Idempotency-Key {key:?} was first used with a different body for agent {agent}; use a new key for a new task"),
+                        ))
+                    }
+                    KeyLookup::New => l.reserve_key().map_err(|_| {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "IdempotencyStoreFull",
+                            "the host remembers as many idempotency keys as it may; retry later",
+                        )
+                    })?,
+                }
+            }
+            let admission = admit(hosted)?;
+            let tracked = Tracked::new(uuid::Uuid::new_v4().to_string(), agent.to_string());
+            if let (Some(key), Some(fp)) = (&key, fingerprint) {
+                l.bind_key(key, fp, tracked.clone());
+            }
+            l.remember(tracked.clone());
+            Ok(Started::New(tracked, admission))
+        })?
+    } else {
+        let admission = admit(hosted)?;
+        Started::New(
+            Tracked::new(uuid::Uuid::new_v4().to_string(), agent.to_string()),
+            admission,
+        )
+    };
+
+    let (tracked, replayed) = match started {
+        Started::Replay(tracked) => (tracked, true),
+        Started::New(tracked, admission) => {
+            let caller = parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+            s.audit.record(Event::InvocationStart {
+                agent: agent.to_string(),
+                invocation: tracked.id.clone(),
+                caller,
+                input_bytes: input.len() as u64,
+                input_sha256: fingerprint.map(hex::encode).unwrap_or_default(),
+                idempotency_key: key.clone(),
+            });
+            let task = TaskInput {
+                id: Some(tracked.id.clone()),
+                input,
+                metadata: metadata(headers),
+            };
+            let span = tracing::info_span!("invocation", agent = %agent, invocation = %tracked.id);
+            s.tasks.spawn(
+                execute(s.clone(), hosted.clone(), tracked.clone(), admission, task)
+                    .instrument(span),
+            );
+            (tracked, false)
+        }
+    };
+
+    let mut response = if run_async {
+        let body = status_body(&tracked, &tracked.phase());
+        let mut r = json_response(StatusCode::ACCEPTED, body);
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/invocations/{}", tracked.id)) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    } else {
+        let finished = tracked.done().await;
+        json_response(finished.status, finished.body.clone())
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdempotencyKey",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        )
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Bytes reserved from the server's input budget; given back when dropped.
+struct Reservation<'a> {
+    budget: &'a std::sync::atomic::AtomicU64,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.fetch_add(self.bytes, Ordering::SeqCst);
+    }
+}
+
+fn reserve(s: &Shared, bytes: u64) -> Result<Reservation<'_>, ApiError> {
+    s.input_budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(bytes))
+        .map(|_| Reservation {
+            budget: &s.input_budget,
+            bytes,
+        })
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                "the host is buffering as many request bodies as it may (--max-buffered-input); retry later",
+            )
+        })
+}
+
+async fn read_input(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<String, ApiError> {
+    let too_large = |size: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "InputTooLarge",
+            format!(
+                "input of {size} bytes exceeds the agent's spec.limits.maxInputBytes of {limit}"
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        return Err(too_large(n.to_string()));
+    }
+    // Reserve what the body may take before reading it (the agent's limit
+    // when the length is not declared), so concurrent uploads stay bounded.
+    let _reserved = reserve(s, declared.unwrap_or(limit))?;
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let read = tokio::time::timeout(s.body_timeout, Limited::new(body, limit_usize).collect());
+    let bytes = match read.await {
+        Err(_elapsed) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "BodyTimeout",
+                format!(
+                    "the request body did not arrive within {:?}",
+                    s.body_timeout
+                ),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(format!("more than {limit}")))
+        }
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BodyUnreadable",
+                format!("could not read the request body: {e}"),
+            ))
+        }
+    };
+    let input = String::from_utf8(bytes.to_vec()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidInput",
+            format!(
+                "the body must be UTF-8 JSON; byte {} is not UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidInput",
+            format!("the body must be the task input as JSON: {e}"),
+        ));
+    }
+    Ok(input)
+}
+
+fn metadata(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix(METADATA_PREFIX)?;
+            Some((key.to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+/// Runs one accepted invocation to its end (or cancellation) and publishes
+/// the response.
+async fn execute(
+    s: Arc<Shared>,
+    hosted: Arc<Hosted>,
+    tracked: Arc<Tracked>,
+    admission: Admission,
+    task: TaskInput,
+) {
+    let slot = match admission {
+        Admission::Slot(slot) => slot,
+        Admission::Queued(ticket) => {
+            tokio::select! {
+                slot = hosted.agent.slot() => { drop(ticket); slot }
+                () = s.cancel.cancelled() => { drop(ticket); return cancelled(&s, &tracked) }
+            }
+        }
+    };
+    tracked.set(Phase::Running);
+    hosted.in_flight_gauge.inc();
+    let invocation = tokio::select! {
+        inv = hosted.agent.invoke_in_slot(slot, task) => Some(inv),
+        () = s.cancel.cancelled() => None,
+    };
+    hosted.in_flight_gauge.dec();
+    let Some(inv) = invocation else {
+        return cancelled(&s, &tracked);
+    };
+    s.metrics.finished(&inv);
+    s.audit.record(Event::InvocationEnd {
+        agent: inv.agent.clone(),
+        invocation: inv.id.clone(),
+        outcome: inv.outcome().to_string(),
+        error: inv.result.as_ref().err().map(ToString::to_string),
+        fuel: inv.usage.fuel_consumed,
+        peak_memory_bytes: inv.usage.peak_memory_bytes,
+        wall_time_us: inv.usage.wall_time_us,
+        capability_records_suppressed: inv.usage.capability_records_suppressed,
+    });
+    tracked.set(Phase::Done(Arc::new(finished(&inv))));
+}
+
+fn cancelled(s: &Shared, tracked: &Tracked) {
+    const MESSAGE: &str =
+        "cancelled: the host shut down and the invocation did not end within the grace period";
+    s.cancelled.fetch_add(1, Ordering::SeqCst);
+    s.metrics.record_outcome(&tracked.agent, "Cancelled");
+    s.audit.record(Event::InvocationEnd {
+        agent: tracked.agent.clone(),
+        invocation: tracked.id.clone(),
+        outcome: "Cancelled".into(),
+        error: Some(MESSAGE.into()),
+        fuel: 0,
+        peak_memory_bytes: 0,
+        wall_time_us: 0,
+        capability_records_suppressed: 0,
+    });
+    let body = InvocationBody {
+        id: &tracked.id,
+        agent: &tracked.agent,
+        state: "cancelled",
+        outcome: Some("Cancelled"),
+        output: None,
+        error: Some(ErrorBody {
+            code: "Cancelled",
+            message: MESSAGE,
+        }),
+        usage: None,
+    };
+    tracked.set(Phase::Done(Arc::new(Finished {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        state: "cancelled",
+        body: to_bytes(&body),
+    })));
+}
+
+/// The JSON of an invocation, in every response that shows one.
+#[derive(Serialize)]
+struct InvocationBody<'a> {
+    id: &'a str,
+    agent: &'a str,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a Usage>,
+}
+
+fn to_bytes(body: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(body).expect("response bodies serialise"))
+}
+
+/// The status and body of an ended invocation. Budget breaches, traps and agent
+/// errors are outcomes of a request that was served (200, `state: failed`);
+/// only refusals and host faults change the status.
+fn finished(inv: &Invocation) -> Finished {
+    let (status, state) = match &inv.result {
+        Ok(_) => (StatusCode::OK, "succeeded"),
+        Err(InvocationError::InvalidInput { .. }) => (StatusCode::BAD_REQUEST, "failed"),
+        Err(InvocationError::InputTooLarge { .. }) => (StatusCode::PAYLOAD_TOO_LARGE, "failed"),
+        Err(InvocationError::Capacity { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "failed"),
+        Err(InvocationError::Host { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+        Err(_) => (StatusCode::OK, "failed"),
+    };
+    let message = inv.result.as_ref().err().map(ToString::to_string);
+    let body = InvocationBody {
+        id: &inv.id,
+        agent: &inv.agent,
+        state,
+        outcome: Some(inv.outcome()),
+        // The agent's output is JSON by contract; anything else is passed as a string.
+        output: inv.result.as_ref().ok().map(|text| {
+            serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.clone()))
+        }),
+        error: inv.result.as_ref().err().map(|e| ErrorBody {
+            code: e.code(),
+            message: message.as_deref().unwrap_or_default(),
+        }),
+        usage: Some(&inv.usage),
+    };
+    Finished {
+        status,
+        state,
+        body: to_bytes(&body),
+    }
+}
+
+fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
+    match phase {
+        Phase::Done(f) => f.body.clone(),
+        other => to_bytes(&InvocationBody {
+            id: &tracked.id,
+            agent: &tracked.agent,
+            state: other.name(),
+            outcome: None,
+            output: None,
+            error: None,
+            usage: None,
+        }),
+    }
+}
+
+async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match s.store.get(&id) {
+        Some(tracked) => json_response(StatusCode::OK, status_body(&tracked, &tracked.phase())),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownInvocation",
+            format!("no invocation {id:?} is remembered: ids come from async or idempotent requests and are kept for the result TTL"),
+        )
+        .into_response(),
+    }
+}
+
+async fn list_agents(State(s): State<Arc<Shared>>) -> Response {
+    let agents: Vec<_> = s
+        .agents
+        .values()
+        .map(|h| {
+            let l = h.agent.limits();
+            serde_json::json!({
+                "name": h.agent.name(),
+                "digest": format!("sha256:{}", h.agent.digest),
+                "maxConcurrency": l.max_concurrency,
+                "maxQueue": l.max_queue,
+                "maxInputBytes": l.max_input_bytes.bytes(),
+                "inFlight": h.in_flight_gauge.get(),
+                "queued": h.queued.load(Ordering::SeqCst),
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        Bytes::from(serde_json::json!({ "agents": agents }).to_string()),
+    )
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let draining = s.draining.load(Ordering::SeqCst);
+    let audit = match (s.audit.enabled(), s.audit.healthy()) {
+        (false, _) => "disabled",
+        (true, true) => "ok",
+        (true, false) => "failing",
+    };
+    // Agents are compiled and validated before the server starts: a manifest
+    // that fails keeps the host from starting at all.
+    let ready = !draining && audit != "failing";
+    let agents: Vec<_> = s
+        .agents
+        .values()
+        .map(|h| serde_json::json!({ "name": h.agent.name(), "digest": format!("sha256:{}", h.agent.digest), "compiled": true }))
+        .collect();
+    let body = serde_json::json!({ "ready": ready, "draining": draining, "auditLog": audit, "agents": agents });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, Bytes::from(body.to_string()))
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let mut response = s.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+async fn not_found(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "no route for {} {}; see the API in docs/openapi.yaml",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}

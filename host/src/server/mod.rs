@@ -1,0 +1,220 @@
+//! Serve mode: the host as a long-running HTTP service (`agent-host serve`).
+//!
+//! * `POST /v1/agents/{agent}/invocations[?async=true]` runs a task;
+//!   `GET /v1/invocations/{id}` returns an invocation's state and result.
+//! * Admission is per agent: `spec.limits.maxConcurrency` run, `spec.limits.maxQueue`
+//!   wait, the rest get 429 with `Retry-After`. Bodies are read up to
+//!   `spec.limits.maxInputBytes`. Remembered results and idempotency keys are
+//!   bounded in count and time ([`store`]). So the host never holds more work
+//!   than its manifests allow.
+//! * Every invocation runs in its own task, so a client that disconnects does
+//!   not cancel it half-way; on SIGTERM/SIGINT the server drains ([`Server::run`]).
+
+mod api;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{AuditLog, Event};
+use crate::metrics::Metrics;
+use crate::runtime::PreparedAgent;
+use store::{Store, StoreLimits};
+
+/// How the server runs (operator settings, apart from any manifest).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How long in-flight invocations may run after SIGTERM before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// Remembered results and idempotency keys.
+    pub store: StoreLimits,
+    /// Request bodies the server may hold at once, in bytes, across all
+    /// requests: past it, requests get 503 before their body is read.
+    pub max_buffered_input: u64,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace: Duration::from_secs(25),
+            store: StoreLimits {
+                result_ttl: Duration::from_secs(3600),
+                max_results: 10_000,
+                idempotency_ttl: Duration::from_secs(24 * 3600),
+                max_keys: 100_000,
+            },
+            max_buffered_input: 256 << 20,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One hosted agent and its admission state.
+pub(crate) struct Hosted {
+    pub(crate) agent: Arc<PreparedAgent>,
+    /// Invocations waiting for a slot.
+    pub(crate) queued: AtomicU32,
+    pub(crate) queued_gauge: Gauge,
+    pub(crate) in_flight_gauge: Gauge,
+}
+
+/// State shared by every request.
+pub(crate) struct Shared {
+    pub(crate) agents: BTreeMap<String, Arc<Hosted>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) audit: AuditLog,
+    pub(crate) store: Store,
+    pub(crate) draining: AtomicBool,
+    pub(crate) tasks: TaskTracker,
+    /// Cancels invocations still running when the grace period ends.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) cancelled: AtomicU64,
+    /// Bytes of request bodies that may still be buffered.
+    pub(crate) input_budget: AtomicU64,
+    pub(crate) body_timeout: Duration,
+}
+
+/// A configured server, ready to [`Server::run`].
+pub struct Server {
+    shared: Arc<Shared>,
+    config: ServeConfig,
+}
+
+impl Server {
+    /// Hosts `agents` (already prepared: compiled, granted, validated). Records
+    /// the start of service in the audit log.
+    pub fn new(
+        agents: Vec<PreparedAgent>,
+        metrics: Metrics,
+        audit: AuditLog,
+        config: ServeConfig,
+    ) -> Self {
+        let mut hosted = BTreeMap::new();
+        for agent in agents {
+            metrics.register_agent(agent.name());
+            metrics.cache_lookup(&agent.cache_status);
+            hosted.insert(
+                agent.name().to_string(),
+                Arc::new(Hosted {
+                    queued: AtomicU32::new(0),
+                    queued_gauge: metrics.queued(agent.name()),
+                    in_flight_gauge: metrics.in_flight(agent.name()),
+                    agent: Arc::new(agent),
+                }),
+            );
+        }
+        audit.record(Event::HostStart {
+            version: env!("CARGO_PKG_VERSION"),
+            agents: hosted
+                .values()
+                .map(|h| format!("{}@sha256:{}", h.agent.name(), h.agent.digest))
+                .collect(),
+        });
+        let shared = Arc::new(Shared {
+            agents: hosted,
+            metrics,
+            audit,
+            store: Store::new(config.store),
+            draining: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            cancelled: AtomicU64::new(0),
+            input_budget: AtomicU64::new(config.max_buffered_input),
+            body_timeout: config.body_timeout,
+        });
+        Self { shared, config }
+    }
+
+    /// The HTTP API, for serving on a listener of the caller's choosing.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then drains: readiness turns false and
+    /// new invocations get 503 at once; in-flight ones may finish for the grace
+    /// period, the rest are cancelled (and recorded as cancelled); the audit
+    /// log is flushed; then the listener closes.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let close_http = CancellationToken::new();
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(close_http.clone().cancelled_owned());
+        let server = tokio::spawn(async move { serve.await });
+        let purger = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    shared.store.purge();
+                }
+            }
+        });
+
+        shutdown.await;
+        shared.draining.store(true, Ordering::SeqCst);
+        tracing::info!(
+            grace_s = self.config.shutdown_grace.as_secs_f64(),
+            "draining: refusing new invocations"
+        );
+        shared.tasks.close();
+        if tokio::time::timeout(self.config.shutdown_grace, shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: cancelling the invocations still running");
+            shared.cancel.cancel();
+            shared.tasks.wait().await;
+        }
+        purger.abort();
+        let cancelled = shared.cancelled.load(Ordering::SeqCst);
+        shared.audit.record(Event::HostStop { cancelled });
+        shared.audit.close();
+        close_http.cancel();
+        // Responses of drained invocations are on their way; idle keep-alive
+        // connections must not hold the exit.
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => tracing::error!(error = %join, "HTTP server task failed"),
+            Err(_) => tracing::warn!("connections still open after 5s: closing them"),
+        }
+        tracing::info!(cancelled, "stopped");
+        Ok(())
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
