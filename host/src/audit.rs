@@ -143,7 +143,7 @@ enum Msg {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file cannot be opened or read.
-    #[error("audit log {path}: {source}")]
+    #[error("audit log {}: {source}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -151,7 +151,7 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// The file's last record cannot be continued.
-    #[error("audit log {path}: cannot continue the hash chain: line {line}: {problem}; run `agent-host audit verify {path}`")]
+    #[error("audit log {}: cannot continue the hash chain: line {line}: {problem}; run `agent-host audit verify {}`", .path.display(), .path.display())]
     Broken {
         /// The file.
         path: PathBuf,
@@ -195,33 +195,19 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         };
-        let (mut seq, mut prev) = (0, GENESIS.to_string());
-        if path.exists() {
-            let mut last = None;
+        // The whole existing chain is checked: a host must not extend (and so
+        // launder) a trail that was tampered with while it was down.
+        let (seq, prev) = if path.exists() {
             let reader = BufReader::new(File::open(path).map_err(io)?);
-            for (n, line) in reader.lines().enumerate() {
-                let line = line.map_err(io)?;
-                if !line.trim().is_empty() {
-                    last = Some((n as u64 + 1, line));
-                }
-            }
-            if let Some((line_no, line)) = last {
-                let parsed = parse_line(&line).map_err(|problem| OpenError::Broken {
-                    path: path.to_path_buf(),
-                    line: line_no,
-                    problem,
-                })?;
-                if parsed.computed != parsed.hash {
-                    return Err(OpenError::Broken {
-                        path: path.to_path_buf(),
-                        line: line_no,
-                        problem: "hash does not match the record".into(),
-                    });
-                }
-                seq = parsed.seq + 1;
-                prev = parsed.hash;
-            }
-        }
+            let verified = verify(reader).map_err(|brk| OpenError::Broken {
+                path: path.to_path_buf(),
+                line: brk.line,
+                problem: format!("record {}: {}", brk.record, brk.problem),
+            })?;
+            (verified.next_seq, verified.last_hash)
+        } else {
+            (0, GENESIS.to_string())
+        };
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -484,6 +470,8 @@ pub struct Verified {
     pub records: u64,
     /// Hash of the last record (anchor it elsewhere to detect truncation).
     pub last_hash: String,
+    /// Sequence number the next record takes.
+    pub next_seq: u64,
 }
 
 /// Checks every record of an audit file: its hash, its link to the record
@@ -527,6 +515,7 @@ pub fn verify(reader: impl BufRead) -> Result<Verified, ChainBreak> {
     Ok(Verified {
         records,
         last_hash: prev,
+        next_seq: expected_seq.unwrap_or(0),
     })
 }
 

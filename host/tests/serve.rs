@@ -1,0 +1,659 @@
+//! `agent-host serve` as a platform runs it: a real server process on
+//! loopback, a real HTTP client, real signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use agent_host_test_guests as guests;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-host");
+
+struct Serve {
+    child: Child,
+    base: String,
+    audit: PathBuf,
+    log: PathBuf,
+    http: ureq::Agent,
+}
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+impl Serve {
+    /// Starts `agent-host serve` on an ephemeral port with an audit log in `dir`.
+    fn start(dir: &Path, manifests: &[&Path], extra: &[&str]) -> Self {
+        let audit = dir.join("audit.jsonl");
+        let log = dir.join("serve.log");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--audit-log"])
+            .arg(&audit)
+            .args(extra)
+            .env("AGENT_HOST_CACHE_DIR", dir.join("cache"))
+            .env("AGENT_HOST_LOG", "info")
+            .env_remove("AGENT_HOST_LOG_FORMAT")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for m in manifests {
+            cmd.arg("-f").arg(m);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(base) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.wait();
+            panic!(
+                "server did not start: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let serve = Serve {
+            base: base.to_string(),
+            child,
+            audit,
+            log,
+            http,
+        };
+        assert_eq!(serve.get("/readyz").status, 200, "{}", serve.logs());
+        serve
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn reply(resp: Result<http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut resp = resp.expect("HTTP exchange");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.body_mut().read_to_string().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        Self::reply(self.http.get(format!("{}{path}", self.base)).call())
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .content_type("application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::reply(req.send(body))
+    }
+
+    fn invoke(&self, agent: &str, body: &str) -> Reply {
+        self.post(&format!("/v1/agents/{agent}/invocations"), &[], body)
+    }
+
+    fn metrics(&self) -> String {
+        let mut resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.body_mut().read_to_string().unwrap()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server still running after {within:?}\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn audit_verify(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn audit_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `slow_tally` agent whose side effects land in `<dir>/data/tally`.
+fn tally_manifest(dir: &Path, limits: &str) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let spec = format!(
+        "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data, readOnly: false }}\n  limits: {limits}\n",
+        data.display()
+    );
+    guests::write_manifest(dir, "tally", guests::SLOW_TALLY, &spec)
+}
+
+fn tally_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("data/tally"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn sync_and_async_invocations_round_trip_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents");
+    std::fs::create_dir(&agents).unwrap();
+    guests::write_manifest(
+        &agents,
+        "hello",
+        guests::HELLO,
+        "  limits: { maxInputBytes: 64 }\n",
+    );
+    guests::write_manifest(
+        &agents,
+        "spinner",
+        guests::SPIN_FOREVER,
+        "  limits: { fuel: 5000000 }\n",
+    );
+    // A directory of manifests hosts every agent in it.
+    let serve = Serve::start(dir.path(), &[&agents], &[]);
+
+    let r = serve.invoke("hello", r#"{"name":"sync"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["state"], "succeeded");
+    assert_eq!(r.body["output"]["greeting"], "hello, sync");
+    assert!(r.body["usage"]["fuelConsumed"].as_u64().unwrap() > 0);
+
+    let r = serve.post(
+        "/v1/agents/hello/invocations?async=true",
+        &[],
+        r#"{"name":"later"}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let location = r.headers["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/invocations/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let r = serve.get(&location);
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.body["state"] == "succeeded" {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "async invocation never finished: {}",
+            r.body
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(done.body["id"], id.as_str());
+    assert_eq!(done.body["output"]["greeting"], "hello, later");
+
+    // A budget breach is the invocation's outcome, not a server error.
+    let r = serve.invoke("spinner", "{}");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["state"], "failed");
+    assert_eq!(r.body["outcome"], "FuelExhausted");
+    assert_eq!(r.body["error"]["code"], "FuelExhausted");
+
+    let cases = [
+        ("/v1/agents/nobody/invocations", "{}", 404, "UnknownAgent"),
+        (
+            "/v1/agents/hello/invocations",
+            "{not json",
+            400,
+            "InvalidInput",
+        ),
+        (
+            "/v1/agents/hello/invocations",
+            &format!(r#"{{"name":"{}"}}"#, "x".repeat(100)),
+            413,
+            "InputTooLarge",
+        ),
+        (
+            "/v1/agents/hello/invocations?async=maybe",
+            "{}",
+            400,
+            "InvalidQuery",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let r = serve.post(path, &[], body);
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {}",
+            r.body
+        );
+        assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let r = serve.get("/v1/invocations/not-an-id");
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("UnknownInvocation"))
+    );
+    assert_eq!(serve.get("/healthz").status, 200);
+}
+
+#[test]
+fn one_idempotency_key_runs_the_agent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tally_manifest(dir.path(), "{ maxConcurrency: 4 }");
+    let serve = Serve::start(dir.path(), &[&manifest], &[]);
+    let body = r#"{"sleepMs":400}"#;
+    let key = [("Idempotency-Key", "order-17")];
+
+    let replies: Vec<Reply> = thread::scope(|s| {
+        let a = s.spawn(|| serve.post("/v1/agents/tally/invocations", &key, body));
+        thread::sleep(Duration::from_millis(50));
+        let b = s.spawn(|| serve.post("/v1/agents/tally/invocations", &key, body));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["state"], "succeeded");
+    }
+    assert_eq!(
+        replies[0].body["id"], replies[1].body["id"],
+        "both callers see the one invocation"
+    );
+    assert_eq!(replies[1].headers["idempotent-replayed"], "true");
+    assert_eq!(tally_lines(dir.path()), 1, "the agent ran once");
+
+    // A later retry gets the stored result; still one run.
+    let again = serve.post("/v1/agents/tally/invocations", &key, body);
+    assert_eq!(again.body, replies[0].body);
+    assert_eq!(tally_lines(dir.path()), 1);
+
+    let other = serve.post("/v1/agents/tally/invocations", &key, r#"{"sleepMs":1}"#);
+    assert_eq!(other.status, 422, "{}", other.body);
+    assert_eq!(other.body["error"]["code"], "IdempotencyKeyReused");
+
+    // A new key is a new task.
+    let fresh = serve.post(
+        "/v1/agents/tally/invocations",
+        &[("Idempotency-Key", "order-18")],
+        body,
+    );
+    assert_eq!(fresh.status, 200);
+    assert_ne!(fresh.body["id"], replies[0].body["id"]);
+    assert_eq!(tally_lines(dir.path()), 2);
+}
+
+#[test]
+fn full_agent_refuses_with_429_keeps_memory_bounded_and_finishes_accepted_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tally_manifest(
+        dir.path(),
+        "{ maxConcurrency: 2, maxQueue: 2, timeout: 30s }",
+    );
+    let serve = Serve::start(dir.path(), &[&manifest], &[]);
+    // Warm up (compile caches, allocator slots) before measuring memory.
+    assert_eq!(serve.invoke("tally", r#"{"sleepMs":0}"#).status, 200);
+    let rss_before = serve.rss_kib();
+
+    let body = r#"{"sleepMs":3000}"#;
+    let replies: Vec<Reply> = thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| serve.invoke("tally", body)))
+            .collect();
+        // While 2 run and 2 wait, hammer the full agent.
+        thread::sleep(Duration::from_millis(300));
+        let flood: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..100)
+                        .map(|_| serve.invoke("tally", body).status)
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let flooded: Vec<u16> = flood.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        assert!(
+            flooded.iter().all(|s| *s == 429),
+            "a full agent accepts nothing more: {flooded:?}"
+        );
+        workers.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+    let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(
+        (ok.len(), refused.len()),
+        (4, 4),
+        "2 running + 2 queued accepted, the rest refused"
+    );
+    for r in &refused {
+        assert_eq!(r.body["error"]["code"], "QueueFull");
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    for r in &ok {
+        assert_eq!(r.body["state"], "succeeded", "{}", r.body);
+    }
+    assert_eq!(
+        tally_lines(dir.path()),
+        1 + 4,
+        "all accepted work completed"
+    );
+
+    let rss_after = serve.rss_kib();
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "408 refused requests grew the server from {rss_before} KiB to {rss_after} KiB"
+    );
+    let metrics = serve.metrics();
+    assert!(
+        metrics.contains(
+            "agent_host_requests_rejected_total{agent=\"tally\",reason=\"QueueFull\"} 404"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sigterm_lets_in_flight_work_finish_refuses_new_work_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tally_manifest(dir.path(), "{ timeout: 30s }");
+    let mut serve = Serve::start(dir.path(), &[&manifest], &["--shutdown-grace", "20s"]);
+
+    let in_flight = thread::scope(|s| {
+        let slow = s.spawn(|| serve.invoke("tally", r#"{"sleepMs":1500}"#));
+        wait_for_metric(
+            &serve,
+            "agent_host_invocations_in_flight{agent=\"tally\"} 1",
+        );
+        serve.signal("TERM");
+        // Readiness drops and new work is refused while the slow one runs.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while serve.get("/readyz").status != 503 {
+            assert!(Instant::now() < deadline, "readiness never turned false");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let refused = serve.invoke("tally", r#"{"sleepMs":0}"#);
+        assert_eq!(refused.status, 503, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "Draining");
+        slow.join().unwrap()
+    });
+    assert_eq!(in_flight.status, 200, "{}", in_flight.body);
+    assert_eq!(in_flight.body["state"], "succeeded");
+    assert_eq!(
+        serve.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        serve.logs()
+    );
+    assert_eq!(tally_lines(dir.path()), 1);
+
+    let (code, out) = audit_verify(&serve.audit);
+    assert_eq!(code, Some(0), "{out}");
+    let records = audit_records(&serve.audit);
+    let kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"host.start"));
+    assert_eq!(kinds.last(), Some(&"host.stop"));
+    let end = records
+        .iter()
+        .find(|r| r["kind"] == "invocation.end")
+        .unwrap();
+    assert_eq!(end["outcome"], "ok");
+    assert_eq!(end["invocation"], in_flight.body["id"]);
+    // The tally file write left a capability record between start and end.
+    assert!(
+        records.iter().any(|r| r["kind"] == "capability"
+            && r["capability"] == "filesystem"
+            && r["decision"] == "allow"
+            && r["action"] == "open-write"),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn work_still_running_after_the_grace_period_is_cancelled_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = tally_manifest(dir.path(), "{ timeout: 60s }");
+    let mut serve = Serve::start(dir.path(), &[&manifest], &["--shutdown-grace", "300ms"]);
+    let reply = thread::scope(|s| {
+        let slow = s.spawn(|| serve.invoke("tally", r#"{"sleepMs":20000}"#));
+        wait_for_metric(
+            &serve,
+            "agent_host_invocations_in_flight{agent=\"tally\"} 1",
+        );
+        serve.signal("INT");
+        slow.join().unwrap()
+    });
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["state"], "cancelled");
+    assert_eq!(
+        serve.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        serve.logs()
+    );
+    assert_eq!(
+        tally_lines(dir.path()),
+        0,
+        "the cancelled task had no effect"
+    );
+    assert_eq!(audit_verify(&serve.audit).0, Some(0));
+    let records = audit_records(&serve.audit);
+    let end = records
+        .iter()
+        .find(|r| r["kind"] == "invocation.end")
+        .unwrap();
+    assert_eq!(end["outcome"], "Cancelled");
+    assert_eq!(records.last().unwrap()["cancelled"], 1);
+}
+
+fn wait_for_metric(serve: &Serve, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !serve.metrics().lines().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "metric never showed {line}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn promtool() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    found.expect("promtool not found: install Debian's prometheus package (make setup does)")
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_the_invocations_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests::write_manifest(dir.path(), "hello", guests::HELLO, "");
+    let spinner = guests::write_manifest(
+        dir.path(),
+        "spinner",
+        guests::SPIN_FOREVER,
+        "  limits: { fuel: 5000000 }\n",
+    );
+    let serve = Serve::start(dir.path(), &[&hello, &spinner], &[]);
+    for i in 0..3 {
+        assert_eq!(
+            serve
+                .invoke("hello", &format!(r#"{{"name":"m{i}"}}"#))
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        serve.invoke("spinner", "{}").body["outcome"],
+        "FuelExhausted"
+    );
+    assert_eq!(serve.invoke("hello", "[1,").status, 400);
+
+    let text = serve.metrics();
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sample = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        sample("agent_host_invocations_total{agent=\"hello\",outcome=\"ok\"} 3"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_invocations_total{agent=\"spinner\",outcome=\"FuelExhausted\"} 1"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_invocation_duration_seconds_count{agent=\"hello\"} 3"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_invocation_fuel_count{agent=\"spinner\"} 1"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_requests_rejected_total{agent=\"hello\",reason=\"InvalidInput\"} 1"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_invocations_in_flight{agent=\"hello\"} 0"),
+        "{text}"
+    );
+    assert!(
+        sample("agent_host_compile_cache_lookups_total{result=\"miss\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("agent_host_host_calls_total{agent=\"hello\",capability=\"log\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tampering_with_one_audit_record_fails_verify_at_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests::write_manifest(dir.path(), "hello", guests::HELLO, "");
+    let mut serve = Serve::start(dir.path(), &[&hello], &[]);
+    for i in 0..3 {
+        assert_eq!(
+            serve
+                .invoke("hello", &format!(r#"{{"name":"t{i}"}}"#))
+                .status,
+            200
+        );
+    }
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(10)), Some(0));
+    let (code, out) = audit_verify(&serve.audit);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("8 records"),
+        "start + 3 × (start, end) + stop: {out}"
+    );
+
+    let text = std::fs::read_to_string(&serve.audit).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    // Record 4 (line 5) is the second invocation's end: make it look cheaper.
+    assert!(
+        lines[4].contains("\"kind\":\"invocation.end\""),
+        "{}",
+        lines[4]
+    );
+    let fuel = audit_records(&serve.audit)[4]["fuel"].as_u64().unwrap();
+    lines[4] = lines[4].replace(&format!("\"fuel\":{fuel}"), "\"fuel\":1");
+    std::fs::write(&serve.audit, lines.join("\n") + "\n").unwrap();
+    let (code, out) = audit_verify(&serve.audit);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("record 4 (line 5)"), "{out}");
+
+    // A restarted host refuses to extend a broken chain (fails closed).
+    let broken = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--audit-log"])
+        .arg(&serve.audit)
+        .arg("-f")
+        .arg(&hello)
+        .env("AGENT_HOST_CACHE_DIR", dir.path().join("cache"))
+        .output()
+        .unwrap();
+    let _ = &serve.log;
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot continue the hash chain"));
+}
