@@ -8,9 +8,10 @@ GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
 .PHONY: setup guests host demo test bench fuzz fmt clippy
 
-## Install the guest target (idempotent).
+## Install the guest target and the Debian tools the tests use (idempotent).
 setup:
 	rustup target add wasm32-wasip2
+	./scripts/install-tools.sh
 
 ## Build the example agents to wasm32-wasip2 components.
 guests: setup
@@ -28,10 +29,16 @@ demo: guests host
 test: setup
 	$(CARGO) test
 
-## Per-invocation benchmark of hello: pooling allocator against on-demand, release build.
+## Benchmarks of hello, release build: per-invocation latency (pooling allocator
+## against on-demand), then the server under wrk against in-process invocation.
 bench: guests
+	./scripts/install-tools.sh --bench
 	$(CARGO) build --release -p agent-host
 	./target/release/agent-host bench -f examples/hello/agent.yaml --input '{"name":"bench"}' --log warn
+	./scripts/bench_serve.py --duration $(BENCH_SECONDS)
+	./scripts/bench_serve.py --duration $(BENCH_SECONDS) --audit
+
+BENCH_SECONDS ?= 10
 
 fmt:
 	$(CARGO) fmt --all

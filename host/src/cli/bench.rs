@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use agent_host::config::Allocator;
 use agent_host::manifest::LoadedAgent;
-use agent_host::{Runtime, TaskInput};
+use agent_host::{PreparedAgent, Runtime, TaskInput};
 
 use super::{fail, HostArgs};
 
@@ -25,6 +27,12 @@ pub struct BenchArgs {
     /// Unmeasured invocations first
     #[arg(long, default_value_t = 500)]
     warmup: usize,
+    /// Invocations in flight at once (tasks on the async runtime's worker threads)
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Measure only this allocator [default: both, pooling first]
+    #[arg(long, value_enum)]
+    allocator: Option<Allocator>,
     /// Print the figures as JSON
     #[arg(long)]
     json: bool,
@@ -47,10 +55,14 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut results = Vec::new();
-    for (allocator, label) in [
+    let allocators = [
         (Allocator::Pooling, "pooling"),
         (Allocator::OnDemand, "on-demand"),
-    ] {
+    ];
+    let chosen = allocators
+        .into_iter()
+        .filter(|(a, _)| args.allocator.is_none_or(|only| only == *a));
+    for (allocator, label) in chosen {
         let runtime = match Runtime::new(host.config(allocator)) {
             Ok(rt) => rt,
             Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -69,24 +81,24 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
                 return fail(format!("warm-up invocation failed: {e}"));
             }
         }
-        let mut samples = Vec::with_capacity(args.iterations);
+        let agent = Arc::new(agent);
         let started = Instant::now();
-        for _ in 0..args.iterations {
-            let t = Instant::now();
-            let inv = agent.invoke(task.clone()).await;
-            samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
-            if let Err(e) = inv.result {
-                return fail(format!("invocation failed: {e}"));
-            }
-        }
+        let samples = match measure(&agent, &task, args.iterations, args.concurrency.max(1)).await {
+            Ok(samples) => samples,
+            Err(e) => return fail(e),
+        };
         let total = started.elapsed().as_secs_f64();
         results.push(figures(label, samples, total));
     }
-    let ratio = results[1].median_us / results[0].median_us;
+    let ratio = match results.as_slice() {
+        [pooling, on_demand] => on_demand.median_us / pooling.median_us,
+        _ => f64::NAN,
+    };
     if args.json {
         let out = serde_json::json!({
             "agent": loaded.agent.name(),
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "concurrency": args.concurrency.max(1),
             "scenarios": results,
             "onDemandOverPoolingMedian": ratio,
         });
@@ -96,8 +108,9 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         );
     } else {
         println!(
-            "per-invocation latency of {} (fresh instance + run + drop, all limits on)",
-            loaded.agent.name()
+            "per-invocation latency of {} (fresh instance + run + drop, all limits on), concurrency {}",
+            loaded.agent.name(),
+            args.concurrency.max(1)
         );
         println!(
             "{:<10} {:>10} {:>10} {:>10} {:>10} {:>12}",
@@ -109,9 +122,46 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
                 r.allocator, r.iterations, r.median_us, r.p99_us, r.mean_us, r.invocations_per_sec
             );
         }
-        println!("on-demand median / pooling median = {ratio:.2}x");
+        if ratio.is_finite() {
+            println!("on-demand median / pooling median = {ratio:.2}x");
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// Runs `iterations` invocations, `concurrency` at a time; latency samples in µs.
+async fn measure(
+    agent: &Arc<PreparedAgent>,
+    task: &TaskInput,
+    iterations: usize,
+    concurrency: usize,
+) -> Result<Vec<f64>, String> {
+    let remaining = Arc::new(AtomicUsize::new(iterations));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (agent, task, remaining) = (agent.clone(), task.clone(), remaining.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let t = Instant::now();
+                    let inv = agent.invoke(task.clone()).await;
+                    samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
+                    if let Err(e) = inv.result {
+                        return Err(format!("invocation failed: {e}"));
+                    }
+                }
+                Ok(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(iterations);
+    for worker in workers {
+        all.extend(worker.await.map_err(|e| e.to_string())??);
+    }
+    Ok(all)
 }
 
 fn figures(allocator: &'static str, mut samples: Vec<f64>, total_secs: f64) -> Figures {

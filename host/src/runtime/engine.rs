@@ -24,6 +24,11 @@ const TABLES_PER_SLOT: u32 = 8;
 /// Memories per slot: components from Rust have one; headroom for a second.
 const MEMORIES_PER_SLOT: u32 = 2;
 
+/// Bytes of each pooled memory and table kept resident (reset by memset).
+const KEEP_RESIDENT: usize = 1 << 20;
+/// Slots decommitted together, amortising the TLB shootdowns.
+const DECOMMIT_BATCH: usize = 16;
+
 /// Builds the engine for `cfg`.
 pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
@@ -41,7 +46,15 @@ pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
             .total_stacks(n)
             .max_memories_per_module(MEMORIES_PER_SLOT)
             // Each slot reserves address space for the largest memory a manifest may grant.
-            .max_memory_size(MAX_MEMORY.bytes() as usize);
+            .max_memory_size(MAX_MEMORY.bytes() as usize)
+            // Reset small memories with memset (only pages the guest dirtied,
+            // where the kernel can tell) instead of madvise: each madvise
+            // flushes the TLB of every core running the host. Memory is still
+            // zeroed between invocations either way.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .decommit_batch_size(DECOMMIT_BATCH);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
