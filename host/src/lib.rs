@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod telemetry;
 
 pub use config::HostConfig;
 pub use runtime::{Invocation, InvocationError, PreparedAgent, Runtime, TaskInput, Usage};

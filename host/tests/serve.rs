@@ -657,3 +657,96 @@ fn tampering_with_one_audit_record_fails_verify_at_that_record() {
     assert_eq!(broken.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&broken.stderr).contains("cannot continue the hash chain"));
 }
+
+/// A minimal OTLP/HTTP receiver: decodes each export with the official
+/// protobuf types and keeps `(trace id hex, span name)` of every span.
+fn otlp_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = spans.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let sink = sink.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                    for rs in request.resource_spans {
+                        for ss in rs.scope_spans {
+                            for span in ss.spans {
+                                sink.lock().unwrap().push((hex(&span.trace_id), span.name));
+                            }
+                        }
+                    }
+                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").unwrap();
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn traces_are_exported_over_otlp_as_children_of_the_callers_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, spans) = otlp_receiver();
+    let manifest = tally_manifest(dir.path(), "{ timeout: 30s }");
+    let mut serve = Serve::start(dir.path(), &[&manifest], &["--otlp-endpoint", &endpoint]);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let r = serve.post(
+        "/v1/agents/tally/invocations",
+        &[("traceparent", &traceparent)],
+        r#"{"sleepMs":0}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    serve.signal("TERM");
+    assert_eq!(
+        serve.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        serve.logs()
+    );
+    let spans = spans.lock().unwrap().clone();
+    let in_trace: Vec<&str> = spans
+        .iter()
+        .filter(|(t, _)| t == trace_id)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert!(in_trace.contains(&"invocation"), "{spans:?}");
+    assert!(
+        in_trace.contains(&"file.open"),
+        "the tally write is a child span: {spans:?}"
+    );
+}

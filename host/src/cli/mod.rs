@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent_host::config::{default_cache_dir, Allocator, HostConfig};
-use clap::{Parser, Subcommand, ValueEnum};
+use agent_host::telemetry::{self, LogFormat};
+use clap::{Parser, Subcommand};
 
 /// Runs AI agents compiled to WebAssembly components (wasm32-wasip2) under the
 /// capabilities and budgets declared in their Agent manifest.
@@ -45,17 +46,13 @@ pub struct HostArgs {
     /// Log format of the host's own log (stderr) [default: json for serve, text otherwise]
     #[arg(long, env = "AGENT_HOST_LOG_FORMAT", global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// Export traces (a span per invocation, HTTP request and file open) over
+    /// OTLP/HTTP to this collector, e.g. http://otel-collector:4318; off when unset
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `agent=debug,agent_host=warn`
     #[arg(long, env = "AGENT_HOST_LOG", global = true, default_value = "info")]
     log: String,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,7 +91,7 @@ pub fn main() -> ExitCode {
         Command::Serve(_) => LogFormat::Json,
         _ => LogFormat::Text,
     };
-    init_logging(&cli.host, cli.host.log_format.unwrap_or(default_format));
+    let format = cli.host.log_format.unwrap_or(default_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,27 +100,23 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async {
-        match cli.command {
+        let telemetry =
+            match telemetry::init(&cli.host.log, format, cli.host.otlp_endpoint.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+        let code = match cli.command {
             Command::Run(args) => run::run(&cli.host, args).await,
             Command::Check(args) => check::check(&cli.host, args),
             Command::Compile(args) => check::compile(&cli.host, args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
             Command::Serve(args) => serve::serve(&cli.host, args).await,
             Command::Audit(command) => audit::audit(command),
-        }
+        };
+        // Flushing spans blocks on their export: not on an async worker.
+        let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+        code
     })
-}
-
-fn init_logging(host: &HostArgs, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&host.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }
 
 /// Prints `message` as an error and returns the configuration-error exit code.

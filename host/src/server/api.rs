@@ -271,6 +271,7 @@ async fn accept(
                 metadata: metadata(headers),
             };
             let span = tracing::info_span!("invocation", agent = %agent, invocation = %tracked.id);
+            crate::telemetry::set_parent_from(&span, headers);
             s.tasks.spawn(
                 execute(s.clone(), hosted.clone(), tracked.clone(), admission, task)
                     .instrument(span),

@@ -27,54 +27,66 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
             OpenFlags,
             DescriptorFlags,
         )| {
-            Box::new(async move {
-                let state = store.data_mut();
-                state.calls.record(Capability::Filesystem);
-                let audit = state.audit.clone();
-                let mut view = state.filesystem();
-                let opened =
-                    HostDescriptor::open_at(&mut view, fd, path_flags, path.clone(), oflags, flags)
-                        .await;
-                let result = match opened {
-                    Ok(d) => Ok(d),
-                    Err(e) => Err(fs::Host::convert_error_code(&mut view, e)?),
-                };
-                let action = if flags.contains(DescriptorFlags::WRITE)
-                    || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE)
-                {
-                    "open-write"
-                } else {
-                    "open-read"
-                };
-                match &result {
-                    Err(
-                        code @ (ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly),
-                    ) => {
-                        state_denied(store.data_mut());
-                        let reason = format!(
-                            "{code:?}: outside the granted mount or not allowed by its mode"
-                        );
-                        audit.record(
+            let span = tracing::info_span!("file.open", path = %path);
+            Box::new(tracing::Instrument::instrument(
+                async move {
+                    let state = store.data_mut();
+                    state.calls.record(Capability::Filesystem);
+                    let audit = state.audit.clone();
+                    let mut view = state.filesystem();
+                    let opened = HostDescriptor::open_at(
+                        &mut view,
+                        fd,
+                        path_flags,
+                        path.clone(),
+                        oflags,
+                        flags,
+                    )
+                    .await;
+                    let result = match opened {
+                        Ok(d) => Ok(d),
+                        Err(e) => Err(fs::Host::convert_error_code(&mut view, e)?),
+                    };
+                    let action = if flags.contains(DescriptorFlags::WRITE)
+                        || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE)
+                    {
+                        "open-write"
+                    } else {
+                        "open-read"
+                    };
+                    match &result {
+                        Err(
+                            code @ (ErrorCode::NotPermitted
+                            | ErrorCode::Access
+                            | ErrorCode::ReadOnly),
+                        ) => {
+                            state_denied(store.data_mut());
+                            let reason = format!(
+                                "{code:?}: outside the granted mount or not allowed by its mode"
+                            );
+                            audit.record(
+                                Capability::Filesystem,
+                                action,
+                                &path,
+                                Decision::Deny,
+                                None,
+                                Some(&reason),
+                            );
+                        }
+                        Ok(_) => audit.record(
                             Capability::Filesystem,
                             action,
                             &path,
-                            Decision::Deny,
+                            Decision::Allow,
+                            Some("spec.capabilities.filesystem"),
                             None,
-                            Some(&reason),
-                        );
+                        ),
+                        Err(_) => {}
                     }
-                    Ok(_) => audit.record(
-                        Capability::Filesystem,
-                        action,
-                        &path,
-                        Decision::Allow,
-                        Some("spec.capabilities.filesystem"),
-                        None,
-                    ),
-                    Err(_) => {}
-                }
-                Ok((result,))
-            })
+                    Ok((result,))
+                },
+                span,
+            ))
         },
     )?;
     linker.allow_shadowing(false);

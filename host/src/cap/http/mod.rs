@@ -342,39 +342,44 @@ impl WasiHttpHooks for HttpPolicy {
         };
         let options = clamp(options);
         let max_body = self.max_response_bytes;
-        Box::new(async move {
-            let addr = match address::resolve(&target.host, target.port, &target.addresses).await {
-                Ok(addr) => addr,
-                Err(ResolveError::Prohibited(why)) => {
-                    counters.denied.fetch_add(1, Ordering::Relaxed);
-                    deny(&audit, &agent, &invocation, &method, &uri, &why);
-                    return Err(HttpError::DestinationIpProhibited);
-                }
-                Err(ResolveError::Dns(why)) => {
-                    return Err(HttpError::DnsError {
-                        rcode: Some(why),
-                        info_code: None,
-                    });
-                }
-            };
-            counters.sent.fetch_add(1, Ordering::Relaxed);
-            let url = uri.to_string();
-            audit.record(
-                Capability::Http,
-                method.as_str(),
-                &url,
-                Decision::Allow,
-                Some(&target.rule),
-                None,
-            );
-            tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %uri, %addr, "http request allowed");
-            let dest = client::Destination {
-                addr,
-                host: &target.host,
-                tls: target.tls,
-            };
-            client::send(request, dest, options, max_body).await
-        })
+        let span = tracing::info_span!("http.request", %method, url = %uri, rule = %target.rule);
+        Box::new(tracing::Instrument::instrument(
+            async move {
+                let addr =
+                    match address::resolve(&target.host, target.port, &target.addresses).await {
+                        Ok(addr) => addr,
+                        Err(ResolveError::Prohibited(why)) => {
+                            counters.denied.fetch_add(1, Ordering::Relaxed);
+                            deny(&audit, &agent, &invocation, &method, &uri, &why);
+                            return Err(HttpError::DestinationIpProhibited);
+                        }
+                        Err(ResolveError::Dns(why)) => {
+                            return Err(HttpError::DnsError {
+                                rcode: Some(why),
+                                info_code: None,
+                            });
+                        }
+                    };
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+                let url = uri.to_string();
+                audit.record(
+                    Capability::Http,
+                    method.as_str(),
+                    &url,
+                    Decision::Allow,
+                    Some(&target.rule),
+                    None,
+                );
+                tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %uri, %addr, "http request allowed");
+                let dest = client::Destination {
+                    addr,
+                    host: &target.host,
+                    tls: target.tls,
+                };
+                client::send(request, dest, options, max_body).await
+            },
+            span,
+        ))
     }
 }
 
