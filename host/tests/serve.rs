@@ -660,10 +660,10 @@ fn tampering_with_one_audit_record_fails_verify_at_that_record() {
 
 /// A minimal OTLP/HTTP receiver: decodes each export with the official
 /// protobuf types and keeps `(trace id hex, span name)` of every span.
-fn otlp_receiver() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
+/// `(trace id hex, span name)` of every span received.
+type ReceivedSpans = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn otlp_receiver() -> (String, ReceivedSpans) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message as _;
     use std::io::{Read, Write};
