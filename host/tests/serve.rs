@@ -465,7 +465,8 @@ fn sigterm_lets_in_flight_work_finish_refuses_new_work_and_exits_zero() {
         records.iter().any(|r| r["kind"] == "capability"
             && r["capability"] == "filesystem"
             && r["decision"] == "allow"
-            && r["action"] == "open-write"),
+            && r["action"] == "open-write"
+            && r["target"] == "/data/tally"),
         "{records:?}"
     );
 }
@@ -748,5 +749,66 @@ fn traces_are_exported_over_otlp_as_children_of_the_callers_trace() {
     assert!(
         in_trace.contains(&"file.open"),
         "the tally write is a child span: {spans:?}"
+    );
+}
+
+#[test]
+fn capability_denials_reach_the_response_metrics_and_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("notes.txt"), "granted").unwrap();
+    let spec = format!(
+        "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data, readOnly: true }}\n",
+        data.display()
+    );
+    let probe = guests::write_manifest(dir.path(), "probe", guests::FS_PROBE, &spec);
+    let mut serve = Serve::start(dir.path(), &[&probe], &[]);
+    let read = serve.invoke("probe", r#"{"op":"read","path":"/data/notes.txt"}"#);
+    assert_eq!(read.body["usage"]["fileDenied"], 0, "{}", read.body);
+    for probe in [
+        r#"{"op":"write","path":"/data/notes.txt","data":"x"}"#,
+        r#"{"op":"read","path":"/data/../../etc/passwd"}"#,
+    ] {
+        let r = serve.invoke("probe", probe);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["usage"]["fileDenied"], 1, "{probe}: {}", r.body);
+    }
+    let metrics = serve.metrics();
+    assert!(
+        metrics.lines().any(|l| l
+            == "agent_host_capability_denials_total{agent=\"probe\",capability=\"filesystem\"} 2"),
+        "{metrics}"
+    );
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(10)), Some(0));
+    let records = audit_records(&serve.audit);
+    let fs: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| r["kind"] == "capability")
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["target"].as_str().unwrap(),
+                r["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        fs.contains(&("open-read", "/data/notes.txt", "allow")),
+        "{fs:?}"
+    );
+    assert!(
+        fs.contains(&("open-write", "/data/notes.txt", "deny")),
+        "{fs:?}"
+    );
+    assert!(
+        fs.iter()
+            .any(|(_, t, d)| t.ends_with("etc/passwd") && *d == "deny"),
+        "{fs:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("notes.txt")).unwrap(),
+        "granted"
     );
 }

@@ -359,6 +359,7 @@ impl PreparedAgent {
             write_quota: WriteQuota::new(limits.max_write_bytes.bytes()),
             audit,
             file_denied: 0,
+            dir_paths: Default::default(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -33,6 +33,7 @@ pub struct InvocationState {
     pub(crate) audit: CapabilityAudit,
     /// File opens refused (outside a mount, or writes to a read-only one).
     pub(crate) file_denied: u32,
+    pub(crate) dir_paths: crate::cap::fs::audit::DirPaths,
 }
 
 impl WasiView for InvocationState {

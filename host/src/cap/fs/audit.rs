@@ -1,10 +1,14 @@
 //! Every `open-at` (the one way a guest reaches a file) is re-linked over
 //! wasmtime-wasi's to leave an audit record of the path and the decision, and
 //! to count refusals: a path outside the mount, or a write to a read-only
-//! mount, is a capability denial.
+//! mount, is a capability denial. `get-directories` is re-linked too, to learn
+//! the guest path of each preopen, so records name `/runbooks/a.md`, not `a.md`.
+
+use std::collections::HashMap;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView as _;
+use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     self as fs, Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
 };
@@ -14,85 +18,131 @@ use crate::audit::Decision;
 use crate::cap::Capability;
 use crate::runtime::state::InvocationState;
 
-/// Re-links `[method]descriptor.open-at`, after wasmtime-wasi's was added.
+/// The preopens instance (semver-compatible imports resolve to it).
+const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
+/// Most directory paths remembered per invocation.
+const MAX_DIR_PATHS: usize = 1024;
+
+/// Guest paths of the directory descriptors an invocation opened, by handle;
+/// bounded so a guest opening directories in a loop cannot grow it without end.
+#[derive(Debug, Default)]
+pub struct DirPaths(HashMap<u32, String>);
+
+impl DirPaths {
+    fn remember(&mut self, rep: u32, path: String) {
+        if self.0.len() < MAX_DIR_PATHS || self.0.contains_key(&rep) {
+            self.0.insert(rep, path);
+        }
+    }
+
+    /// `path` as the guest sees it from the root, when its base is known.
+    fn resolve(&self, base: u32, path: &str) -> String {
+        match self.0.get(&base) {
+            Some(dir) if path.is_empty() || path == "." => dir.clone(),
+            Some(dir) => format!("{}/{path}", dir.trim_end_matches('/')),
+            None => path.to_string(),
+        }
+    }
+}
+
+type OpenAtArgs = (
+    Resource<Descriptor>,
+    PathFlags,
+    String,
+    OpenFlags,
+    DescriptorFlags,
+);
+
+/// Re-links `preopens.get-directories` and `[method]descriptor.open-at`,
+/// after wasmtime-wasi's were added.
 pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
+    linker
+        .instance(PREOPENS)?
+        .func_wrap("get-directories", |mut store, (): ()| {
+            let state = store.data_mut();
+            state.calls.record(Capability::Filesystem);
+            let dirs = state.filesystem().get_directories()?;
+            for (fd, path) in &dirs {
+                state.dir_paths.remember(fd.rep(), path.clone());
+            }
+            Ok((dirs,))
+        })?;
     linker.instance(TYPES)?.func_wrap_async(
         "[method]descriptor.open-at",
-        |mut store,
-         (fd, path_flags, path, oflags, flags): (
-            Resource<Descriptor>,
-            PathFlags,
-            String,
-            OpenFlags,
-            DescriptorFlags,
-        )| {
+        |mut store, (fd, path_flags, path, oflags, flags): OpenAtArgs| {
             let span = tracing::info_span!("file.open", path = %path);
-            Box::new(tracing::Instrument::instrument(
-                async move {
-                    let state = store.data_mut();
-                    state.calls.record(Capability::Filesystem);
-                    let audit = state.audit.clone();
-                    let mut view = state.filesystem();
-                    let opened = HostDescriptor::open_at(
-                        &mut view,
-                        fd,
-                        path_flags,
-                        path.clone(),
-                        oflags,
-                        flags,
-                    )
-                    .await;
-                    let result = match opened {
-                        Ok(d) => Ok(d),
-                        Err(e) => Err(fs::Host::convert_error_code(&mut view, e)?),
-                    };
-                    let action = if flags.contains(DescriptorFlags::WRITE)
-                        || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE)
-                    {
-                        "open-write"
-                    } else {
-                        "open-read"
-                    };
-                    match &result {
-                        Err(
-                            code @ (ErrorCode::NotPermitted
-                            | ErrorCode::Access
-                            | ErrorCode::ReadOnly),
-                        ) => {
-                            state_denied(store.data_mut());
-                            let reason = format!(
-                                "{code:?}: outside the granted mount or not allowed by its mode"
-                            );
-                            audit.record(
-                                Capability::Filesystem,
-                                action,
-                                &path,
-                                Decision::Deny,
-                                None,
-                                Some(&reason),
-                            );
-                        }
-                        Ok(_) => audit.record(
+            let open = async move {
+                let state = store.data_mut();
+                state.calls.record(Capability::Filesystem);
+                let audit = state.audit.clone();
+                let target = state.dir_paths.resolve(fd.rep(), &path);
+                let mut view = state.filesystem();
+                let opened =
+                    HostDescriptor::open_at(&mut view, fd, path_flags, path, oflags, flags).await;
+                let result = match opened {
+                    Ok(d) => Ok(d),
+                    Err(e) => Err(fs::Host::convert_error_code(&mut view, e)?),
+                };
+                let writes = flags.contains(DescriptorFlags::WRITE)
+                    || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
+                let action = if writes { "open-write" } else { "open-read" };
+                let state = store.data_mut();
+                match &result {
+                    Err(
+                        code @ (ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly),
+                    ) => {
+                        state.file_denied += 1;
+                        let reason = format!(
+                            "{code:?}: outside the granted mounts or not allowed by the mount's mode"
+                        );
+                        audit.record(
                             Capability::Filesystem,
                             action,
-                            &path,
+                            &target,
+                            Decision::Deny,
+                            None,
+                            Some(&reason),
+                        );
+                    }
+                    Ok(d) => {
+                        state.dir_paths.remember(d.rep(), target.clone());
+                        audit.record(
+                            Capability::Filesystem,
+                            action,
+                            &target,
                             Decision::Allow,
                             Some("spec.capabilities.filesystem"),
                             None,
-                        ),
-                        Err(_) => {}
+                        );
                     }
-                    Ok((result,))
-                },
-                span,
-            ))
+                    Err(_) => {}
+                }
+                Ok((result,))
+            };
+            Box::new(tracing::Instrument::instrument(open, span))
         },
     )?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
-fn state_denied(state: &mut InvocationState) {
-    state.file_denied += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_against_known_directories_and_the_map_is_bounded() {
+        let mut dirs = DirPaths::default();
+        dirs.remember(1, "/runbooks".into());
+        dirs.remember(2, "/".into());
+        assert_eq!(dirs.resolve(1, "a.md"), "/runbooks/a.md");
+        assert_eq!(dirs.resolve(1, "."), "/runbooks");
+        assert_eq!(dirs.resolve(2, "etc/passwd"), "/etc/passwd");
+        assert_eq!(dirs.resolve(9, "x"), "x", "unknown base: the path as given");
+        for rep in 10..(10 + 2 * MAX_DIR_PATHS as u32) {
+            dirs.remember(rep, format!("/d{rep}"));
+        }
+        assert_eq!(dirs.0.len(), MAX_DIR_PATHS);
+    }
 }
