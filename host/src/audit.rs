@@ -8,14 +8,17 @@
 //! are redacted of the agent's secret values before they are written; task
 //! inputs are recorded by size and digest only.
 //!
-//! Writes happen on one dedicated thread, so callers never block on the disk;
-//! [`AuditLog::close`] drains, flushes and syncs the file.
+//! Writes happen on one dedicated thread, so callers never block on the disk:
+//! records are queued in memory and the writer drains the queue every
+//! [`FLUSH_INTERVAL`] (or sooner when it grows), so the hot path never wakes a
+//! thread. [`AuditLog::close`] drains, flushes and syncs the file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -29,6 +32,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// written, so a guest probing in a loop cannot fill the disk.
 pub const MAX_CAPABILITY_RECORDS: u32 = 256;
 const HASH_FIELD: &str = ",\"hash\":\"";
+/// Longest a record waits in memory before it is written to the file.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// Queued records that wake the writer before the interval is over.
+const WAKE_AT: usize = 4096;
 
 /// What happened. Serialised flat into the record with a `kind` tag.
 #[derive(Clone, Debug, Serialize)]
@@ -134,9 +141,12 @@ struct Record<'a> {
     event: &'a Event,
 }
 
-enum Msg {
-    Record { time: String, event: Event },
-    Close(mpsc::SyncSender<()>),
+#[derive(Default)]
+struct Queue {
+    records: Vec<(String, Event)>,
+    /// Set by `close`: the writer drains, syncs, acknowledges and stops.
+    close: Option<mpsc::SyncSender<()>>,
+    closed: bool,
 }
 
 /// Why the audit log could not be opened.
@@ -170,7 +180,8 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    tx: std::sync::Mutex<Option<mpsc::Sender<Msg>>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
     failed: AtomicBool,
     written: AtomicU64,
 }
@@ -213,9 +224,9 @@ impl AuditLog {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(path).map_err(io)?;
-        let (tx, rx) = mpsc::channel();
         let inner = Arc::new(Inner {
-            tx: std::sync::Mutex::new(Some(tx)),
+            queue: Mutex::default(),
+            wake: Condvar::new(),
             failed: AtomicBool::new(false),
             written: AtomicU64::new(0),
         });
@@ -228,7 +239,7 @@ impl AuditLog {
         };
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run())
             .map_err(io)?;
         Ok(Self { inner: Some(inner) })
     }
@@ -256,13 +267,16 @@ impl AuditLog {
     pub fn record(&self, event: Event) {
         let Some(inner) = &self.inner else { return };
         let time = jiff::Timestamp::now().to_string();
-        let sent = match &*inner.tx.lock().expect("audit sender lock") {
-            Some(tx) => tx.send(Msg::Record { time, event }).is_ok(),
-            None => false,
-        };
-        if !sent {
+        let mut queue = inner.queue.lock().expect("audit queue lock");
+        if queue.closed {
+            drop(queue);
             inner.failed.store(true, Ordering::Relaxed);
             tracing::error!("audit record dropped: the audit log is closed");
+            return;
+        }
+        queue.records.push((time, event));
+        if queue.records.len() >= WAKE_AT {
+            inner.wake.notify_one();
         }
     }
 
@@ -270,13 +284,17 @@ impl AuditLog {
     /// Later records are refused (and mark the log unhealthy).
     pub fn close(&self) {
         let Some(inner) = &self.inner else { return };
-        let Some(tx) = inner.tx.lock().expect("audit sender lock").take() else {
-            return;
-        };
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if tx.send(Msg::Close(ack_tx)).is_ok() {
-            let _ = ack_rx.recv();
+        {
+            let mut queue = inner.queue.lock().expect("audit queue lock");
+            if queue.closed {
+                return;
+            }
+            queue.closed = true;
+            queue.close = Some(ack_tx);
         }
+        inner.wake.notify_one();
+        let _ = ack_rx.recv();
     }
 
     /// A per-invocation handle for capability records.
@@ -306,26 +324,33 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            // Write whatever is queued, then flush once per batch.
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Record { time, event } => self.append(&time, &event),
-                    Msg::Close(ack) => {
-                        self.finish();
-                        let _ = ack.send(());
-                        return;
-                    }
-                }
-                next = rx.try_recv().ok();
+    fn run(mut self) {
+        let inner = self.inner.clone();
+        let mut batch = Vec::new();
+        loop {
+            let close = {
+                let queue = inner.queue.lock().expect("audit queue lock");
+                let (mut queue, _) = inner
+                    .wake
+                    .wait_timeout_while(queue, FLUSH_INTERVAL, |q| {
+                        q.records.len() < WAKE_AT && q.close.is_none()
+                    })
+                    .expect("audit queue lock");
+                std::mem::swap(&mut batch, &mut queue.records);
+                queue.close.take()
+            };
+            for (time, event) in batch.drain(..) {
+                self.append(&time, &event);
+            }
+            if let Some(ack) = close {
+                self.finish();
+                let _ = ack.send(());
+                return;
             }
             if let Err(e) = self.out.flush() {
                 self.fail(&e);
             }
         }
-        self.finish();
     }
 
     fn append(&mut self, time: &str, event: &Event) {

@@ -272,6 +272,10 @@ async fn accept(
             };
             let span = tracing::info_span!("invocation", agent = %agent, invocation = %tracked.id);
             crate::telemetry::set_parent_from(&span, headers);
+            // Its own task, even for a synchronous request: a client that goes
+            // away cannot cut an invocation in half, and idle workers steal
+            // invocations (measured: better throughput on 2 cores than running
+            // on the connection's task).
             s.tasks.spawn(
                 execute(s.clone(), hosted.clone(), tracked.clone(), admission, task)
                     .instrument(span),
