@@ -167,3 +167,15 @@ fn compile_fills_the_cache_that_run_then_uses() {
         text(&again.stdout)
     );
 }
+
+#[test]
+fn crd_output_is_the_committed_deploy_crd() {
+    let out = Env::new().run(&["crd"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crd.yaml");
+    let committed = std::fs::read_to_string(&committed).unwrap();
+    assert!(
+        text(&out.stdout) == committed,
+        "deploy/crd.yaml is stale: regenerate it with `agent-host crd > deploy/crd.yaml`"
+    );
+}

@@ -65,6 +65,8 @@ enum Command {
     Compile(check::CompileArgs),
     /// Measure per-invocation latency, pooling allocator against on-demand
     Bench(bench::BenchArgs),
+    /// Print the Agent CustomResourceDefinition (YAML), generated from the manifest type
+    Crd,
     /// Host agents over HTTP (the production mode) until SIGTERM/SIGINT
     Serve(serve::ServeArgs),
     /// Audit-log tools
@@ -112,6 +114,10 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => bench::bench(&cli.host, args).await,
             Command::Serve(args) => serve::serve(&cli.host, args).await,
             Command::Audit(command) => audit::audit(command),
+            Command::Crd => {
+                print!("{}", agent_host::manifest::crd_yaml());
+                ExitCode::SUCCESS
+            }
         };
         // Flushing spans blocks on their export: not on an async worker.
         let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;

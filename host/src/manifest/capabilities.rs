@@ -32,6 +32,10 @@ pub struct Capabilities {
 /// One allowed kind of HTTP request: any URL under `url`, with one of `methods`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.allowAllAddresses) && self.allowAllAddresses) || !has(self.allowedCidrs) || self.allowedCidrs.all(c, !c.endsWith('/0'))",
+    "message": "allowedCidrs must not contain a /0 range (every address); set allowAllAddresses: true to mean that, or list narrower ranges"
+}]))]
 pub struct HttpRule {
     /// Scheme, host, port and path prefix that requests must match.
     pub url: UrlPrefix,
@@ -44,6 +48,11 @@ pub struct HttpRule {
     /// resolution; a rule whose host is an IP literal grants that address itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_cidrs: Vec<String>,
+    /// Lets this rule's host resolve to any address, private and loopback ranges
+    /// included. Off unless set: wildcard egress has to be asked for by name (and
+    /// organisation policy can refuse it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_all_addresses: bool,
 }
 
 impl HttpRule {

@@ -66,6 +66,15 @@ pub const MAX_OUTPUT_BYTES: Quantity = Quantity::from_bytes(64 * MI);
 /// constants), so a partial `limits:` block changes only what it names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    { "rule": "!has(self.fuel) || self.fuel > 0", "message": "fuel must be greater than 0" },
+    { "rule": "!has(self.maxConcurrency) || self.maxConcurrency > 0", "message": "maxConcurrency must be greater than 0" },
+    { "rule": "!has(self.maxHttpRequests) || self.maxHttpRequests > 0", "message": "maxHttpRequests must be greater than 0" },
+    { "rule": "!has(self.maxTableElements) || self.maxTableElements > 0", "message": "maxTableElements must be greater than 0" },
+    { "rule": "!has(self.maxInstances) || self.maxInstances > 0", "message": "maxInstances must be greater than 0" },
+    { "rule": "!has(self.maxResources) || self.maxResources > 0", "message": "maxResources must be greater than 0" },
+    { "rule": "!has(self.maxQueue) || self.maxQueue <= 10000", "message": "maxQueue must be at most 10000 (waiting tasks are held in memory)" }
+]))]
 pub struct Limits {
     /// Wasm fuel (roughly, instructions) one invocation may burn.
     pub fuel: u64,

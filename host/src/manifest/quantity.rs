@@ -189,6 +189,10 @@ impl JsonSchema for Quantity {
             "description": "A byte count: an integer, or an integer with a suffix Ki, Mi, Gi, Ti (powers of 1024) or k, M, G, T (powers of 1000).",
             "x-kubernetes-int-or-string": true,
             "pattern": "^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+            "x-kubernetes-validations": [{
+                "rule": "string(self).matches('^0*[1-9][0-9]*(Ki|Mi|Gi|Ti|k|M|G|T)?$')",
+                "message": "must be greater than 0"
+            }],
         })
     }
 }

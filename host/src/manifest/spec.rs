@@ -19,6 +19,11 @@ use super::{Capabilities, Limits};
     namespaced,
     status = "AgentStatus",
     derive = "PartialEq",
+    shortname = "agt",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.componentDigest","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     doc = "An AI agent run as a WebAssembly component with exactly the capabilities and limits its spec grants."
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -36,6 +41,10 @@ pub struct AgentSpec {
 /// The component to run: exactly one of a local file or an OCI image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.path) != has(self.image)",
+    "message": "exactly one of component.path or component.image must be set"
+}]))]
 pub struct ComponentSource {
     /// A `.wasm` component file; relative paths are resolved against the manifest's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +62,16 @@ pub struct AgentStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Standard Kubernetes conditions, e.g. `Ready`.
+    /// Standard Kubernetes conditions: `Ready`, `ComponentLoaded`, `CapabilitiesGranted`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// SHA-256 of the loaded component, `sha256:<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_digest: Option<String>,
+    /// Each import of the component and what it is bound to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// The grants in effect, one line per rule (e.g. `http: GET https://api/v1/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effective_grants: Vec<String>,
 }

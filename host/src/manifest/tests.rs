@@ -349,3 +349,65 @@ fn crd_is_generated_for_group_and_version() {
         "not structural: {schema}"
     );
 }
+
+/// Parses without the host's validation, as the API server would store it
+/// before its own CEL checks run.
+fn unvalidated(spec: &str) -> Agent {
+    serde_norway::from_str(&minimal(spec)).unwrap()
+}
+
+fn cel_errors(agent: &Agent) -> String {
+    match kube::core::cel::validate_cel(agent) {
+        Ok(()) => String::new(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+#[test]
+fn crd_cel_rules_accept_the_examples_and_the_full_manifest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "examples/hello/agent.yaml",
+        "examples/incident-responder/agent.yaml",
+    ] {
+        let agent: Agent =
+            serde_norway::from_str(&std::fs::read_to_string(root.join(file)).unwrap()).unwrap();
+        assert_eq!(cel_errors(&agent), "", "{file}");
+    }
+    assert_eq!(cel_errors(&Agent::from_yaml(FULL).unwrap()), "");
+    let quantities = unvalidated(
+        "  component: { path: a.wasm }\n  limits: { memory: 64Mi, maxOutputBytes: 1000, maxQueue: 10000 }\n",
+    );
+    assert_eq!(cel_errors(&quantities), "");
+}
+
+#[test]
+fn crd_cel_rules_refuse_what_the_host_refuses() {
+    let cases = [
+        (
+            "  component: { path: a.wasm, image: 'r/x@sha256:00' }\n",
+            "exactly one of component.path or component.image",
+        ),
+        ("  component: {}\n", "exactly one of component.path or component.image"),
+        ("  component: { path: a.wasm }\n  limits: { fuel: 0 }\n", "fuel must be greater than 0"),
+        (
+            "  component: { path: a.wasm }\n  limits: { maxConcurrency: 0 }\n",
+            "maxConcurrency must be greater than 0",
+        ),
+        ("  component: { path: a.wasm }\n  limits: { memory: '0Mi' }\n", "must be greater than 0"),
+        ("  component: { path: a.wasm }\n  limits: { maxOutputBytes: 0 }\n", "must be greater than 0"),
+        ("  component: { path: a.wasm }\n  limits: { maxQueue: 20000 }\n", "maxQueue must be at most 10000"),
+        (
+            "  component: { path: a.wasm }\n  capabilities:\n    http:\n      - { url: 'https://a.test/', allowedCidrs: ['0.0.0.0/0'] }\n",
+            "allowedCidrs must not contain a /0 range",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let errors = cel_errors(&unvalidated(spec));
+        assert!(errors.contains(expected), "{spec}: {errors:?}");
+    }
+    let opted_in = unvalidated(
+        "  component: { path: a.wasm }\n  capabilities:\n    http:\n      - { url: 'https://a.test/', allowedCidrs: ['0.0.0.0/0'], allowAllAddresses: true }\n",
+    );
+    assert_eq!(cel_errors(&opted_in), "", "the explicit opt-in allows /0");
+}

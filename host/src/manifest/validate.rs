@@ -171,11 +171,20 @@ fn validate_http(rules: &[HttpRule]) -> Result {
             );
         }
         for (j, cidr) in rule.allowed_cidrs.iter().enumerate() {
-            if cidr.parse::<ipnet::IpNet>().is_err() {
-                return fail(
-                    format!("{path}.allowedCidrs[{j}]"),
-                    format!("\"{cidr}\" is not a CIDR; use e.g. 10.96.0.0/12 or fd00::/8"),
-                );
+            match cidr.parse::<ipnet::IpNet>() {
+                Err(_) => {
+                    return fail(
+                        format!("{path}.allowedCidrs[{j}]"),
+                        format!("\"{cidr}\" is not a CIDR; use e.g. 10.96.0.0/12 or fd00::/8"),
+                    )
+                }
+                Ok(net) if net.prefix_len() == 0 && !rule.allow_all_addresses => {
+                    return fail(
+                        format!("{path}.allowedCidrs[{j}]"),
+                        format!("\"{cidr}\" grants every address; set allowAllAddresses: true to mean that, or list narrower ranges"),
+                    )
+                }
+                Ok(_) => {}
             }
         }
         if let Some(first) = seen_urls.insert(&rule.url, i) {

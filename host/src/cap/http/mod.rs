@@ -116,6 +116,14 @@ impl HttpGrant {
                         .allowed_cidrs
                         .iter()
                         .filter_map(|c| c.parse().ok())
+                        .chain(
+                            r.allow_all_addresses
+                                .then(|| {
+                                    ["0.0.0.0/0", "::/0"].map(|c| c.parse().expect("valid CIDR"))
+                                })
+                                .into_iter()
+                                .flatten(),
+                        )
                         .collect(),
                 },
                 display: format!(
