@@ -49,6 +49,22 @@ pub enum Event {
         /// Agents loaded, `name@sha256`.
         agents: Vec<String>,
     },
+    /// An agent started serving (at start, or after its spec changed).
+    #[serde(rename = "agent.loaded")]
+    AgentLoaded {
+        /// Agent name.
+        agent: String,
+        /// `sha256:<hex>` of its component.
+        digest: String,
+    },
+    /// An agent stopped taking work (its resource was deleted or became invalid).
+    #[serde(rename = "agent.withdrawn")]
+    AgentWithdrawn {
+        /// Agent name.
+        agent: String,
+        /// Why.
+        reason: String,
+    },
     /// The host stopped.
     #[serde(rename = "host.stop", rename_all = "camelCase")]
     HostStop {

@@ -626,24 +626,24 @@ fn tampering_with_one_audit_record_fails_verify_at_that_record() {
     let (code, out) = audit_verify(&serve.audit);
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains("8 records"),
-        "start + 3 × (start, end) + stop: {out}"
+        out.contains("9 records"),
+        "start + loaded + 3 × (start, end) + stop: {out}"
     );
 
     let text = std::fs::read_to_string(&serve.audit).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    // Record 4 (line 5) is the second invocation's end: make it look cheaper.
+    // Record 5 (line 6) is the second invocation's end: make it look cheaper.
     assert!(
-        lines[4].contains("\"kind\":\"invocation.end\""),
+        lines[5].contains("\"kind\":\"invocation.end\""),
         "{}",
-        lines[4]
+        lines[5]
     );
-    let fuel = audit_records(&serve.audit)[4]["fuel"].as_u64().unwrap();
-    lines[4] = lines[4].replace(&format!("\"fuel\":{fuel}"), "\"fuel\":1");
+    let fuel = audit_records(&serve.audit)[5]["fuel"].as_u64().unwrap();
+    lines[5] = lines[5].replace(&format!("\"fuel\":{fuel}"), "\"fuel\":1");
     std::fs::write(&serve.audit, lines.join("\n") + "\n").unwrap();
     let (code, out) = audit_verify(&serve.audit);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("record 4 (line 5)"), "{out}");
+    assert!(out.contains("record 5 (line 6)"), "{out}");
 
     // A restarted host refuses to extend a broken chain (fails closed).
     let broken = Command::new(BIN)

@@ -225,6 +225,14 @@ impl Invocation {
 #[derive(Debug)]
 pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
+/// A slot from a caller that does its own admission (serve mode keeps one
+/// semaphore per agent name across spec changes).
+impl From<tokio::sync::OwnedSemaphorePermit> for Slot {
+    fn from(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Slot(permit)
+    }
+}
+
 impl PreparedAgent {
     /// A free slot, or `None` when `maxConcurrency` invocations are running.
     pub fn try_slot(&self) -> Option<Slot> {

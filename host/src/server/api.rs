@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::store::{Finished, KeyLookup, Phase, Tracked};
 use super::{Hosted, Shared};
 use crate::audit::Event;
-use crate::runtime::{Invocation, InvocationError, Slot, TaskInput, Usage};
+use crate::runtime::{Invocation, InvocationError, PreparedAgent, Slot, TaskInput, Usage};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -115,11 +115,11 @@ impl Drop for QueueTicket {
 }
 
 /// Takes a free slot, else a place in the queue, else refuses.
-fn admit(hosted: &Arc<Hosted>) -> Result<Admission, ApiError> {
-    if let Some(slot) = hosted.agent.try_slot() {
-        return Ok(Admission::Slot(slot));
+fn admit(hosted: &Arc<Hosted>, agent: &PreparedAgent) -> Result<Admission, ApiError> {
+    if let Ok(permit) = hosted.permits.clone().try_acquire_owned() {
+        return Ok(Admission::Slot(permit.into()));
     }
-    let limits = hosted.agent.limits();
+    let limits = agent.limits();
     let max_queue = limits.max_queue;
     let queued = hosted
         .queued
@@ -136,7 +136,7 @@ fn admit(hosted: &Arc<Hosted>) -> Result<Admission, ApiError> {
             "QueueFull",
             format!(
                 "agent {} is running spec.limits.maxConcurrency ({}) invocations and spec.limits.maxQueue ({}) are waiting; retry later",
-                hosted.agent.name(),
+                agent.name(),
                 limits.max_concurrency,
                 max_queue
             ),
@@ -191,6 +191,7 @@ async fn accept(
             ),
         )
     })?;
+    let current = hosted.current().ok_or_else(|| unavailable(agent))?;
     let run_async = query
         .map_err(|e| {
             ApiError::new(
@@ -207,7 +208,7 @@ async fn accept(
         s,
         &parts.headers,
         body,
-        hosted.agent.limits().max_input_bytes.bytes(),
+        current.limits().max_input_bytes.bytes(),
     )
     .await?;
     let fingerprint: Option<[u8; 32]> =
@@ -234,7 +235,7 @@ async fn accept(
                     })?,
                 }
             }
-            let admission = admit(hosted)?;
+            let admission = admit(hosted, &current)?;
             let tracked = Tracked::new(uuid::Uuid::new_v4().to_string(), agent.to_string());
             if let (Some(key), Some(fp)) = (&key, fingerprint) {
                 l.bind_key(key, fp, tracked.clone());
@@ -243,7 +244,7 @@ async fn accept(
             Ok(Started::New(tracked, admission))
         })?
     } else {
-        let admission = admit(hosted)?;
+        let admission = admit(hosted, &current)?;
         Started::New(
             Tracked::new(uuid::Uuid::new_v4().to_string(), agent.to_string()),
             admission,
@@ -438,19 +439,27 @@ async fn execute(
     admission: Admission,
     task: TaskInput,
 ) {
-    let slot = match admission {
+    let slot: Slot = match admission {
         Admission::Slot(slot) => slot,
         Admission::Queued(ticket) => {
             tokio::select! {
-                slot = hosted.agent.slot() => { drop(ticket); slot }
+                permit = hosted.permits.clone().acquire_owned() => {
+                    drop(ticket);
+                    permit.expect("the semaphore is never closed").into()
+                }
                 () = s.cancel.cancelled() => { drop(ticket); return cancelled(&s, &tracked) }
             }
         }
     };
+    // The agent serving now: a spec that changed while this task waited applies.
+    let Some(agent) = hosted.current() else {
+        let e = unavailable(&hosted.name);
+        return ended_unrun(&s, &tracked, e.status, "failed", e.code, &e.message);
+    };
     tracked.set(Phase::Running);
     hosted.in_flight_gauge.inc();
     let invocation = tokio::select! {
-        inv = hosted.agent.invoke_in_slot(slot, task) => Some(inv),
+        inv = agent.invoke_in_slot(slot, task) => Some(inv),
         () = s.cancel.cancelled() => None,
     };
     hosted.in_flight_gauge.dec();
@@ -458,6 +467,7 @@ async fn execute(
         return cancelled(&s, &tracked);
     };
     s.metrics.finished(&inv);
+    hosted.note(&inv);
     s.audit.record(Event::InvocationEnd {
         agent: inv.agent.clone(),
         invocation: inv.id.clone(),
@@ -471,16 +481,44 @@ async fn execute(
     tracked.set(Phase::Done(Arc::new(finished(&inv))));
 }
 
+fn unavailable(agent: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "AgentUnavailable",
+        format!("agent {agent} is not serving: its resource is missing or invalid (see its status); nothing runs under a stale or broader spec"),
+    )
+}
+
 fn cancelled(s: &Shared, tracked: &Tracked) {
     const MESSAGE: &str =
         "cancelled: the host shut down and the invocation did not end within the grace period";
     s.cancelled.fetch_add(1, Ordering::SeqCst);
-    s.metrics.record_outcome(&tracked.agent, "Cancelled");
+    ended_unrun(
+        s,
+        tracked,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cancelled",
+        "Cancelled",
+        MESSAGE,
+    );
+}
+
+/// Ends an accepted invocation that did not run (or was stopped): metrics,
+/// audit record and the response every reader gets.
+fn ended_unrun(
+    s: &Shared,
+    tracked: &Tracked,
+    status: StatusCode,
+    state: &'static str,
+    code: &'static str,
+    message: &str,
+) {
+    s.metrics.record_outcome(&tracked.agent, code);
     s.audit.record(Event::InvocationEnd {
         agent: tracked.agent.clone(),
         invocation: tracked.id.clone(),
-        outcome: "Cancelled".into(),
-        error: Some(MESSAGE.into()),
+        outcome: code.into(),
+        error: Some(message.into()),
         fuel: 0,
         peak_memory_bytes: 0,
         wall_time_us: 0,
@@ -489,18 +527,15 @@ fn cancelled(s: &Shared, tracked: &Tracked) {
     let body = InvocationBody {
         id: &tracked.id,
         agent: &tracked.agent,
-        state: "cancelled",
-        outcome: Some("Cancelled"),
+        state,
+        outcome: Some(code),
         output: None,
-        error: Some(ErrorBody {
-            code: "Cancelled",
-            message: MESSAGE,
-        }),
+        error: Some(ErrorBody { code, message }),
         usage: None,
     };
     tracked.set(Phase::Done(Arc::new(Finished {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        state: "cancelled",
+        status,
+        state,
         body: to_bytes(&body),
     })));
 }
@@ -592,17 +627,21 @@ async fn list_agents(State(s): State<Arc<Shared>>) -> Response {
     let agents: Vec<_> = s
         .agents
         .values()
-        .map(|h| {
-            let l = h.agent.limits();
-            serde_json::json!({
-                "name": h.agent.name(),
-                "digest": format!("sha256:{}", h.agent.digest),
-                "maxConcurrency": l.max_concurrency,
-                "maxQueue": l.max_queue,
-                "maxInputBytes": l.max_input_bytes.bytes(),
-                "inFlight": h.in_flight_gauge.get(),
-                "queued": h.queued.load(Ordering::SeqCst),
-            })
+        .map(|h| match h.current() {
+            Some(agent) => {
+                let l = agent.limits();
+                serde_json::json!({
+                    "name": h.name,
+                    "serving": true,
+                    "digest": format!("sha256:{}", agent.digest),
+                    "maxConcurrency": l.max_concurrency,
+                    "maxQueue": l.max_queue,
+                    "maxInputBytes": l.max_input_bytes.bytes(),
+                    "inFlight": h.in_flight_gauge.get(),
+                    "queued": h.queued.load(Ordering::SeqCst),
+                })
+            }
+            None => serde_json::json!({ "name": h.name, "serving": false }),
         })
         .collect();
     json_response(
@@ -622,14 +661,18 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         (true, true) => "ok",
         (true, false) => "failing",
     };
-    // Agents are compiled and validated before the server starts: a manifest
-    // that fails keeps the host from starting at all.
-    let ready = !draining && audit != "failing";
+    // Ready only when every hosted agent has a compiled component under a
+    // valid spec (a missing or invalid resource makes its host unready).
     let agents: Vec<_> = s
         .agents
         .values()
-        .map(|h| serde_json::json!({ "name": h.agent.name(), "digest": format!("sha256:{}", h.agent.digest), "compiled": true }))
+        .map(|h| match h.current() {
+            Some(a) => serde_json::json!({ "name": h.name, "digest": format!("sha256:{}", a.digest), "serving": true }),
+            None => serde_json::json!({ "name": h.name, "serving": false }),
+        })
         .collect();
+    let serving = s.agents.values().all(|h| h.current().is_some());
+    let ready = !draining && audit != "failing" && serving;
     let body = serde_json::json!({ "ready": ready, "draining": draining, "auditLog": audit, "agents": agents });
     let status = if ready {
         StatusCode::OK

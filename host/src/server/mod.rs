@@ -16,8 +16,10 @@ pub mod store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
@@ -61,13 +63,139 @@ impl Default for ServeConfig {
     }
 }
 
-/// One hosted agent and its admission state.
+/// One hosted agent name: the agent currently serving it (replaced when its
+/// spec changes, absent while it is unavailable) and its admission state,
+/// which outlives replacements.
 pub(crate) struct Hosted {
-    pub(crate) agent: Arc<PreparedAgent>,
+    pub(crate) name: String,
+    current: RwLock<Option<Arc<PreparedAgent>>>,
+    /// `maxConcurrency` permits of the current spec.
+    pub(crate) permits: Arc<Semaphore>,
+    max_concurrency: AtomicU32,
     /// Invocations waiting for a slot.
     pub(crate) queued: AtomicU32,
     pub(crate) queued_gauge: Gauge,
     pub(crate) in_flight_gauge: Gauge,
+    /// Outcomes and denials since the last [`AgentHandle::take_activity`].
+    activity: Mutex<Activity>,
+}
+
+/// What invocations of one agent did, for aggregated reporting (Kubernetes events).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Invocations that breached a budget or trapped, by outcome code.
+    pub breaches: BTreeMap<String, u64>,
+    /// Capability denials, by capability.
+    pub denials: BTreeMap<&'static str, u64>,
+}
+
+impl Hosted {
+    fn new(name: String, metrics: &Metrics) -> Self {
+        metrics.register_agent(&name);
+        Self {
+            queued_gauge: metrics.queued(&name),
+            in_flight_gauge: metrics.in_flight(&name),
+            name,
+            current: RwLock::new(None),
+            permits: Arc::new(Semaphore::new(0)),
+            max_concurrency: AtomicU32::new(0),
+            queued: AtomicU32::new(0),
+            activity: Mutex::default(),
+        }
+    }
+
+    /// The agent serving this name now, if any.
+    pub(crate) fn current(&self) -> Option<Arc<PreparedAgent>> {
+        self.current.read().expect("agent lock").clone()
+    }
+
+    /// Serves the name with `agent` from the next invocation on (or stops serving
+    /// it); invocations already running keep the agent they started with.
+    fn replace(&self, agent: Option<PreparedAgent>) {
+        let new_max = agent.as_ref().map_or(0, |a| a.limits().max_concurrency);
+        let old_max = self.max_concurrency.swap(new_max, Ordering::SeqCst);
+        if new_max > old_max {
+            self.permits.add_permits((new_max - old_max) as usize);
+        } else if new_max < old_max {
+            // Shrink as running invocations give their permits back.
+            let permits = self.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(old_max - new_max).await {
+                    p.forget();
+                }
+            });
+        }
+        *self.current.write().expect("agent lock") = agent.map(Arc::new);
+    }
+
+    pub(crate) fn note(&self, inv: &crate::runtime::Invocation) {
+        let breach = matches!(
+            &inv.result,
+            Err(e) if !matches!(
+                e,
+                crate::runtime::InvocationError::Agent { .. }
+                    | crate::runtime::InvocationError::InvalidInput { .. }
+            )
+        );
+        let denied = [
+            ("http", u64::from(inv.usage.http_denied)),
+            ("filesystem", u64::from(inv.usage.file_denied)),
+        ];
+        if !breach && denied.iter().all(|(_, n)| *n == 0) {
+            return;
+        }
+        let mut activity = self.activity.lock().expect("activity lock");
+        if breach {
+            *activity
+                .breaches
+                .entry(inv.outcome().to_string())
+                .or_default() += 1;
+        }
+        for (cap, n) in denied.into_iter().filter(|(_, n)| *n > 0) {
+            *activity.denials.entry(cap).or_default() += n;
+        }
+    }
+}
+
+/// Control of one hosted agent name from outside the HTTP API (the cluster watcher).
+#[derive(Clone)]
+pub struct AgentHandle {
+    hosted: Arc<Hosted>,
+    shared: Arc<Shared>,
+}
+
+impl AgentHandle {
+    /// Serves the name with `agent` (recorded in metrics and the audit log).
+    pub fn serve(&self, agent: PreparedAgent) {
+        self.shared.metrics.cache_lookup(&agent.cache_status);
+        self.shared.audit.record(Event::AgentLoaded {
+            agent: agent.name().to_string(),
+            digest: format!("sha256:{}", agent.digest),
+        });
+        self.hosted.replace(Some(agent));
+    }
+
+    /// Stops serving the name: every new invocation is refused (503) until
+    /// [`AgentHandle::serve`] is called again. Fails closed.
+    pub fn withdraw(&self, reason: &str) {
+        if self.hosted.current().is_some() {
+            self.shared.audit.record(Event::AgentWithdrawn {
+                agent: self.hosted.name.clone(),
+                reason: reason.to_string(),
+            });
+        }
+        self.hosted.replace(None);
+    }
+
+    /// The agent serving now.
+    pub fn current(&self) -> Option<Arc<PreparedAgent>> {
+        self.hosted.current()
+    }
+
+    /// Outcomes and denials since the last call.
+    pub fn take_activity(&self) -> Activity {
+        std::mem::take(&mut *self.hosted.activity.lock().expect("activity lock"))
+    }
 }
 
 /// State shared by every request.
@@ -101,26 +229,30 @@ impl Server {
         audit: AuditLog,
         config: ServeConfig,
     ) -> Self {
-        let mut hosted = BTreeMap::new();
+        let names = agents.iter().map(|a| a.name().to_string()).collect();
+        let server = Self::with_names(names, metrics, audit, config);
         for agent in agents {
-            metrics.register_agent(agent.name());
-            metrics.cache_lookup(&agent.cache_status);
-            hosted.insert(
-                agent.name().to_string(),
-                Arc::new(Hosted {
-                    queued: AtomicU32::new(0),
-                    queued_gauge: metrics.queued(agent.name()),
-                    in_flight_gauge: metrics.in_flight(agent.name()),
-                    agent: Arc::new(agent),
-                }),
-            );
+            let handle = server.handle(agent.name()).expect("a slot per agent");
+            handle.serve(agent);
         }
+        server
+    }
+
+    /// Hosts the agent names `names`, each unavailable (503) until its
+    /// [`AgentHandle::serve`] is called.
+    pub fn with_names(
+        names: Vec<String>,
+        metrics: Metrics,
+        audit: AuditLog,
+        config: ServeConfig,
+    ) -> Self {
+        let hosted: BTreeMap<String, Arc<Hosted>> = names
+            .into_iter()
+            .map(|name| (name.clone(), Arc::new(Hosted::new(name, &metrics))))
+            .collect();
         audit.record(Event::HostStart {
             version: env!("CARGO_PKG_VERSION"),
-            agents: hosted
-                .values()
-                .map(|h| format!("{}@sha256:{}", h.agent.name(), h.agent.digest))
-                .collect(),
+            agents: hosted.keys().cloned().collect(),
         });
         let shared = Arc::new(Shared {
             agents: hosted,
@@ -135,6 +267,14 @@ impl Server {
             body_timeout: config.body_timeout,
         });
         Self { shared, config }
+    }
+
+    /// Control of the hosted name `agent`.
+    pub fn handle(&self, agent: &str) -> Option<AgentHandle> {
+        self.shared.agents.get(agent).map(|hosted| AgentHandle {
+            hosted: hosted.clone(),
+            shared: self.shared.clone(),
+        })
     }
 
     /// The HTTP API, for serving on a listener of the caller's choosing.
