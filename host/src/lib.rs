@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod bindings;
 pub mod cap;
+pub mod cluster;
 pub mod config;
 pub mod manifest;
 pub mod metrics;

@@ -25,6 +25,7 @@ mod coverage {
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
             include_str!("../../host/tests/serve.rs"),
+            include_str!("../../host/tests/pod.rs"),
         ]
         .concat();
         let mut unused = Vec::new();

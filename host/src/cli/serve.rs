@@ -5,12 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agent_host::audit::AuditLog;
+use agent_host::cluster::{self, FollowConfig};
 use agent_host::config::Allocator;
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
 use agent_host::server::store::StoreLimits;
 use agent_host::server::{shutdown_signal, ServeConfig, Server};
 use agent_host::Runtime;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use super::{fail, HostArgs};
 
@@ -22,9 +25,23 @@ pub struct ServeArgs {
         long = "file",
         env = "AGENT_HOST_MANIFESTS",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "agent",
+        conflicts_with = "agent"
     )]
     manifests: Vec<PathBuf>,
+    /// Pod mode: serve the Agent resource of this name, read and watched through the Kubernetes API
+    #[arg(long, env = "AGENT_HOST_AGENT")]
+    agent: Option<String>,
+    /// Namespace of the Agent [default: the pod's service-account namespace]
+    #[arg(long, env = "AGENT_HOST_NAMESPACE")]
+    namespace: Option<String>,
+    /// Pod mode: capability denials and budget breaches are reported as at most one
+    /// Kubernetes event of each kind per interval
+    #[arg(long, env = "AGENT_HOST_EVENT_INTERVAL", default_value = "30s")]
+    event_interval: KubeDuration,
+    /// Pod name, reported as the source of events
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
     /// Address to listen on
     #[arg(long, env = "AGENT_HOST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -91,10 +108,38 @@ fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
 pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     let files = match manifest_files(&args.manifests) {
         Ok(files) => files,
         Err(e) => return fail(e),
+    };
+    let cluster = match &args.agent {
+        None => None,
+        Some(name) => {
+            let namespace = match args.namespace.clone().or_else(|| {
+                std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+                    .ok()
+                    .map(|n| n.trim().to_string())
+            }) {
+                Some(ns) => ns,
+                None => return fail(format!("--agent {name}: no namespace; set --namespace / AGENT_HOST_NAMESPACE (downward API) or run in a pod with a service account")),
+            };
+            let client = match kube::Client::try_default().await {
+                Ok(c) => c,
+                Err(e) => return fail(format!("--agent {name}: no Kubernetes API configuration (in-cluster or KUBECONFIG): {e}")),
+            };
+            Some((
+                client,
+                FollowConfig {
+                    namespace,
+                    name: name.clone(),
+                    event_interval: args.event_interval.as_duration(),
+                    instance: args.pod_name.clone(),
+                },
+            ))
+        }
     };
     let mut config = host.config(Allocator::Pooling);
     config.max_instances = args.max_instances;
@@ -167,11 +212,30 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         max_buffered_input: args.max_buffered_input.bytes(),
         body_timeout: args.body_timeout.as_duration(),
     };
-    let server = Server::new(agents, Metrics::new(), audit, serve_config);
-    tracing::info!(%addr, agents = files.len(), "serving");
+    let stop_following = CancellationToken::new();
+    let server = match cluster {
+        None => Server::new(agents, Metrics::new(), audit, serve_config),
+        Some((client, follow_config)) => {
+            let name = follow_config.name.clone();
+            let server =
+                Server::with_names(vec![name.clone()], Metrics::new(), audit, serve_config);
+            let handle = server.handle(&name).expect("the server hosts this name");
+            tokio::spawn(cluster::follow(
+                client,
+                follow_config,
+                Arc::new(runtime),
+                handle,
+                stop_following.clone(),
+            ));
+            server
+        }
+    };
+    tracing::info!(%addr, "serving");
     // Printed for scripts and tests that listen on port 0.
     println!("listening on http://{addr}");
-    match server.run(listener, shutdown_signal()).await {
+    let served = server.run(listener, shutdown_signal()).await;
+    stop_following.cancel();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: serving on {addr}: {e}");

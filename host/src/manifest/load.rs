@@ -37,6 +37,35 @@ impl LoadedAgent {
     }
 }
 
+impl LoadedAgent {
+    /// An Agent read from the Kubernetes API: validated like a file, its
+    /// `spec.component.path` must be absolute (a path inside the pod).
+    pub fn from_cluster(agent: Agent) -> Result<LoadedAgent, ManifestError> {
+        agent.validate()?;
+        let api_path = PathBuf::from(format!(
+            "/apis/agent-host.dev/v1alpha1/namespaces/{}/agents/{}",
+            agent.metadata.namespace.as_deref().unwrap_or("default"),
+            agent.name()
+        ));
+        if let Some(path) = &agent.spec.component.path {
+            if !path.is_absolute() {
+                return Err(ManifestError::field(
+                    "spec.component.path",
+                    format!("{}: must be absolute in a cluster (a path inside the pod, e.g. /agents/x.wasm)", path.display()),
+                ));
+            }
+        }
+        // Relative host paths resolve under the API path, which does not
+        // exist on disk: such a grant fails to load (closed), never widens.
+        let component_path = locate_component(&agent, &api_path)?;
+        Ok(LoadedAgent {
+            agent,
+            manifest_path: api_path,
+            component_path,
+        })
+    }
+}
+
 fn locate_component(agent: &Agent, manifest_path: &Path) -> Result<PathBuf, ManifestError> {
     let Some(written) = &agent.spec.component.path else {
         return Err(ManifestError::field(
