@@ -8,7 +8,7 @@ GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
 .PHONY: setup guests host demo test bench fuzz fmt clippy
 
-## Install the guest target and the Debian tools the tests use (idempotent).
+## Install the guest target and the Debian and PyPI tools the tests use (idempotent).
 setup:
 	rustup target add wasm32-wasip2
 	./scripts/install-tools.sh

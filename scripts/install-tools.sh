@@ -1,19 +1,45 @@
 #!/usr/bin/env bash
-# Installs the Debian tools the tests and benchmarks use, if missing:
-# promtool (package prometheus) checks /metrics in the tests; wrk loads the
-# server in `make bench`. Idempotent; uses sudo when not root.
+# Installs the tools the tests and benchmarks use, if missing. Idempotent and quiet
+# when all is there; uses sudo for apt when not root.
+#   Debian: promtool (package prometheus) checks /metrics in the tests; wrk loads
+#           the server in `make bench`.
+#   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
+#           jsonschema check deploy/ in host/tests/deploy.rs.
 set -euo pipefail
 
+# --- Debian packages
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 if [[ "${1:-}" == "--bench" ]]; then
   command -v wrk >/dev/null || missing+=(wrk)
 fi
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ ${#missing[@]} -gt 0 ]]; then
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  install() { $sudo apt-get install -y --no-install-recommends "${missing[@]}"; }
+  echo "installing ${missing[*]} (Debian packages)" >&2
+  install || { $sudo apt-get update -q && install; }
+fi
 
-sudo=""
-[[ $(id -u) -eq 0 ]] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-install() { $sudo apt-get install -y --no-install-recommends "${missing[@]}"; }
-echo "installing ${missing[*]} (Debian packages)" >&2
-install || { $sudo apt-get update -q && install; }
+# --- PyPI packages, pinned, for the python3 the tests run
+pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0)
+py_missing=()
+for pin in "${pins[@]}"; do
+  python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' \
+    "${pin%%==*}" "${pin##*==}" 2>/dev/null || py_missing+=("$pin")
+done
+if [[ ${#py_missing[@]} -gt 0 ]]; then
+  echo "installing ${py_missing[*]} (PyPI packages)" >&2
+  pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+  # A Debian-managed python3 refuses system-wide installs (PEP 668); only then
+  # override it, as these pure-Python packages do not touch Debian's own.
+  if ! out=$("${pip[@]}" "${py_missing[@]}" 2>&1); then
+    if grep -q externally-managed-environment <<<"$out"; then
+      "${pip[@]}" --break-system-packages "${py_missing[@]}"
+    else
+      echo "$out" >&2
+      exit 1
+    fi
+  fi
+fi
