@@ -495,14 +495,22 @@ fn tally_lines(data: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn follows_its_agent_narrows_grants_at_once_and_withdraws_when_invalid_or_deleted() {
+/// A stand-in API server holding a read-write `tally` Agent, and a host
+/// following it (not yet waited for).
+fn running_tally() -> (tempfile::TempDir, StandIn, Host) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let (api, cluster) = stand_in();
     cluster.create(spec(&data, false));
     let host = Host::start(dir.path(), &api);
+    (dir, cluster, host)
+}
+
+#[test]
+fn follows_its_agent_narrows_grants_at_once_and_withdraws_when_invalid_or_deleted() {
+    let (dir, cluster, host) = running_tally();
+    let data = dir.path().join("data");
 
     host.wait("readiness", || host.ready());
     host.wait("status of generation 1", || {
@@ -606,12 +614,8 @@ fn follows_its_agent_narrows_grants_at_once_and_withdraws_when_invalid_or_delete
 
 #[test]
 fn an_api_outage_keeps_the_last_good_spec_and_410_gone_forces_a_relist() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, cluster, host) = running_tally();
     let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let (api, cluster) = stand_in();
-    cluster.create(spec(&data, false));
-    let host = Host::start(dir.path(), &api);
     host.wait("readiness", || host.ready());
 
     cluster.set_down(true);
