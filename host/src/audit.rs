@@ -199,7 +199,6 @@ struct Inner {
     queue: Mutex<Queue>,
     wake: Condvar,
     failed: AtomicBool,
-    written: AtomicU64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -244,7 +243,6 @@ impl AuditLog {
             queue: Mutex::default(),
             wake: Condvar::new(),
             failed: AtomicBool::new(false),
-            written: AtomicU64::new(0),
         });
         let writer = Writer {
             out: BufWriter::new(file),
@@ -270,13 +268,6 @@ impl AuditLog {
         self.inner
             .as_ref()
             .is_none_or(|i| !i.failed.load(Ordering::Relaxed))
-    }
-
-    /// Records written so far by this process.
-    pub fn written(&self) -> u64 {
-        self.inner
-            .as_ref()
-            .map_or(0, |i| i.written.load(Ordering::Relaxed))
     }
 
     /// Appends `event`, stamped with the current time.
@@ -385,7 +376,6 @@ impl Writer {
         }
         self.seq += 1;
         self.prev = hash;
-        self.inner.written.fetch_add(1, Ordering::Relaxed);
     }
 
     fn finish(&mut self) {

@@ -241,37 +241,14 @@ impl Follower {
             return;
         };
         let reference = agent.object_ref(&());
-        let summary = |counts: Vec<(String, u64)>| {
-            counts
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut events = Vec::new();
-        if !activity.denials.is_empty() {
-            let total: u64 = activity.denials.values().sum();
-            let by = summary(
-                activity
-                    .denials
-                    .iter()
-                    .map(|(k, n)| (k.to_string(), *n))
-                    .collect(),
-            );
+        if let Some((total, by)) = summarise(&activity.denials) {
             events.push((
                 "CapabilityDenied",
                 format!("{total} capability uses denied ({by})"),
             ));
         }
-        if !activity.breaches.is_empty() {
-            let total: u64 = activity.breaches.values().sum();
-            let by = summary(
-                activity
-                    .breaches
-                    .iter()
-                    .map(|(k, n)| (k.clone(), *n))
-                    .collect(),
-            );
+        if let Some((total, by)) = summarise(&activity.breaches) {
             events.push((
                 "BudgetExceeded",
                 format!("{total} invocations ended on a limit ({by})"),
@@ -290,6 +267,17 @@ impl Follower {
             }
         }
     }
+}
+
+/// Total and `kind: n, ...` of a tally; `None` when it is empty.
+fn summarise<K: std::fmt::Display>(
+    counts: &std::collections::BTreeMap<K, u64>,
+) -> Option<(u64, String)> {
+    if counts.is_empty() {
+        return None;
+    }
+    let by: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    Some((counts.values().sum(), by.join(", ")))
 }
 
 fn condition(

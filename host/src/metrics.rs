@@ -9,7 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::cap::Capability;
 use crate::runtime::{CacheStatus, Invocation};
 
 /// `agent` label.
@@ -245,11 +244,7 @@ impl Metrics {
                 })
                 .inc_by(*n);
         }
-        let denied = [
-            (Capability::Http, u.http_denied as u64),
-            (Capability::Filesystem, u.file_denied as u64),
-        ];
-        for (cap, n) in denied.into_iter().filter(|(_, n)| *n > 0) {
+        for (cap, n) in u.denials() {
             self.denials
                 .get_or_create(&CapabilityLabels {
                     agent: inv.agent.clone(),

@@ -20,7 +20,7 @@ use crate::cap::fs::quota::WriteQuota;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::GuestLog;
 use crate::cap::stdio::CapturedOutput;
-use crate::cap::HostCalls;
+use crate::cap::{Capability, HostCalls};
 
 /// A task for an agent.
 #[derive(Clone, Debug, Default)]
@@ -194,6 +194,18 @@ pub struct Usage {
     pub capability_records_suppressed: u64,
 }
 
+impl Usage {
+    /// Capability uses refused, by capability (only those with refusals).
+    pub fn denials(&self) -> impl Iterator<Item = (Capability, u64)> {
+        [
+            (Capability::Http, u64::from(self.http_denied)),
+            (Capability::Filesystem, u64::from(self.file_denied)),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -237,17 +249,6 @@ impl PreparedAgent {
     /// A free slot, or `None` when `maxConcurrency` invocations are running.
     pub fn try_slot(&self) -> Option<Slot> {
         self.concurrency.clone().try_acquire_owned().ok().map(Slot)
-    }
-
-    /// Waits for a free slot (the caller bounds how many may wait).
-    pub async fn slot(&self) -> Slot {
-        Slot(
-            self.concurrency
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the agent's semaphore is never closed"),
-        )
     }
 
     /// Runs one task in a fresh instance under every limit of the manifest,

@@ -137,11 +137,8 @@ impl Hosted {
                     | crate::runtime::InvocationError::InvalidInput { .. }
             )
         );
-        let denied = [
-            ("http", u64::from(inv.usage.http_denied)),
-            ("filesystem", u64::from(inv.usage.file_denied)),
-        ];
-        if !breach && denied.iter().all(|(_, n)| *n == 0) {
+        let mut denied = inv.usage.denials().peekable();
+        if !breach && denied.peek().is_none() {
             return;
         }
         let mut activity = self.activity.lock().expect("activity lock");
@@ -151,8 +148,8 @@ impl Hosted {
                 .entry(inv.outcome().to_string())
                 .or_default() += 1;
         }
-        for (cap, n) in denied.into_iter().filter(|(_, n)| *n > 0) {
-            *activity.denials.entry(cap).or_default() += n;
+        for (cap, n) in denied {
+            *activity.denials.entry(cap.as_str()).or_default() += n;
         }
     }
 }
