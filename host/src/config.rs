@@ -15,6 +15,33 @@ pub enum Allocator {
     OnDemand,
 }
 
+/// How guest execution is metered. Production hosts always use
+/// [`Metering::FuelAndEpoch`]; the others exist so benchmarks can price each
+/// mechanism against a baseline in the same process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Metering {
+    /// Fuel (`spec.limits.fuel`) and epoch interruption (`spec.limits.timeout`
+    /// of CPU-bound code, cooperative yields). The default and the only mode the CLI uses.
+    #[default]
+    FuelAndEpoch,
+    /// Epoch interruption only: `spec.limits.fuel` is not enforced.
+    EpochOnly,
+    /// Neither: a guest that never calls the host cannot be stopped. Benchmarks only.
+    Unmetered,
+}
+
+impl Metering {
+    /// Whether fuel is consumed and enforced.
+    pub fn fuel(self) -> bool {
+        self == Metering::FuelAndEpoch
+    }
+
+    /// Whether epoch deadlines interrupt guest code.
+    pub fn epoch(self) -> bool {
+        self != Metering::Unmetered
+    }
+}
+
 /// How the host runs. Every field has a safe default (see [`HostConfig::default`]).
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -39,6 +66,8 @@ pub struct HostConfig {
     /// Largest component file the host reads and compiles, in bytes; a larger
     /// file is refused before compilation (see [`MAX_COMPONENT_BYTES`]).
     pub max_component_bytes: u64,
+    /// Fuel and epoch metering of guest code.
+    pub metering: Metering,
 }
 
 impl Default for HostConfig {
@@ -55,6 +84,7 @@ impl Default for HostConfig {
             max_instances: 1000,
             epoch_tick: Duration::from_millis(10),
             max_component_bytes: MAX_COMPONENT_BYTES,
+            metering: Metering::FuelAndEpoch,
         }
     }
 }

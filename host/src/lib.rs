@@ -21,6 +21,7 @@ pub mod bindings;
 pub mod cap;
 pub mod cluster;
 pub mod config;
+pub mod latency;
 pub mod manifest;
 pub mod metrics;
 pub mod runtime;

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use agent_host::config::Allocator;
+use agent_host::latency::{measure, Summary};
 use agent_host::manifest::LoadedAgent;
-use agent_host::{PreparedAgent, Runtime, TaskInput};
+use agent_host::{Runtime, TaskInput};
 
 use super::{fail, HostArgs};
 
@@ -38,14 +38,13 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// Latency distribution of one scenario, microseconds.
+/// Latency distribution of one allocator, microseconds.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Figures {
     allocator: &'static str,
-    iterations: usize,
-    median_us: f64,
-    p99_us: f64,
-    mean_us: f64,
+    #[serde(flatten)]
+    latency: Summary,
     invocations_per_sec: f64,
 }
 
@@ -83,15 +82,19 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         }
         let agent = Arc::new(agent);
         let started = Instant::now();
-        let samples = match measure(&agent, &task, args.iterations, args.concurrency.max(1)).await {
+        let mut samples = match measure(&agent, &task, args.iterations, args.concurrency).await {
             Ok(samples) => samples,
             Err(e) => return fail(e),
         };
         let total = started.elapsed().as_secs_f64();
-        results.push(figures(label, samples, total));
+        results.push(Figures {
+            allocator: label,
+            invocations_per_sec: samples.len() as f64 / total.max(f64::EPSILON),
+            latency: Summary::of(&mut samples),
+        });
     }
     let ratio = match results.as_slice() {
-        [pooling, on_demand] => on_demand.median_us / pooling.median_us,
+        [pooling, on_demand] => on_demand.latency.median_us / pooling.latency.median_us,
         _ => f64::NAN,
     };
     if args.json {
@@ -119,7 +122,12 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         for r in &results {
             println!(
                 "{:<10} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>12.0}",
-                r.allocator, r.iterations, r.median_us, r.p99_us, r.mean_us, r.invocations_per_sec
+                r.allocator,
+                r.latency.n,
+                r.latency.median_us,
+                r.latency.p99_us,
+                r.latency.mean_us,
+                r.invocations_per_sec
             );
         }
         if ratio.is_finite() {
@@ -127,58 +135,4 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// Runs `iterations` invocations, `concurrency` at a time; latency samples in µs.
-async fn measure(
-    agent: &Arc<PreparedAgent>,
-    task: &TaskInput,
-    iterations: usize,
-    concurrency: usize,
-) -> Result<Vec<f64>, String> {
-    let remaining = Arc::new(AtomicUsize::new(iterations));
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (agent, task, remaining) = (agent.clone(), task.clone(), remaining.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                while remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    let t = Instant::now();
-                    let inv = agent.invoke(task.clone()).await;
-                    samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
-                    if let Err(e) = inv.result {
-                        return Err(format!("invocation failed: {e}"));
-                    }
-                }
-                Ok(samples)
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(iterations);
-    for worker in workers {
-        all.extend(worker.await.map_err(|e| e.to_string())??);
-    }
-    Ok(all)
-}
-
-fn figures(allocator: &'static str, mut samples: Vec<f64>, total_secs: f64) -> Figures {
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let n = samples.len().max(1);
-    let at = |q: f64| {
-        samples
-            .get(((n as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Figures {
-        allocator,
-        iterations: samples.len(),
-        median_us: at(0.5),
-        p99_us: at(0.99),
-        mean_us: samples.iter().sum::<f64>() / n as f64,
-        invocations_per_sec: samples.len() as f64 / total_secs.max(f64::EPSILON),
-    }
 }

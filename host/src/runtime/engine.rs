@@ -33,8 +33,8 @@ const DECOMMIT_BATCH: usize = 16;
 pub fn build_engine(cfg: &HostConfig) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    config.consume_fuel(true);
-    config.epoch_interruption(true);
+    config.consume_fuel(cfg.metering.fuel());
+    config.epoch_interruption(cfg.metering.epoch());
     config.max_wasm_stack(MAX_WASM_STACK);
     if cfg.allocator == Allocator::Pooling {
         let n = cfg.max_instances.max(1);

@@ -246,6 +246,11 @@ impl From<tokio::sync::OwnedSemaphorePermit> for Slot {
 }
 
 impl PreparedAgent {
+    /// Slots free right now (`maxConcurrency` minus invocations running).
+    pub fn available_slots(&self) -> usize {
+        self.concurrency.available_permits()
+    }
+
     /// A free slot, or `None` when `maxConcurrency` invocations are running.
     pub fn try_slot(&self) -> Option<Slot> {
         self.concurrency.clone().try_acquire_owned().ok().map(Slot)
@@ -372,18 +377,22 @@ impl PreparedAgent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel)?;
+        if self.metering.fuel() {
+            store.set_fuel(limits.fuel)?;
+        }
         store.set_hostcall_fuel(limits.hostcall_bytes.bytes() as usize);
-        // Check the wall clock at every epoch tick: past the deadline, trap;
-        // otherwise yield so a CPU-bound guest cannot monopolise an executor thread.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        if self.metering.epoch() {
+            // Check the wall clock at every epoch tick: past the deadline, trap;
+            // otherwise yield so a CPU-bound guest cannot monopolise an executor thread.
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|ctx| {
+                if Instant::now() >= ctx.data().deadline {
+                    Ok(UpdateDeadline::Interrupt)
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
         Ok((store, log))
     }
 
@@ -413,8 +422,10 @@ impl PreparedAgent {
         })
         .await;
 
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        usage.fuel_consumed = self.limits.fuel.saturating_sub(fuel_left);
+        if self.metering.fuel() {
+            let fuel_left = store.get_fuel().unwrap_or(0);
+            usage.fuel_consumed = self.limits.fuel.saturating_sub(fuel_left);
+        }
         let data = store.data();
         usage.peak_memory_bytes = data.limiter.peak_memory;
         usage.host_calls = data.calls.to_map();

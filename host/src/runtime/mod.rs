@@ -22,7 +22,7 @@ use crate::audit::AuditLog;
 use crate::bindings::AgentPre;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
 use crate::cap::{ConfigureError, Grants};
-use crate::config::HostConfig;
+use crate::config::{HostConfig, Metering};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
 use state::InvocationState;
 
@@ -96,7 +96,7 @@ pub struct Runtime {
     cache: cache::CompileCache,
     config: HostConfig,
     audit: AuditLog,
-    _ticker: engine::EpochTicker,
+    _ticker: Option<engine::EpochTicker>,
 }
 
 /// A compiled, linked and configured agent: invocations only look things up.
@@ -105,6 +105,8 @@ pub struct PreparedAgent {
     pub(crate) pre: AgentPre<InvocationState>,
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
+    /// Whether fuel and epoch deadlines are armed (the engine's metering).
+    pub(crate) metering: Metering,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
     pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
     /// Where capability uses and denials are recorded.
@@ -139,7 +141,10 @@ impl Runtime {
             engine::engine_key(&engine),
             config.cache_key_file.clone(),
         );
-        let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick);
+        let ticker = config
+            .metering
+            .epoch()
+            .then(|| engine::EpochTicker::start(engine.clone(), config.epoch_tick));
         Ok(Self {
             engine,
             linker,
@@ -206,6 +211,7 @@ impl Runtime {
             pre,
             grants,
             limits: loaded.agent.spec.limits.clone(),
+            metering: self.config.metering,
             concurrency: Arc::new(tokio::sync::Semaphore::new(
                 loaded.agent.spec.limits.max_concurrency as usize,
             )),
