@@ -29,14 +29,12 @@ demo: guests host
 test: setup
 	$(CARGO) test
 
-## Benchmarks of hello, release build: per-invocation latency (pooling allocator
-## against on-demand), then the server under wrk against in-process invocation.
-bench: guests
-	./scripts/install-tools.sh --bench
-	$(CARGO) build --release -p agent-host
-	./target/release/agent-host bench -f examples/hello/agent.yaml --input '{"name":"bench"}' --log warn
-	./scripts/bench_serve.py --duration $(BENCH_SECONDS)
-	./scripts/bench_serve.py --duration $(BENCH_SECONDS) --audit
+## Every benchmark scenario against its baseline in one run (release build):
+## writes bench/results.json, bench/results.md, bench/latency.svg and the
+## README's table. BENCH_SECONDS is the length of each wrk run.
+bench: setup
+	$(CARGO) build --release -p agent-host -p agent-host-bench
+	./target/release/agent-host-bench --out bench --readme README.md --http-seconds $(BENCH_SECONDS)
 
 BENCH_SECONDS ?= 10
 

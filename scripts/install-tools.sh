@@ -2,7 +2,7 @@
 # Installs the tools the tests and benchmarks use, if missing. Idempotent and quiet
 # when all is there; uses sudo for apt when not root.
 #   Debian: promtool (package prometheus) checks /metrics in the tests; wrk loads
-#           the server in `make bench`.
+#           the server in the benchmarks (and in their smoke run in the tests).
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
 #           jsonschema check deploy/ in host/tests/deploy.rs.
 set -euo pipefail
@@ -10,9 +10,7 @@ set -euo pipefail
 # --- Debian packages
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
-if [[ "${1:-}" == "--bench" ]]; then
-  command -v wrk >/dev/null || missing+=(wrk)
-fi
+command -v wrk >/dev/null || missing+=(wrk)
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

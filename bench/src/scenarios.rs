@@ -434,7 +434,7 @@ async fn allocator(ctx: &Ctx) -> anyhow::Result<Outcome> {
     })
 }
 
-/// A CPU-bound agent with fuel and epochs, epochs only, and neither. Rounds
+/// A CPU-bound agent metered by fuel and epochs (production), epochs only, and neither. Rounds
 /// alternate the three so drift in the machine's speed hits all alike.
 async fn metering(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let manifest = ctx.manifest(
@@ -457,13 +457,18 @@ async fn metering(ctx: &Ctx) -> anyhow::Result<Outcome> {
         let agent = prepare(&runtime, &manifest)?;
         agents.push((runtime, agent));
     }
-    let input = r#"{"kib":100,"seed":7}"#;
+    // The document, made by the agent itself (same generator, any metering).
+    let input = agents[0]
+        .1
+        .invoke(task(r#"{"generate":100,"seed":7}"#))
+        .await
+        .result?;
     let (rounds, per_round) = if ctx.quick { (1, 2) } else { (20, 25) };
     let mut samples = vec![Vec::new(); modes.len()];
     for round in 0..rounds {
         for (i, (_, agent)) in agents.iter().enumerate() {
             let warmup = if round == 0 { per_round } else { 2 };
-            let (s, _) = timed(agent, input, warmup, per_round, 1).await?;
+            let (s, _) = timed(agent, &input, warmup, per_round, 1).await?;
             samples[i].extend(s);
         }
     }

@@ -20,11 +20,14 @@ pub enum Allocator {
 /// mechanism against a baseline in the same process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Metering {
-    /// Fuel (`spec.limits.fuel`) and epoch interruption (`spec.limits.timeout`
-    /// of CPU-bound code, cooperative yields). The default and the only mode the CLI uses.
+    /// Fuel enforces `spec.limits.fuel`; epoch interruption enforces
+    /// `spec.limits.timeout` on guest code and yields CPU-bound guests to the
+    /// executor every `epoch_tick`. Fuel alone cannot bound wall-clock time: a
+    /// bulk memory instruction costs one unit however many bytes it touches.
+    /// The default and the only mode the CLI uses.
     #[default]
     FuelAndEpoch,
-    /// Epoch interruption only: `spec.limits.fuel` is not enforced.
+    /// Epoch interruption only: `spec.limits.fuel` is not enforced. Benchmarks only.
     EpochOnly,
     /// Neither: a guest that never calls the host cannot be stopped. Benchmarks only.
     Unmetered,

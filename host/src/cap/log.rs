@@ -98,6 +98,17 @@ impl GuestLog {
         };
         state.records += 1;
         drop(state);
+        // Counted against the budget either way; rendered only if someone listens.
+        let enabled = match level {
+            Level::Trace => tracing::enabled!(target: "agent", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "agent", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "agent", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "agent", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "agent", tracing::Level::ERROR),
+        };
+        if !enabled && !exhausted {
+            return;
+        }
         let message = neutralise(message);
         let fields = redact(&render_fields(fields), &self.secrets).into_owned();
         let (agent, invocation) = (&*self.agent, &*self.invocation);
