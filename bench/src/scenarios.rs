@@ -288,35 +288,49 @@ async fn timed(
     Ok((samples, n as f64 / started.elapsed().as_secs_f64()))
 }
 
-/// hello in a fresh pooled instance per call, against the same logic as a native call.
+/// hello in a fresh pooled instance per call, against the same logic as a
+/// native call. Rounds alternate the two so the machine's drift hits both alike.
 async fn per_invocation(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let runtime = new_runtime(ctx.host_config(Allocator::Pooling, Metering::FuelAndEpoch))?;
     let agent = prepare(&runtime, &ctx.hello_manifest)?;
-    let n = ctx.n(20_000, 20);
-    let (samples, per_sec) = timed(&agent, HELLO_INPUT, ctx.n(2_000, 5), n, 1).await?;
-    let wasm = Row::latency(
-        "hello, fresh instance per invocation (pooling, all limits)",
-        "measured",
-        samples,
-    )
-    .throughput(per_sec)
-    .charted();
-
     let task = Task {
         id: "bench".into(),
         input: HELLO_INPUT.into(),
         metadata: vec![],
     };
-    let mut native = Vec::with_capacity(n);
-    for i in 0..n + ctx.n(2_000, 5) {
-        let t = Instant::now();
-        let out = hello::greet(std::hint::black_box(&task));
-        let elapsed = t.elapsed();
-        std::hint::black_box(out).map_err(|e| anyhow::anyhow!("native hello: {e:?}"))?;
-        if i >= ctx.n(2_000, 5) {
-            native.push(elapsed.as_nanos() as f64 / 1000.0);
+    let native_call = |n: usize| -> anyhow::Result<Vec<f64>> {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = hello::greet(std::hint::black_box(&task));
+            let elapsed = t.elapsed();
+            std::hint::black_box(out).map_err(|e| anyhow::anyhow!("native hello: {e:?}"))?;
+            samples.push(elapsed.as_nanos() as f64 / 1000.0);
         }
+        Ok(samples)
+    };
+    let (rounds, per_round, warmup) = if ctx.quick {
+        (1, 20, 5)
+    } else {
+        (20, 1_000, 2_000)
+    };
+    native_call(warmup)?;
+    let (mut wasm, mut native, mut busy) = (Vec::new(), Vec::new(), 0.0);
+    for round in 0..rounds {
+        let warm = if round == 0 { warmup } else { 10 };
+        let (samples, per_sec) = timed(&agent, HELLO_INPUT, warm, per_round, 1).await?;
+        busy += samples.len() as f64 / per_sec;
+        wasm.extend(samples);
+        native.extend(native_call(per_round)?);
     }
+    let per_sec = wasm.len() as f64 / busy;
+    let wasm = Row::latency(
+        "hello, fresh instance per invocation (pooling, all limits)",
+        "measured",
+        wasm,
+    )
+    .throughput(per_sec)
+    .charted();
     let native = Row::latency(
         "hello's logic as a native Rust function call",
         "baseline",
@@ -392,33 +406,46 @@ async fn process_per_task(ctx: &Ctx, in_process: Row) -> anyhow::Result<Outcome>
 /// Invocations/s with the pooling allocator against on-demand, both cores busy.
 async fn allocator(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let concurrency = cores();
-    let mut rows = Vec::new();
-    for (allocator, label, role) in [
+    let allocators = [
         (Allocator::Pooling, "pooling allocator", "measured"),
         (Allocator::OnDemand, "on-demand allocator", "baseline"),
-    ] {
+    ];
+    let mut agents = Vec::new();
+    for (allocator, _, _) in allocators {
         let runtime = new_runtime(ctx.host_config(allocator, Metering::FuelAndEpoch))?;
         let agent = prepare(&runtime, &ctx.hello_manifest)?;
-        let (samples, per_sec) = timed(
-            &agent,
-            HELLO_INPUT,
-            ctx.n(2_000, 5),
-            ctx.n(20_000, 20),
-            concurrency,
-        )
-        .await?;
-        let row = Row::latency(
-            format!("hello, {label}, {concurrency} in flight"),
-            role,
-            samples,
-        )
-        .throughput(per_sec);
-        rows.push(if allocator == Allocator::OnDemand {
-            row.charted()
-        } else {
-            row
-        });
+        agents.push((runtime, agent));
     }
+    let (rounds, per_round, warmup) = if ctx.quick {
+        (1, 20, 5)
+    } else {
+        (10, 2_000, 2_000)
+    };
+    let mut samples = vec![Vec::new(); allocators.len()];
+    let mut busy = vec![0.0; allocators.len()];
+    for round in 0..rounds {
+        for (i, (_, agent)) in agents.iter().enumerate() {
+            let warm = if round == 0 { warmup } else { 10 };
+            let (s, per_sec) = timed(agent, HELLO_INPUT, warm, per_round, concurrency).await?;
+            busy[i] += s.len() as f64 / per_sec;
+            samples[i].extend(s);
+        }
+    }
+    let rows: Vec<Row> = allocators
+        .iter()
+        .zip(samples)
+        .zip(busy)
+        .map(|(((allocator, label, role), s), busy)| {
+            let per_sec = s.len() as f64 / busy;
+            let row = Row::latency(format!("hello, {label}, {concurrency} in flight"), role, s)
+                .throughput(per_sec);
+            if *allocator == Allocator::OnDemand {
+                row.charted()
+            } else {
+                row
+            }
+        })
+        .collect();
     let speedup = rows[0].per_second.unwrap_or(0.0) / rows[1].per_second.unwrap_or(f64::NAN);
     Ok(Outcome {
         id: Id::Allocator,
