@@ -228,3 +228,26 @@ async fn invocations_past_max_concurrency_are_refused_not_queued() {
         third.result
     );
 }
+
+/// The benchmarks' metering modes do what they say: with epochs only, a
+/// CPU-bound guest is still stopped at its deadline but its fuel budget is
+/// neither counted nor enforced; the default (what the CLI runs) enforces fuel.
+#[tokio::test(flavor = "multi_thread")]
+async fn epoch_only_metering_keeps_the_deadline_but_drops_fuel() {
+    use agent_host::config::{HostConfig, Metering};
+    assert_eq!(HostConfig::default().metering, Metering::FuelAndEpoch);
+    let limits = "  limits: { fuel: 50000000, timeout: 300ms }\n";
+
+    let epoch_only = Harness::with_config(|c| c.metering = Metering::EpochOnly);
+    let agent = epoch_only.agent("spin-epoch", guests::SPIN_FOREVER, limits);
+    let inv = agent.invoke(task(json!({}))).await;
+    assert_stopped_at_the_deadline(&inv);
+    assert_eq!(inv.usage.fuel_consumed, 0, "fuel is not counted");
+
+    let default = Harness::new();
+    let agent = default.agent("spin-fuel", guests::SPIN_FOREVER, limits);
+    assert_eq!(
+        run(&agent, json!({})).await,
+        InvocationError::FuelExhausted { limit: 50_000_000 }
+    );
+}
