@@ -569,10 +569,19 @@ async fn cold_start(ctx: &Ctx) -> anyhow::Result<Outcome> {
         c.arg("--version");
         c
     })?;
+    // `serve -f` sizes its instance pool to the agents' maxConcurrency.
+    let slots = LoadedAgent::from_file(&ctx.hello_manifest)?
+        .agent
+        .spec
+        .limits
+        .max_concurrency;
     let (mut runtime_new, mut prepare_cached) = (Vec::new(), Vec::new());
     for _ in 0..ctx.n(20, 2) {
         let t = Instant::now();
-        let runtime = new_runtime(ctx.host_config(Allocator::Pooling, Metering::FuelAndEpoch))?;
+        let runtime = new_runtime(HostConfig {
+            max_instances: slots,
+            ..ctx.host_config(Allocator::Pooling, Metering::FuelAndEpoch)
+        })?;
         runtime_new.push(t.elapsed().as_nanos() as f64 / 1000.0);
         let t = Instant::now();
         prepare(&runtime, &ctx.hello_manifest)?;
@@ -580,15 +589,15 @@ async fn cold_start(ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     let parts = [
         (
-            "of which: process start and exit (`agent-host --version`)",
+            "of which: process start and exit (`agent-host --version`)".to_string(),
             version,
         ),
         (
-            "of which: engine, 1,000-slot instance pool and linker (in-process)",
+            format!("of which: engine, {slots}-slot instance pool and linker (in-process)"),
             runtime_new,
         ),
         (
-            "of which: load hello from the cache and pre-link it (in-process)",
+            "of which: load hello from the cache and pre-link it (in-process)".to_string(),
             prepare_cached,
         ),
     ]

@@ -146,10 +146,15 @@ impl Serve {
     }
 
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmSize:`...).
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
@@ -810,5 +815,42 @@ fn capability_denials_reach_the_response_metrics_and_audit_log() {
     assert_eq!(
         std::fs::read_to_string(data.join("notes.txt")).unwrap(),
         "granted"
+    );
+}
+
+/// Without `--max-instances`, `serve -f` reserves instance slots for exactly
+/// what its agents may run at once (each slot reserves address space for its
+/// linear memories, so the process's virtual size shows the pool), and the
+/// flag still overrides it.
+#[test]
+fn instance_pool_is_sized_to_the_agents_max_concurrency() {
+    let start = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = guests::write_manifest(
+            dir.path(),
+            "few",
+            guests::HELLO,
+            "  limits: { maxConcurrency: 4 }\n",
+        );
+        let serve = Serve::start(dir.path(), &[&manifest], extra);
+        let reply = serve.invoke("few", r#"{"name":"pool"}"#);
+        assert_eq!(reply.status, 200, "{}", serve.logs());
+        (serve, dir)
+    };
+    let (sized, _d1) = start(&[]);
+    let (fixed, _d2) = start(&["--max-instances", "400"]);
+    let gib = |kib: u64| kib / (1024 * 1024);
+    let (sized_gib, fixed_gib) = (
+        gib(sized.status_kib("VmSize:")),
+        gib(fixed.status_kib("VmSize:")),
+    );
+    // At least one 4 GiB memory reservation per slot.
+    assert!(
+        fixed_gib >= sized_gib + 396 * 4,
+        "400 slots reserve more than 4: {fixed_gib} GiB vs {sized_gib} GiB"
+    );
+    assert!(
+        sized_gib < 100 * 4,
+        "4 slots reserve far less than 100 would: {sized_gib} GiB"
     );
 }

@@ -73,9 +73,10 @@ pub struct ServeArgs {
     /// Longest a client may take to send a request body
     #[arg(long, env = "AGENT_HOST_BODY_TIMEOUT", default_value = "30s")]
     body_timeout: KubeDuration,
-    /// Instance slots of the pooling allocator (at least the sum of the agents' maxConcurrency)
-    #[arg(long, env = "AGENT_HOST_MAX_INSTANCES", default_value_t = 1000)]
-    max_instances: u32,
+    /// Instance slots of the pooling allocator: the most invocations in flight
+    /// [default: the sum of the agents' maxConcurrency with -f; 1000 with --agent]
+    #[arg(long, env = "AGENT_HOST_MAX_INSTANCES")]
+    max_instances: Option<u32>,
 }
 
 /// Expands directories into the manifests they hold, sorted by name.
@@ -107,6 +108,9 @@ fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
+
+/// Instance slots in pod mode, where the followed spec may raise maxConcurrency later.
+const DEFAULT_CLUSTER_INSTANCES: u32 = 1000;
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -141,8 +145,25 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             ))
         }
     };
+    // Every manifest must parse before anything starts; their admission limits
+    // size the instance pool (reserving slots no agent may use only slows the start).
+    let mut loaded = Vec::new();
+    for file in &files {
+        match LoadedAgent::from_file(file) {
+            Ok(agent) => loaded.push((file, agent)),
+            Err(e) => return fail(e),
+        }
+    }
+    let total_concurrency: u64 = loaded
+        .iter()
+        .map(|(_, a)| u64::from(a.agent.spec.limits.max_concurrency))
+        .sum();
+    let max_instances = args.max_instances.unwrap_or(match cluster {
+        Some(_) => DEFAULT_CLUSTER_INSTANCES,
+        None => u32::try_from(total_concurrency).unwrap_or(u32::MAX),
+    });
     let mut config = host.config(Allocator::Pooling);
-    config.max_instances = args.max_instances;
+    config.max_instances = max_instances;
     let mut runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -163,12 +184,8 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     // Every manifest must load: a host that silently skipped one would grant
     // less (or serve less) than the operator deployed.
     let mut agents = Vec::new();
-    let mut total_concurrency = 0u64;
-    for file in &files {
-        let prepared = LoadedAgent::from_file(file)
-            .map_err(|e| e.to_string())
-            .and_then(|loaded| runtime.prepare(&loaded).map_err(|e| e.to_string()));
-        match prepared {
+    for (file, loaded) in &loaded {
+        match runtime.prepare(loaded) {
             Ok(agent) => {
                 if agents
                     .iter()
@@ -180,17 +197,16 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
                         agent.name()
                     ));
                 }
-                total_concurrency += u64::from(agent.limits().max_concurrency);
                 tracing::info!(agent = agent.name(), manifest = %file.display(), digest = %agent.digest, cache = ?agent.cache_status, "agent loaded");
                 agents.push(agent);
             }
             Err(e) => return fail(e),
         }
     }
-    if total_concurrency > u64::from(args.max_instances) {
+    if total_concurrency > u64::from(max_instances) {
         tracing::warn!(
             total_concurrency,
-            max_instances = args.max_instances,
+            max_instances,
             "the agents' maxConcurrency add up to more than the instance pool: invocations past the pool fail with Capacity (503)"
         );
     }
