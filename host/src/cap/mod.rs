@@ -13,6 +13,7 @@ pub mod env;
 pub mod fs;
 pub mod http;
 pub mod imports;
+pub mod kv;
 pub mod log;
 pub mod stdio;
 

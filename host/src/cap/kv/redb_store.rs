@@ -1,0 +1,170 @@
+//! The embedded backend: one redb file per host. redb commits are atomic and,
+//! at its default durability, fsynced before `commit` returns — so a commit the
+//! host acknowledged survives a SIGKILL, and one interrupted by it is absent.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Changes, KvBackend, KvError, Scope, Versioned};
+
+/// Encoded (scope, bucket, key) → value.
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+/// Encoded (scope, bucket, key) → version; kept after a delete so that a
+/// delete and re-create between a read and a commit is still a conflict.
+const VERSIONS: TableDefinition<&[u8], u64> = TableDefinition::new("versions");
+/// Encoded scope → bytes held (keys plus values).
+const USAGE: TableDefinition<&[u8], u64> = TableDefinition::new("usage");
+
+/// A redb database file holding every agent's state.
+pub struct RedbBackend {
+    db: Database,
+}
+
+impl RedbBackend {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, KvError> {
+        let db = Database::create(path)
+            .map_err(|e| KvError::Backend(format!("{}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(DATA).map_err(backend)?;
+            txn.open_table(VERSIONS).map_err(backend)?;
+            txn.open_table(USAGE).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(Self { db })
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> KvError {
+    KvError::Backend(e.to_string())
+}
+
+/// Length-prefixed parts, so no name or key (NUL bytes included) can make one
+/// scope's key spell another's.
+fn encode(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+fn scope_key(scope: &Scope) -> Vec<u8> {
+    encode(&[&scope.namespace, &scope.agent])
+}
+
+fn entry_key(scope: &Scope, bucket: &str, key: &str) -> Vec<u8> {
+    encode(&[&scope.namespace, &scope.agent, bucket, key])
+}
+
+impl KvBackend for RedbBackend {
+    fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError> {
+        let k = entry_key(scope, bucket, key);
+        let txn = self.db.begin_read().map_err(backend)?;
+        let data = txn.open_table(DATA).map_err(backend)?;
+        let versions = txn.open_table(VERSIONS).map_err(backend)?;
+        Ok(Versioned {
+            value: data
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec()),
+            version: versions
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map_or(0, |v| v.value()),
+        })
+    }
+
+    fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let usage = txn.open_table(USAGE).map_err(backend)?;
+        Ok(usage
+            .get(scope_key(scope).as_slice())
+            .map_err(backend)?
+            .map_or(0, |v| v.value()))
+    }
+
+    fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+        let prefix = encode(&[&scope.namespace, &scope.agent, bucket]);
+        let txn = self.db.begin_read().map_err(backend)?;
+        let data = txn.open_table(DATA).map_err(backend)?;
+        let mut keys = Vec::new();
+        for entry in data.range(prefix.as_slice()..).map_err(backend)? {
+            let (k, _) = entry.map_err(backend)?;
+            let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            // rest = u32 length + key bytes.
+            keys.push(String::from_utf8_lossy(&rest[4..]).into_owned());
+        }
+        Ok(keys)
+    }
+
+    fn commit(&self, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut data = txn.open_table(DATA).map_err(backend)?;
+            let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
+            let mut usage = txn.open_table(USAGE).map_err(backend)?;
+            for ((bucket, key), seen) in &changes.expected {
+                let k = entry_key(scope, bucket, key);
+                let now = versions
+                    .get(k.as_slice())
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value());
+                if now != *seen {
+                    // Dropping the uncommitted transaction discards everything.
+                    return Err(KvError::Conflict {
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                    });
+                }
+            }
+            let sk = scope_key(scope);
+            let before = usage
+                .get(sk.as_slice())
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
+            let mut after = before as i128;
+            for ((bucket, key), value) in &changes.writes {
+                let k = entry_key(scope, bucket, key);
+                let old = data
+                    .get(k.as_slice())
+                    .map_err(backend)?
+                    .map(|v| v.value().len());
+                if let Some(old) = old {
+                    after -= (key.len() + old) as i128;
+                }
+                match value {
+                    Some(v) => {
+                        after += (key.len() + v.len()) as i128;
+                        data.insert(k.as_slice(), v.as_slice()).map_err(backend)?;
+                    }
+                    None => {
+                        data.remove(k.as_slice()).map_err(backend)?;
+                    }
+                }
+                let version = versions
+                    .get(k.as_slice())
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value());
+                versions
+                    .insert(k.as_slice(), version + 1)
+                    .map_err(backend)?;
+            }
+            let after = after.max(0) as u64;
+            // A quota lowered below what is stored still lets the agent shrink.
+            if after > changes.max_bytes && after > before {
+                return Err(KvError::Quota {
+                    needed: after,
+                    limit: changes.max_bytes,
+                });
+            }
+            usage.insert(sk.as_slice(), after).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
+    }
+}
