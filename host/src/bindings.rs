@@ -17,6 +17,10 @@ wasmtime::component::bindgen!({
         "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:keyvalue/store.bucket": crate::cap::kv::Bucket,
+    },
+    imports: {
+        "wasi:keyvalue": trappable,
     },
 });
 

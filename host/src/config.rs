@@ -71,6 +71,9 @@ pub struct HostConfig {
     pub max_component_bytes: u64,
     /// Fuel and epoch metering of guest code.
     pub metering: Metering,
+    /// Where the host keeps durable state: the embedded key-value store
+    /// (`kv.redb`), opened when the first agent with `keyValue` loads.
+    pub state_dir: PathBuf,
 }
 
 impl Default for HostConfig {
@@ -88,8 +91,20 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             max_component_bytes: MAX_COMPONENT_BYTES,
             metering: Metering::FuelAndEpoch,
+            state_dir: default_state_dir(),
         }
     }
+}
+
+/// `$XDG_STATE_HOME/agent-host`, else `$HOME/.local/state/agent-host`, else `$TMPDIR/agent-host-state`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("agent-host");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/agent-host");
+    }
+    std::env::temp_dir().join("agent-host-state")
 }
 
 /// `$XDG_CACHE_HOME/agent-host`, else `$HOME/.cache/agent-host`, else `$TMPDIR/agent-host-cache`.

@@ -38,6 +38,7 @@ impl Harness {
         let mut config = HostConfig {
             cache_dir: shared_cache_dir(),
             secrets_dir: dir.path().join("secrets"),
+            state_dir: dir.path().join("state"),
             allocator: Allocator::Pooling,
             max_instances: 64,
             ..HostConfig::default()

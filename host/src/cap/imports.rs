@@ -125,8 +125,18 @@ fn bind(import: &str, grants: &Grants, limits: &Limits) -> Binding {
             format!("structured records to the host log, {} per invocation (maxLogBytes)", limits.max_log_bytes),
         ),
         ("agent-host:agent", "types") => inert("type definitions only"),
-        ("wasi:keyvalue", _) => Binding::Refused {
-            reason: "key-value state is not available in this host version (spec.capabilities.keyValue)".into(),
+        ("wasi:keyvalue", "store" | "atomics" | "batch") => match &grants.kv {
+            None => Binding::Refused {
+                reason: "key-value state is not granted; declare spec.capabilities.keyValue".into(),
+            },
+            Some(kv) => granted(
+                Capability::KeyValue,
+                format!(
+                    "{}, at most {} bytes, committed when run returns ok",
+                    if kv.buckets.is_empty() { "any bucket".to_string() } else { format!("buckets {}", kv.buckets.join(", ")) },
+                    kv.max_bytes
+                ),
+            ),
         },
         ("agent-host:agent", "llm") => Binding::Refused {
             reason: "the llm capability is not available in this host version (spec.capabilities.llm)".into(),

@@ -44,11 +44,13 @@ pub enum Capability {
     Http,
     /// `agent-host:agent/log`.
     Log,
+    /// `wasi:keyvalue`: the agent's own buckets, transactional per invocation.
+    KeyValue,
 }
 
 impl Capability {
     /// Every capability, in report order.
-    pub const ALL: [Capability; 9] = [
+    pub const ALL: [Capability; 10] = [
         Capability::Env,
         Capability::Filesystem,
         Capability::Stdio,
@@ -58,6 +60,7 @@ impl Capability {
         Capability::Exit,
         Capability::Http,
         Capability::Log,
+        Capability::KeyValue,
     ];
 
     /// Stable lower-case name, used in reports, logs and metric labels.
@@ -72,6 +75,7 @@ impl Capability {
             Capability::Exit => "exit",
             Capability::Http => "http",
             Capability::Log => "log",
+            Capability::KeyValue => "keyvalue",
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct Grants {
     pub fs: fs::FsGrant,
     /// Outgoing HTTP rules, shared with every invocation's policy.
     pub http: Arc<http::HttpGrant>,
+    /// Key-value state: quota and buckets (absent: denied).
+    pub kv: Option<kv::KvGrant>,
 }
 
 impl Grants {
@@ -146,6 +152,14 @@ impl Grants {
             env: env::EnvGrant::configure(&caps.env, secrets_dir)?,
             fs: fs::FsGrant::configure(&caps.filesystem, base_dir)?,
             http: Arc::new(http::HttpGrant::configure(&caps.http)),
+            kv: caps.key_value.as_ref().map(|g| kv::KvGrant {
+                scope: kv::Scope {
+                    namespace: agent.metadata.namespace.clone().unwrap_or_default(),
+                    agent: agent.name().to_string(),
+                },
+                buckets: g.buckets.clone(),
+                max_bytes: g.max_bytes.bytes(),
+            }),
         })
     }
 }

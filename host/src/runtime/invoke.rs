@@ -119,6 +119,12 @@ pub enum InvocationError {
         /// Detail.
         message: String,
     },
+    /// The invocation's key-value writes could not be committed; none were.
+    #[error("key-value commit refused, nothing was written: {error}")]
+    KeyValue {
+        /// Why (a conflicting commit, the quota, the backend).
+        error: crate::cap::kv::KvError,
+    },
     /// A host-side fault unrelated to the guest's behaviour.
     #[error("host error: {message}")]
     Host {
@@ -158,6 +164,11 @@ impl InvocationError {
             InvocationError::Trap { .. } => "Trap",
             InvocationError::Exit { .. } => "Exit",
             InvocationError::Capacity { .. } => "Capacity",
+            InvocationError::KeyValue { error } => match error {
+                crate::cap::kv::KvError::Conflict { .. } => "KeyValueConflict",
+                crate::cap::kv::KvError::Quota { .. } => "KeyValueQuota",
+                _ => "KeyValueError",
+            },
             InvocationError::Host { .. } => "HostError",
         }
     }
@@ -374,6 +385,10 @@ impl PreparedAgent {
             audit,
             file_denied: 0,
             dir_paths: Default::default(),
+            kv: self
+                .kv
+                .as_ref()
+                .map(|(grant, backend)| grant.begin(backend.clone())),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -435,6 +450,8 @@ impl PreparedAgent {
         usage.file_denied = data.file_denied;
         usage.capability_records_suppressed = data.audit.suppressed();
         let memory_exceeded = data.limiter.memory_exceeded;
+        // Taken before the store goes; committed below only if `run` returned ok.
+        let kv = store.data_mut().kv.take();
         drop(store);
         let stats = log.stats();
         usage.log_records = stats.records;
@@ -448,13 +465,21 @@ impl PreparedAgent {
                 usage.output_bytes = output.data.len() as u64;
                 let limit = self.limits.max_output_bytes.bytes();
                 if usage.output_bytes > limit {
-                    Err(InvocationError::OutputTooLarge {
+                    return Err(InvocationError::OutputTooLarge {
                         size: usage.output_bytes,
                         limit,
-                    })
-                } else {
-                    Ok(output.data)
+                    });
                 }
+                if let Some(txn) = kv.filter(|t| t.pending_writes() > 0) {
+                    // redb fsyncs before returning: off the async workers.
+                    tokio::task::spawn_blocking(move || txn.commit())
+                        .await
+                        .map_err(|e| InvocationError::Host {
+                            message: format!("key-value commit: {e}"),
+                        })?
+                        .map_err(|error| InvocationError::KeyValue { error })?;
+                }
+                Ok(output.data)
             }
         }
     }

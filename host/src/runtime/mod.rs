@@ -21,6 +21,8 @@ pub use invoke::{Invocation, InvocationError, Slot, TaskInput, Usage};
 use crate::audit::AuditLog;
 use crate::bindings::AgentPre;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
+use crate::cap::kv::redb_store::RedbBackend;
+use crate::cap::kv::{KvBackend, KvGrant};
 use crate::cap::{ConfigureError, Grants};
 use crate::config::{HostConfig, Metering};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
@@ -96,6 +98,8 @@ pub struct Runtime {
     cache: cache::CompileCache,
     config: HostConfig,
     audit: AuditLog,
+    /// The key-value backend, opened by the first agent granted state.
+    kv: std::sync::Mutex<Option<Arc<dyn KvBackend>>>,
     _ticker: Option<engine::EpochTicker>,
 }
 
@@ -107,6 +111,8 @@ pub struct PreparedAgent {
     pub(crate) limits: Limits,
     /// Whether fuel and epoch deadlines are armed (the engine's metering).
     pub(crate) metering: Metering,
+    /// The key-value grant and the store behind it.
+    pub(crate) kv: Option<(KvGrant, Arc<dyn KvBackend>)>,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
     pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
     /// Where capability uses and denials are recorded.
@@ -151,6 +157,7 @@ impl Runtime {
             cache,
             config,
             audit: AuditLog::disabled(),
+            kv: std::sync::Mutex::new(None),
             _ticker: ticker,
         })
     }
@@ -206,8 +213,19 @@ impl Runtime {
                 .map_err(wrong_world)?,
         )
         .map_err(wrong_world)?;
+        let kv = match &grants.kv {
+            None => None,
+            Some(grant) => Some((
+                grant.clone(),
+                self.kv_backend().map_err(|source| LoadError::Configure {
+                    manifest: loaded.manifest_path.display().to_string(),
+                    source,
+                })?,
+            )),
+        };
         Ok(PreparedAgent {
             name: inspection.agent.into(),
+            kv,
             pre,
             grants,
             limits: loaded.agent.spec.limits.clone(),
@@ -220,6 +238,27 @@ impl Runtime {
             cache_status: inspection.cache_status,
             imports: inspection.imports,
         })
+    }
+
+    /// The host's key-value store, opened on first use (once: redb locks its file).
+    fn kv_backend(&self) -> Result<Arc<dyn KvBackend>, ConfigureError> {
+        let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kv) = kv.as_ref() {
+            return Ok(kv.clone());
+        }
+        let path = self.config.state_dir.join("kv.redb");
+        let opened = std::fs::create_dir_all(&self.config.state_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                ConfigureError::new(
+                    "spec.capabilities.keyValue",
+                    format!("cannot open the key-value store {}: {e}", path.display()),
+                )
+            })?;
+        let backend: Arc<dyn KvBackend> = Arc::new(opened);
+        *kv = Some(backend.clone());
+        Ok(backend)
     }
 
     /// Validates everything [`Runtime::prepare`] does, without refusing: the

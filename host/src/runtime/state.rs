@@ -34,6 +34,8 @@ pub struct InvocationState {
     /// File opens refused (outside a mount, or writes to a read-only one).
     pub(crate) file_denied: u32,
     pub(crate) dir_paths: crate::cap::fs::audit::DirPaths,
+    /// The invocation's key-value transaction, when the manifest grants state.
+    pub(crate) kv: Option<crate::cap::kv::Transaction>,
 }
 
 impl WasiView for InvocationState {
@@ -117,6 +119,13 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     http::outgoing_handler::add_to_linker::<S, WasiHttp>(l, |s| count(s, Capability::Http).http())?;
     http::types::add_to_linker::<S, WasiHttp>(l, &http_options.into(), |s| s.http())?;
 
+    crate::cap::kv::host::add_to_linker(l, |s| {
+        s.calls.record(Capability::KeyValue);
+        crate::cap::kv::host::KvView {
+            table: &mut s.table,
+            txn: s.kv.as_mut(),
+        }
+    })?;
     crate::bindings::agent_host::agent::log::add_to_linker::<S, HasLog>(l, |s| {
         LogView(&count(s, Capability::Log).log)
     })?;

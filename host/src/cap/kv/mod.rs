@@ -8,6 +8,7 @@
 //! invocation read or wrote must still have the version it saw, or the whole
 //! commit is refused as a [`KvError::Conflict`]; nothing is ever half-written.
 
+pub mod host;
 pub mod redb_store;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,37 @@ pub struct Scope {
     pub namespace: String,
     /// Agent name.
     pub agent: String,
+}
+
+/// What the manifest grants: whose keys, which buckets, how many bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvGrant {
+    /// The agent's namespace and name.
+    pub scope: Scope,
+    /// Buckets the agent may open; empty means any name.
+    pub buckets: Vec<String>,
+    /// Keys plus values the agent may hold, bytes.
+    pub max_bytes: u64,
+}
+
+impl KvGrant {
+    /// A fresh transaction for one invocation.
+    pub fn begin(&self, backend: Arc<dyn KvBackend>) -> Transaction {
+        Transaction::new(
+            backend,
+            self.scope.clone(),
+            self.buckets.clone(),
+            self.max_bytes,
+        )
+    }
+}
+
+/// A bucket the guest opened (`wasi:keyvalue/store.bucket`): just its name;
+/// the transaction behind it is the invocation's.
+#[derive(Debug)]
+pub struct Bucket {
+    /// The bucket's name, as granted.
+    pub name: String,
 }
 
 /// A value and the version it had when read (`0`: the key did not exist).

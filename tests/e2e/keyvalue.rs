@@ -1,0 +1,149 @@
+//! Key-value state (`spec.capabilities.keyValue`, embedded backend): writes
+//! commit only when `run` returns ok, agents are isolated, the quota holds and
+//! concurrent commits conflict instead of losing an update.
+
+use agent_host::cap::kv::KvError;
+use agent_host::runtime::LoadError;
+use agent_host::{InvocationError, PreparedAgent};
+use agent_host_e2e::guests;
+use agent_host_e2e::support::{output_json, task, Harness};
+use serde_json::json;
+
+const GRANT: &str =
+    "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limits: { fuel: 50000000, timeout: 2s }\n";
+
+async fn count(agent: &PreparedAgent) -> u64 {
+    let inv = agent.invoke(task(json!({}))).await;
+    output_json(&inv)["count"].as_u64().unwrap()
+}
+
+async fn ending(agent: &PreparedAgent, then: &str) -> InvocationError {
+    let inv = agent.invoke(task(json!({ "then": then }))).await;
+    inv.result.expect_err("this ending fails the invocation")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_commit_on_ok_and_vanish_on_every_failure() {
+    let h = Harness::new();
+    let agent = h.agent("counter", guests::KV_COUNTER, GRANT);
+    assert_eq!(count(&agent).await, 1);
+    assert_eq!(
+        count(&agent).await,
+        2,
+        "the first invocation's write committed"
+    );
+
+    assert!(matches!(
+        ending(&agent, "trap").await,
+        InvocationError::Trap { .. }
+    ));
+    assert!(matches!(
+        ending(&agent, "fail").await,
+        InvocationError::Agent { .. }
+    ));
+    assert!(matches!(
+        ending(&agent, "spin").await,
+        InvocationError::FuelExhausted { .. }
+    ));
+    let slow = h.agent(
+        "counter",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limits: { fuel: 100000000000000, timeout: 300ms }\n",
+    );
+    assert!(matches!(
+        ending(&slow, "spin").await,
+        InvocationError::Timeout { .. }
+    ));
+    assert_eq!(
+        count(&agent).await,
+        3,
+        "trap, error result, fuel exhaustion and timeout left nothing behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_do_not_share_keys() {
+    let h = Harness::new();
+    let a = h.agent("agent-a", guests::KV_COUNTER, GRANT);
+    let b = h.agent("agent-b", guests::KV_COUNTER, GRANT);
+    assert_eq!(count(&a).await, 1);
+    assert_eq!(count(&a).await, 2);
+    assert_eq!(
+        count(&b).await,
+        1,
+        "same bucket and key, another agent's state"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quota_and_the_bucket_list_are_enforced() {
+    let h = Harness::new();
+    // "counter" + 8 bytes = 15 bytes: over a 10-byte quota.
+    let tiny = h.agent(
+        "tiny",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 10 }\n",
+    );
+    match ending(&tiny, "ok").await {
+        InvocationError::Agent { message, .. } => assert!(message.contains("quota"), "{message}"),
+        other => panic!("expected the guest to see the quota error: {other:?}"),
+    }
+    let listed = h.agent(
+        "listed",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 1Mi, buckets: [state] }\n",
+    );
+    assert_eq!(count(&listed).await, 1);
+    let inv = listed.invoke(task(json!({ "bucket": "other" }))).await;
+    match inv.result {
+        Err(InvocationError::Agent { message, .. }) => {
+            assert!(message.contains("AccessDenied"), "{message}")
+        }
+        other => panic!("an unlisted bucket must be refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_commits_conflict_instead_of_losing_an_update() {
+    let h = Harness::new();
+    let agent = std::sync::Arc::new(h.agent("racer", guests::KV_COUNTER, GRANT));
+    // Both read counter = 0, then sleep; the second commit must be refused.
+    let race = |agent: std::sync::Arc<PreparedAgent>| async move {
+        agent
+            .invoke(task(json!({ "then": "sleep", "sleepMs": 300 })))
+            .await
+    };
+    let (one, two) = tokio::join!(race(agent.clone()), race(agent.clone()));
+    let outcomes = [one.outcome(), two.outcome()];
+    assert!(
+        outcomes.contains(&"ok") && outcomes.contains(&"KeyValueConflict"),
+        "{outcomes:?}"
+    );
+    let conflict = [one, two].into_iter().find(|i| i.result.is_err()).unwrap();
+    assert!(matches!(
+        conflict.result,
+        Err(InvocationError::KeyValue {
+            error: KvError::Conflict { .. }
+        })
+    ));
+    assert_eq!(
+        count(&agent).await,
+        2,
+        "exactly one of the racers committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_using_key_value_without_the_grant_is_refused_at_load() {
+    let h = Harness::new();
+    let manifest = h.manifest("ungranted", guests::KV_COUNTER, "");
+    match h.load(&manifest) {
+        Err(LoadError::UngrantedImports { refused, .. }) => {
+            assert!(refused
+                .iter()
+                .any(|b| b.import.starts_with("wasi:keyvalue/")));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("loaded without the grant"),
+    }
+}

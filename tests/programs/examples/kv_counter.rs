@@ -1,0 +1,36 @@
+//! Key-value probe: increments `counter` in bucket `bucket` (default
+//! "state"), records the task id under `last`, then ends as `then` says —
+//! `ok` (default), `trap`, `fail`, `spin` (until a budget stops it) or
+//! `sleep` (`sleepMs`, then ok) — so tests can see which endings commit.
+
+use agent_host_guest::bindings::wasi::keyvalue::{atomics, store};
+use agent_host_guest::{Agent, AgentError, Output, Task};
+
+struct KvCounter;
+
+fn kv_error(e: store::Error) -> AgentError {
+    AgentError::Internal(format!("key-value: {e:?}"))
+}
+
+impl Agent for KvCounter {
+    fn run(task: Task) -> Result<Output, AgentError> {
+        let input: serde_json::Value = task.input_json()?;
+        let bucket = store::open(input["bucket"].as_str().unwrap_or("state")).map_err(kv_error)?;
+        let count = atomics::increment(&bucket, "counter", 1).map_err(kv_error)?;
+        bucket.set("last", task.id.as_bytes()).map_err(kv_error)?;
+        match input["then"].as_str().unwrap_or("ok") {
+            "trap" => panic!("trap after writing"),
+            "fail" => return Err(AgentError::Upstream("failing after writing".into())),
+            "spin" => loop {
+                std::hint::black_box(count);
+            },
+            "sleep" => std::thread::sleep(std::time::Duration::from_millis(
+                input["sleepMs"].as_u64().unwrap_or(0),
+            )),
+            _ => {}
+        }
+        Output::json(&serde_json::json!({ "count": count }))
+    }
+}
+
+agent_host_guest::export_agent!(KvCounter);
