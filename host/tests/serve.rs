@@ -36,6 +36,7 @@ impl Serve {
             .arg(&audit)
             .args(extra)
             .env("AGENT_HOST_CACHE_DIR", dir.join("cache"))
+            .env("AGENT_HOST_STATE_DIR", dir.join("state"))
             .env("AGENT_HOST_LOG", "info")
             .env_remove("AGENT_HOST_LOG_FORMAT")
             .stdout(Stdio::piped())
@@ -852,5 +853,84 @@ fn instance_pool_is_sized_to_the_agents_max_concurrency() {
     assert!(
         sized_gib < 100 * 4,
         "4 slots reserve far less than 100 would: {sized_gib} GiB"
+    );
+}
+
+/// An acknowledged invocation's key-value writes survive the host being
+/// killed (SIGKILL) right after the response; a restarted host continues
+/// from them.
+#[test]
+fn acknowledged_key_value_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guests::write_manifest(
+        dir.path(),
+        "counter",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n",
+    );
+    let count = |serve: &Serve| -> u64 {
+        let reply = serve.invoke("counter", "{}");
+        assert_eq!(reply.status, 200, "{}", serve.logs());
+        reply.body["output"]["count"].as_u64().unwrap()
+    };
+    let mut serve = Serve::start(dir.path(), &[&manifest], &[]);
+    assert_eq!(count(&serve), 1);
+    assert_eq!(count(&serve), 2);
+    serve.signal("KILL");
+    serve.wait_exit(Duration::from_secs(10));
+    let mut serve = Serve::start(dir.path(), &[&manifest], &[]);
+    assert_eq!(
+        count(&serve),
+        3,
+        "both acknowledged commits survived the kill"
+    );
+
+    // Killed in the middle of a stream of commits: whatever survived is whole
+    // (the two keys each commit writes agree) and nothing acknowledged is lost.
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, acknowledged) = (serve.base.clone(), acknowledged.clone());
+            thread::spawn(move || {
+                let http: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                while let Ok(mut resp) = http
+                    .post(format!("{base}/v1/agents/counter/invocations"))
+                    .send("{}")
+                {
+                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if let Some(n) = body["output"]["count"].as_u64() {
+                        acknowledged.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(400));
+    serve.signal("KILL");
+    serve.wait_exit(Duration::from_secs(10));
+    for w in writers {
+        w.join().unwrap();
+    }
+    let serve = Serve::start(dir.path(), &[&manifest], &[]);
+    let reply = serve.invoke("counter", "{}");
+    let (count, mirror) = (
+        reply.body["output"]["count"].as_u64().unwrap(),
+        reply.body["output"]["mirrorBefore"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        mirror + 1,
+        count,
+        "counter and mirror were committed together"
+    );
+    let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(acked > 3, "commits were streaming when the host was killed");
+    assert!(
+        count > acked,
+        "every acknowledged commit survived: {acked} acknowledged, now {count}"
     );
 }

@@ -11,7 +11,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_host::config::{default_cache_dir, Allocator, HostConfig};
+use agent_host::config::{default_cache_dir, default_state_dir, Allocator, HostConfig};
 use agent_host::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -35,6 +35,9 @@ pub struct HostArgs {
     /// Key authenticating precompiled cache entries [default: <cache-dir>/cache.key]
     #[arg(long, env = "AGENT_HOST_CACHE_KEY_FILE", global = true)]
     cache_key_file: Option<PathBuf>,
+    /// Where the host keeps durable state (the key-value store, kv.redb) [default: $XDG_STATE_HOME/agent-host or ~/.local/state/agent-host]
+    #[arg(long, env = "AGENT_HOST_STATE_DIR", global = true)]
+    state_dir: Option<PathBuf>,
     /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
     #[arg(
         long,
@@ -80,6 +83,7 @@ impl HostArgs {
             cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
             cache_key_file: self.cache_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
+            state_dir: self.state_dir.clone().unwrap_or_else(default_state_dir),
             allocator,
             ..HostConfig::default()
         }
