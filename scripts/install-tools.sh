@@ -2,7 +2,8 @@
 # Installs the tools the tests and benchmarks use, if missing. Idempotent and quiet
 # when all is there; uses sudo for apt when not root.
 #   Debian: promtool (package prometheus) checks /metrics in the tests; wrk loads
-#           the server in the benchmarks (and in their smoke run in the tests).
+#           the server in the benchmarks (and in their smoke run in the tests);
+#           redis-server backs the key-value tests' Redis runs.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
 #           jsonschema check deploy/ in host/tests/deploy.rs.
 set -euo pipefail
@@ -11,6 +12,7 @@ set -euo pipefail
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

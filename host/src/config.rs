@@ -45,6 +45,16 @@ impl Metering {
     }
 }
 
+/// Where agents' key-value state lives. Chosen by the operator, never by an agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum KvStore {
+    /// An embedded redb file, `<state_dir>/kv.redb`: one host.
+    #[default]
+    Embedded,
+    /// A Redis server (`redis://host:port/db`): replicas of an agent share state.
+    Redis(String),
+}
+
 /// How the host runs. Every field has a safe default (see [`HostConfig::default`]).
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -74,6 +84,8 @@ pub struct HostConfig {
     /// Where the host keeps durable state: the embedded key-value store
     /// (`kv.redb`), opened when the first agent with `keyValue` loads.
     pub state_dir: PathBuf,
+    /// The key-value backend.
+    pub kv_store: KvStore,
 }
 
 impl Default for HostConfig {
@@ -92,6 +104,7 @@ impl Default for HostConfig {
             max_component_bytes: MAX_COMPONENT_BYTES,
             metering: Metering::FuelAndEpoch,
             state_dir: default_state_dir(),
+            kv_store: KvStore::Embedded,
         }
     }
 }

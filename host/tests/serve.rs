@@ -861,6 +861,13 @@ fn instance_pool_is_sized_to_the_agents_max_concurrency() {
 /// from them.
 #[test]
 fn acknowledged_key_value_writes_survive_sigkill() {
+    sigkill_while_committing(&[]);
+    let redis = guests::RedisServer::start();
+    sigkill_while_committing(&["--kv-redis", &redis.url]);
+}
+
+/// The SIGKILL scenario with the embedded store, or with `extra` choosing another.
+fn sigkill_while_committing(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let manifest = guests::write_manifest(
         dir.path(),
@@ -873,12 +880,12 @@ fn acknowledged_key_value_writes_survive_sigkill() {
         assert_eq!(reply.status, 200, "{}", serve.logs());
         reply.body["output"]["count"].as_u64().unwrap()
     };
-    let mut serve = Serve::start(dir.path(), &[&manifest], &[]);
+    let mut serve = Serve::start(dir.path(), &[&manifest], extra);
     assert_eq!(count(&serve), 1);
     assert_eq!(count(&serve), 2);
     serve.signal("KILL");
     serve.wait_exit(Duration::from_secs(10));
-    let mut serve = Serve::start(dir.path(), &[&manifest], &[]);
+    let mut serve = Serve::start(dir.path(), &[&manifest], extra);
     assert_eq!(
         count(&serve),
         3,
@@ -916,7 +923,7 @@ fn acknowledged_key_value_writes_survive_sigkill() {
     for w in writers {
         w.join().unwrap();
     }
-    let serve = Serve::start(dir.path(), &[&manifest], &[]);
+    let serve = Serve::start(dir.path(), &[&manifest], extra);
     let reply = serve.invoke("counter", "{}");
     let (count, mirror) = (
         reply.body["output"]["count"].as_u64().unwrap(),

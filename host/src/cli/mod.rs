@@ -11,7 +11,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_host::config::{default_cache_dir, default_state_dir, Allocator, HostConfig};
+use agent_host::config::{default_cache_dir, default_state_dir, Allocator, HostConfig, KvStore};
 use agent_host::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -38,6 +38,9 @@ pub struct HostArgs {
     /// Where the host keeps durable state (the key-value store, kv.redb) [default: $XDG_STATE_HOME/agent-host or ~/.local/state/agent-host]
     #[arg(long, env = "AGENT_HOST_STATE_DIR", global = true)]
     state_dir: Option<PathBuf>,
+    /// Keep agents' key-value state in this Redis server (redis://host:port/db) instead of <state-dir>/kv.redb, so replicas share it
+    #[arg(long, env = "AGENT_HOST_KV_REDIS", global = true)]
+    kv_redis: Option<String>,
     /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
     #[arg(
         long,
@@ -84,6 +87,10 @@ impl HostArgs {
             cache_key_file: self.cache_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
             state_dir: self.state_dir.clone().unwrap_or_else(default_state_dir),
+            kv_store: self
+                .kv_redis
+                .clone()
+                .map_or(KvStore::Embedded, KvStore::Redis),
             allocator,
             ..HostConfig::default()
         }

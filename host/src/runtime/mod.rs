@@ -22,9 +22,10 @@ use crate::audit::AuditLog;
 use crate::bindings::AgentPre;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
 use crate::cap::kv::redb_store::RedbBackend;
+use crate::cap::kv::redis_store::RedisBackend;
 use crate::cap::kv::{KvBackend, KvGrant};
 use crate::cap::{ConfigureError, Grants};
-use crate::config::{HostConfig, Metering};
+use crate::config::{HostConfig, KvStore, Metering};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
 use state::InvocationState;
 
@@ -246,17 +247,27 @@ impl Runtime {
         if let Some(kv) = kv.as_ref() {
             return Ok(kv.clone());
         }
-        let path = self.config.state_dir.join("kv.redb");
-        let opened = std::fs::create_dir_all(&self.config.state_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
-            .map_err(|e| {
+        let backend: Arc<dyn KvBackend> = match &self.config.kv_store {
+            KvStore::Embedded => {
+                let path = self.config.state_dir.join("kv.redb");
+                let opened = std::fs::create_dir_all(&self.config.state_dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        ConfigureError::new(
+                            "spec.capabilities.keyValue",
+                            format!("cannot open the key-value store {}: {e}", path.display()),
+                        )
+                    })?;
+                Arc::new(opened)
+            }
+            KvStore::Redis(url) => Arc::new(RedisBackend::connect(url).map_err(|e| {
                 ConfigureError::new(
                     "spec.capabilities.keyValue",
-                    format!("cannot open the key-value store {}: {e}", path.display()),
+                    format!("cannot reach the key-value store: {e}"),
                 )
-            })?;
-        let backend: Arc<dyn KvBackend> = Arc::new(opened);
+            })?),
+        };
         *kv = Some(backend.clone());
         Ok(backend)
     }

@@ -24,3 +24,63 @@ pub fn write_manifest(
     std::fs::write(&path, text).expect("write manifest");
     path
 }
+
+/// A `redis-server` (Debian package `redis-server`; `make setup` installs it)
+/// on a free loopback port, with persistence off, stopped on drop. Shared by
+/// every test that runs key-value state against Redis.
+pub struct RedisServer {
+    child: std::process::Child,
+    /// `redis://127.0.0.1:<port>/0`
+    pub url: String,
+    _dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    /// Starts the server and waits until it answers PING.
+    pub fn start() -> Self {
+        use std::io::{Read, Write};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("agent-host-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; `make setup` installs it)");
+        let server = RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let pong = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                s.write_all(b"PING\r\n")?;
+                let mut buf = [0u8; 7];
+                s.read_exact(&mut buf)?;
+                Ok(buf == *b"+PONG\r\n")
+            });
+            if matches!(pong, Ok(true)) {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not answer on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod host;
 pub mod redb_store;
+pub mod redis_store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -43,7 +43,7 @@ fn backend(e: impl std::fmt::Display) -> KvError {
 
 /// Length-prefixed parts, so no name or key (NUL bytes included) can make one
 /// scope's key spell another's.
-fn encode(parts: &[&str]) -> Vec<u8> {
+pub(crate) fn encode(parts: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for p in parts {
         out.extend_from_slice(&(p.len() as u32).to_be_bytes());
