@@ -313,6 +313,7 @@ fn host_writes_only_to_writable_volumes_as_its_root_filesystem_is_read_only() {
         let written = [
             audit_log.rsplit_once('/').unwrap().0.to_owned(),
             env("AGENT_HOST_CACHE_DIR").expect("a cache directory"),
+            env("AGENT_HOST_STATE_DIR").expect("a state directory"),
             "/tmp".to_owned(),
         ];
         for dir in written {
