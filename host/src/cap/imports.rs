@@ -156,6 +156,7 @@ mod tests {
             env: EnvGrant::configure(&[], std::path::Path::new("/nonexistent")).unwrap(),
             fs: FsGrant::default(),
             http: std::sync::Arc::new(HttpGrant::configure(&rules)),
+            kv: None,
         }
     }
 
@@ -178,6 +179,39 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn key_value_imports_are_refused_without_a_grant_and_bound_with_one() {
+        let mut g = grants("[]");
+        for import in [
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:keyvalue/atomics@0.2.0-draft",
+            "wasi:keyvalue/batch@0.2.0-draft",
+        ] {
+            assert!(
+                matches!(binding(import, &g), Binding::Refused { .. }),
+                "{import}"
+            );
+        }
+        g.kv = Some(crate::cap::kv::KvGrant {
+            scope: crate::cap::kv::Scope {
+                namespace: String::new(),
+                agent: "a".into(),
+            },
+            buckets: vec!["seen".into()],
+            max_bytes: 1024,
+        });
+        match binding("wasi:keyvalue/store@0.2.0-draft", &g) {
+            Binding::Granted { capability, detail } => {
+                assert_eq!(capability, Capability::KeyValue);
+                assert!(
+                    detail.contains("seen") && detail.contains("1024"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
