@@ -14,6 +14,7 @@ pub mod fs;
 pub mod http;
 pub mod imports;
 pub mod kv;
+pub mod llm;
 pub mod log;
 pub mod stdio;
 
