@@ -3,6 +3,7 @@
 //! translations exist; the HTTP client, budgets, retries and linking do not
 //! yet, so a component importing `llm` is still refused at load.
 
+pub mod client;
 pub mod provider;
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ fn msg(role: Role, content: &str) -> Message {
 
 /// A conversation with every shape: system prompt, user turn, an assistant
 /// turn asking for a tool, the tool's answer, tools and sampling options.
-fn conversation() -> Request {
+pub(super) fn conversation() -> Request {
     Request {
         messages: vec![
             msg(Role::System, "You triage alerts."),
@@ -145,4 +145,141 @@ fn anthropic_replies_with_text_and_tool_use_are_read() {
         anthropic_response(&stop).unwrap().finish_reason,
         FinishReason::Length
     );
+}
+
+mod client {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use serde_json::{json, Value};
+
+    use super::conversation;
+    use crate::cap::llm::client::{CallError, Endpoint};
+    use crate::manifest::LlmProvider;
+
+    /// A stand-in provider: answers 429 with `Retry-After: 1` `fail_first`
+    /// times, then `reply`; records every request's headers and body.
+    async fn provider(
+        path: &'static str,
+        fail_first: usize,
+        reply: Value,
+    ) -> (String, Arc<Mutex<Vec<(HeaderMap, Value)>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            path,
+            post(move |headers: HeaderMap, body: axum::Json<Value>| {
+                let (log, reply) = (log.clone(), reply.clone());
+                async move {
+                    let mut log = log.lock().unwrap();
+                    log.push((headers, body.0));
+                    if log.len() <= fail_first {
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [("retry-after", "1")],
+                            "slow down",
+                        )
+                            .into_response()
+                    } else {
+                        axum::Json(reply).into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/v1/"), seen)
+    }
+
+    fn endpoint(provider: LlmProvider, base: &str) -> Endpoint {
+        Endpoint {
+            provider,
+            model: "test-model".into(),
+            base: url::Url::parse(base).unwrap(),
+            api_key: Some("sk-test-123".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn openai_429_with_retry_after_is_retried_then_answered() {
+        let reply = json!({
+            "choices": [{ "message": { "role": "assistant", "content": "ack" }, "finish_reason": "stop" }],
+            "usage": { "prompt_tokens": 10, "completion_tokens": 2 }
+        });
+        let (base, seen) = provider("/v1/chat/completions", 1, reply).await;
+        let started = Instant::now();
+        let (response, attempts) = endpoint(LlmProvider::Openai, &base)
+            .complete(
+                &conversation(),
+                64,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!((response.message.content.as_str(), attempts), ("ack", 2));
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After was honoured"
+        );
+        let seen = seen.lock().unwrap();
+        let (headers, body) = &seen[1];
+        assert_eq!(headers["authorization"], "Bearer sk-test-123");
+        assert_eq!(body["model"], "test-model");
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!(body["messages"][1]["content"], "disk full on db-1");
+    }
+
+    #[tokio::test]
+    async fn anthropic_requests_carry_the_key_and_version_headers() {
+        let reply = json!({
+            "content": [{ "type": "text", "text": "fine" }],
+            "stop_reason": "end_turn",
+            "usage": { "input_tokens": 5, "output_tokens": 1 }
+        });
+        let (base, seen) = provider("/v1/messages", 0, reply).await;
+        let (response, _) = endpoint(LlmProvider::Anthropic, &base)
+            .complete(
+                &conversation(),
+                32,
+                Instant::now() + Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.message.content, "fine");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].0["x-api-key"], "sk-test-123");
+        assert_eq!(seen[0].0["anthropic-version"], "2023-06-01");
+        assert_eq!(seen[0].1["system"], "You triage alerts.");
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_deadline() {
+        let (base, seen) = provider("/v1/chat/completions", usize::MAX, json!({})).await;
+        let started = Instant::now();
+        let err = endpoint(LlmProvider::Openai, &base)
+            .complete(
+                &conversation(),
+                64,
+                Instant::now() + Duration::from_millis(1500),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CallError::Upstream(ref m) if m.contains("429")),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "no wait past the deadline"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            2,
+            "one retry fits before the deadline"
+        );
+    }
 }
