@@ -28,20 +28,11 @@ impl EnvGrant {
             let value = match (&decl.value, &decl.value_from) {
                 (Some(value), _) => value.clone(),
                 (None, Some(from)) => {
-                    let r = &from.secret_key_ref;
-                    let path = secrets_dir.join(&r.name).join(&r.key);
-                    let value = std::fs::read_to_string(&path).map_err(|e| {
-                        ConfigureError::new(
-                            format!("spec.capabilities.env[{i}].valueFrom.secretKeyRef"),
-                            format!(
-                                "secret {}/{} cannot be read from {}: {e}; mount it there or set --secrets-dir",
-                                r.name,
-                                r.key,
-                                path.display()
-                            ),
-                        )
-                    })?;
-                    let value = value.trim_end_matches(['\n', '\r']).to_string();
+                    let value = read_secret(
+                        secrets_dir,
+                        &from.secret_key_ref,
+                        format!("spec.capabilities.env[{i}].valueFrom.secretKeyRef"),
+                    )?;
                     secrets.push(value.clone());
                     value
                 }
@@ -101,6 +92,28 @@ impl fmt::Debug for EnvGrant {
             .field("names", &self.names().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Reads a mounted secret, `<secrets_dir>/<name>/<key>`, without its trailing
+/// newline; a missing secret fails the load (`field` names the manifest path).
+pub(crate) fn read_secret(
+    secrets_dir: &Path,
+    r: &crate::manifest::SecretKeyRef,
+    field: String,
+) -> Result<String, ConfigureError> {
+    let path = secrets_dir.join(&r.name).join(&r.key);
+    let value = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigureError::new(
+            field,
+            format!(
+                "secret {}/{} cannot be read from {}: {e}; mount it there or set --secrets-dir",
+                r.name,
+                r.key,
+                path.display()
+            ),
+        )
+    })?;
+    Ok(value.trim_end_matches(['\n', '\r']).to_string())
 }
 
 #[cfg(test)]

@@ -283,3 +283,69 @@ mod client {
         );
     }
 }
+
+mod grant {
+    use crate::cap::llm::LlmGrant;
+
+    fn manifest_grant(yaml: &str) -> crate::manifest::LlmGrant {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_key_comes_from_the_mounted_secret_and_a_missing_one_fails_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("openai")).unwrap();
+        std::fs::write(dir.path().join("openai/api-key"), "sk-live-1\n").unwrap();
+        let g = manifest_grant(
+            "{ provider: openai, model: gpt-4o-mini, apiKeySecretRef: { name: openai, key: api-key } }",
+        );
+        let compiled = LlmGrant::configure(&g, dir.path()).unwrap();
+        assert_eq!(compiled.endpoint.api_key.as_deref(), Some("sk-live-1"));
+        assert_eq!(
+            compiled.endpoint.base.as_str(),
+            "https://api.openai.com/v1/"
+        );
+        let err = LlmGrant::configure(&g, &dir.path().join("elsewhere")).unwrap_err();
+        assert_eq!(err.field, "spec.capabilities.llm.apiKeySecretRef");
+    }
+
+    #[test]
+    fn budgets_refuse_the_request_that_would_exceed_them() {
+        let g = manifest_grant(
+            "{ provider: anthropic, model: m, maxTokensPerInvocation: 100, maxRequestsPerInvocation: 3, tokensPerMinute: 250 }",
+        );
+        let compiled = LlmGrant::configure(&g, std::path::Path::new("/nonexistent")).unwrap();
+        let mut budget = compiled.budget();
+        assert_eq!(
+            budget.admit(Some(500)),
+            Ok(100),
+            "asks for no more than is left"
+        );
+        budget.charge(60, 30);
+        assert_eq!(budget.admit(None), Ok(10));
+        budget.charge(20, 10);
+        let refused = budget.admit(None).unwrap_err();
+        assert!(refused.contains("maxTokensPerInvocation"), "{refused}");
+
+        // The per-minute rate is shared by the agent's invocations.
+        let mut second = compiled.budget();
+        assert_eq!(second.admit(None), Ok(100));
+        second.charge(100, 60);
+        let mut third = compiled.budget();
+        let refused = third.admit(None).unwrap_err();
+        assert!(refused.contains("tokensPerMinute"), "{refused}");
+
+        let rate_free = LlmGrant {
+            rate: None,
+            ..compiled.clone()
+        };
+        let mut r = rate_free.budget();
+        for _ in 0..3 {
+            r.admit(Some(1)).unwrap();
+        }
+        assert!(r
+            .admit(Some(1))
+            .unwrap_err()
+            .contains("maxRequestsPerInvocation"));
+    }
+}
