@@ -21,6 +21,7 @@ wasmtime::component::bindgen!({
     },
     imports: {
         "wasi:keyvalue": trappable,
+        "agent-host:agent/llm.complete": async | trappable,
     },
 });
 

@@ -23,6 +23,7 @@ mod coverage {
             include_str!("hostile_resources.rs"),
             include_str!("hostile_secrets.rs"),
             include_str!("keyvalue.rs"),
+            include_str!("llm.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
             include_str!("../../host/tests/serve.rs"),

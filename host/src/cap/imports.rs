@@ -138,8 +138,17 @@ fn bind(import: &str, grants: &Grants, limits: &Limits) -> Binding {
                 ),
             ),
         },
-        ("agent-host:agent", "llm") => Binding::Refused {
-            reason: "the llm capability is not available in this host version (spec.capabilities.llm)".into(),
+        ("agent-host:agent", "llm") => match &grants.llm {
+            None => Binding::Refused {
+                reason: "model access is not granted; declare spec.capabilities.llm".into(),
+            },
+            Some(g) => granted(
+                Capability::Llm,
+                format!(
+                    "{:?} model {} at {}, {} tokens and {} requests per invocation",
+                    g.endpoint.provider, g.endpoint.model, g.endpoint.base, g.max_tokens_per_invocation, g.max_requests_per_invocation
+                ),
+            ),
         },
         _ => Binding::Refused { reason: "not provided by agent-host; the agent world is defined in wit/world.wit".into() },
     }
@@ -157,6 +166,7 @@ mod tests {
             fs: FsGrant::default(),
             http: std::sync::Arc::new(HttpGrant::configure(&rules)),
             kv: None,
+            llm: None,
         }
     }
 

@@ -47,11 +47,13 @@ pub enum Capability {
     Log,
     /// `wasi:keyvalue`: the agent's own buckets, transactional per invocation.
     KeyValue,
+    /// `agent-host:agent/llm`: the granted model, within the token budgets.
+    Llm,
 }
 
 impl Capability {
     /// Every capability, in report order.
-    pub const ALL: [Capability; 10] = [
+    pub const ALL: [Capability; 11] = [
         Capability::Env,
         Capability::Filesystem,
         Capability::Stdio,
@@ -62,6 +64,7 @@ impl Capability {
         Capability::Http,
         Capability::Log,
         Capability::KeyValue,
+        Capability::Llm,
     ];
 
     /// Stable lower-case name, used in reports, logs and metric labels.
@@ -77,6 +80,7 @@ impl Capability {
             Capability::Http => "http",
             Capability::Log => "log",
             Capability::KeyValue => "keyvalue",
+            Capability::Llm => "llm",
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct Grants {
     pub http: Arc<http::HttpGrant>,
     /// Key-value state: quota and buckets (absent: denied).
     pub kv: Option<kv::KvGrant>,
+    /// Model access: endpoint, key, budgets (absent: denied).
+    pub llm: Option<Arc<llm::LlmGrant>>,
 }
 
 impl Grants {
@@ -161,6 +167,11 @@ impl Grants {
                 buckets: g.buckets.clone(),
                 max_bytes: g.max_bytes.bytes(),
             }),
+            llm: caps
+                .llm
+                .as_ref()
+                .map(|g| llm::LlmGrant::configure(g, secrets_dir).map(Arc::new))
+                .transpose()?,
         })
     }
 }

@@ -200,6 +200,12 @@ pub struct Usage {
     pub file_denied: u32,
     /// Size of the output, bytes.
     pub output_bytes: u64,
+    /// Model calls made (`llm`).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub llm_requests: u32,
+    /// Prompt plus completion tokens the provider reported (`llm`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub llm_tokens: u64,
     /// Capability audit records not written past the per-invocation cap.
     #[serde(skip_serializing_if = "is_zero")]
     pub capability_records_suppressed: u64,
@@ -218,6 +224,10 @@ impl Usage {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -389,6 +399,12 @@ impl PreparedAgent {
                 .kv
                 .as_ref()
                 .map(|(grant, backend)| grant.begin(backend.clone())),
+            llm: self.grants.llm.as_ref().map(|grant| {
+                crate::cap::llm::host::LlmSession::new(
+                    grant.clone(),
+                    started + limits.timeout.as_duration(),
+                )
+            }),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -449,6 +465,10 @@ impl PreparedAgent {
         usage.file_write_bytes = data.write_quota.used();
         usage.file_denied = data.file_denied;
         usage.capability_records_suppressed = data.audit.suppressed();
+        if let Some(llm) = &data.llm {
+            usage.llm_requests = llm.budget.requests_made;
+            usage.llm_tokens = llm.budget.tokens_used;
+        }
         let memory_exceeded = data.limiter.memory_exceeded;
         // Taken before the store goes; committed below only if `run` returned ok.
         let kv = store.data_mut().kv.take();

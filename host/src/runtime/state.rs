@@ -36,6 +36,8 @@ pub struct InvocationState {
     pub(crate) dir_paths: crate::cap::fs::audit::DirPaths,
     /// The invocation's key-value transaction, when the manifest grants state.
     pub(crate) kv: Option<crate::cap::kv::Transaction>,
+    /// The invocation's model access, when the manifest grants it.
+    pub(crate) llm: Option<crate::cap::llm::host::LlmSession>,
 }
 
 impl WasiView for InvocationState {
@@ -126,6 +128,13 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
             txn: s.kv.as_mut(),
         }
     })?;
+    crate::bindings::agent_host::agent::llm::add_to_linker::<S, crate::cap::llm::host::HasLlm>(
+        l,
+        |s| {
+            s.calls.record(Capability::Llm);
+            crate::cap::llm::host::LlmView(s.llm.as_mut())
+        },
+    )?;
     crate::bindings::agent_host::agent::log::add_to_linker::<S, HasLog>(l, |s| {
         LogView(&count(s, Capability::Log).log)
     })?;

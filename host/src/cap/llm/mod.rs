@@ -5,6 +5,7 @@
 //! still refused at load.
 
 pub mod client;
+pub mod host;
 pub mod provider;
 
 use std::collections::VecDeque;

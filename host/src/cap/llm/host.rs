@@ -1,0 +1,71 @@
+//! `agent-host:agent/llm` for guests: one `complete` call checks the
+//! invocation's budget, asks the provider through [`client::Endpoint`] and
+//! charges what the provider reports.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::HasData;
+
+use super::{client, Budget, LlmGrant};
+use crate::bindings::agent_host::agent::llm::{self, Error, Request, Response};
+
+/// One invocation's model access: the grant, what is left of its budget, and
+/// the invocation's deadline (retries never outlive it).
+pub struct LlmSession {
+    grant: Arc<LlmGrant>,
+    /// Spent and remaining tokens and requests.
+    pub budget: Budget,
+    deadline: Instant,
+}
+
+impl LlmSession {
+    /// A session under `grant` ending at `deadline`.
+    pub fn new(grant: Arc<LlmGrant>, deadline: Instant) -> Self {
+        Self {
+            budget: grant.budget(),
+            grant,
+            deadline,
+        }
+    }
+}
+
+/// What the `llm` host call works on; `None` without the grant.
+pub struct LlmView<'a>(pub Option<&'a mut LlmSession>);
+
+/// `HasData` marker for [`LlmView`].
+pub struct HasLlm;
+
+impl HasData for HasLlm {
+    type Data<'a> = LlmView<'a>;
+}
+
+impl llm::Host for LlmView<'_> {
+    async fn complete(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
+        let Some(session) = self.0.as_deref_mut() else {
+            return Ok(Err(Error::Denied(
+                "spec.capabilities.llm is not granted".into(),
+            )));
+        };
+        let max_tokens = match session.budget.admit(request.options.max_tokens) {
+            Ok(n) => n,
+            Err(why) => return Ok(Err(Error::BudgetExceeded(why))),
+        };
+        let grant = session.grant.clone();
+        match grant
+            .endpoint
+            .complete(&request, max_tokens, session.deadline)
+            .await
+        {
+            Ok((response, _attempts)) => {
+                session.budget.charge(
+                    response.usage.prompt_tokens,
+                    response.usage.completion_tokens,
+                );
+                Ok(Ok(response))
+            }
+            Err(client::CallError::Invalid(why)) => Ok(Err(Error::InvalidRequest(why))),
+            Err(client::CallError::Upstream(why)) => Ok(Err(Error::Upstream(why))),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The `llm` capability end to end: a real guest asks a local
+//! OpenAI-compatible server through the host, within its budgets.
+
+use agent_host::runtime::LoadError;
+use agent_host_e2e::guests;
+use agent_host_e2e::support::{output_json, task, Harness, TestServer};
+use serde_json::{json, Value};
+
+const REPLY: &str = r#"{
+  "choices": [{ "message": { "role": "assistant", "content": "",
+      "tool_calls": [{ "id": "call_1", "type": "function",
+        "function": { "name": "page_oncall", "arguments": "{\"team\":\"db\"}" } }] },
+    "finish_reason": "tool_calls" }],
+  "usage": { "prompt_tokens": 40, "completion_tokens": 9 }
+}"#;
+
+fn grant(base: &str, extra: &str) -> String {
+    format!(
+        "  capabilities:\n    llm: {{ provider: openai, model: test-model, endpoint: \"{base}/v1/\"{extra} }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guest_gets_tool_calls_and_the_host_counts_tokens() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent("probe", guests::LLM_PROBE, &grant(&server.base(), ""));
+    let inv = agent
+        .invoke(task(json!({ "prompt": "disk full on db-1" })))
+        .await;
+    let out = output_json(&inv);
+    let answer = &out["answers"][0];
+    assert_eq!(answer["toolCalls"][0]["name"], "page_oncall", "{out}");
+    assert_eq!(answer["finish"], "FinishReason::ToolCalls");
+    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (1, 49));
+    let seen = server.requests();
+    assert_eq!(seen[0].uri, "/v1/chat/completions");
+    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["messages"][1]["content"], "disk full on db-1");
+    assert_eq!(body["tools"][0]["function"]["name"], "page_oncall");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_budget_refuses_the_extra_call_without_sending_it() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &grant(&server.base(), ", maxRequestsPerInvocation: 1"),
+    );
+    let out = output_json(&agent.invoke(task(json!({ "calls": 2 }))).await);
+    assert!(out["answers"][0]["error"].is_null(), "{out}");
+    let refused = out["answers"][1]["error"].as_str().unwrap();
+    assert!(
+        refused.contains("BudgetExceeded") && refused.contains("maxRequestsPerInvocation"),
+        "{refused}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the refused call was never sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_without_the_grant_is_refused_at_load() {
+    let h = Harness::new();
+    let manifest = h.manifest("ungranted", guests::LLM_PROBE, "");
+    match h.load(&manifest) {
+        Err(LoadError::UngrantedImports { refused, .. }) => {
+            assert!(refused
+                .iter()
+                .any(|b| b.import.starts_with("agent-host:agent/llm")));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("loaded without the grant"),
+    }
+}
