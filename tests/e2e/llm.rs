@@ -78,3 +78,98 @@ async fn a_guest_without_the_grant_is_refused_at_load() {
         Ok(_) => panic!("loaded without the grant"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_comes_from_the_secret_file_and_429_is_retried_after_retry_after() {
+    let server = TestServer::start_full(|_, before| match before {
+        0 => (429, vec![("retry-after", "1".into())], "{}".into()),
+        _ => (200, vec![], REPLY.into()),
+    })
+    .await;
+    let h = Harness::new();
+    let secret = h.dir.path().join("secrets/openai");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("api-key"), "sk-e2e-42\n").unwrap();
+    let agent = h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &grant(
+            &server.base(),
+            ", apiKeySecretRef: { name: openai, key: api-key }",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = output_json(&agent.invoke(task(json!({}))).await);
+    assert_eq!(
+        out["answers"][0]["toolCalls"][0]["name"], "page_oncall",
+        "{out}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "waited Retry-After"
+    );
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2, "one refusal, one retry");
+    for r in &seen {
+        let auth = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(auth, Some("Bearer sk-e2e-42"));
+    }
+    // The guest never saw the key.
+    assert!(!out.to_string().contains("sk-e2e-42"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_to_anthropic_is_a_manifest_change_only() {
+    let reply = r#"{ "content": [
+        { "type": "text", "text": "Paging." },
+        { "type": "tool_use", "id": "toolu_1", "name": "page_oncall", "input": { "team": "db" } } ],
+      "stop_reason": "tool_use", "usage": { "input_tokens": 30, "output_tokens": 12 } }"#;
+    let server = TestServer::start(move |_, _, _| (200, reply.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &format!(
+            "  capabilities:\n    llm: {{ provider: anthropic, model: claude-test, endpoint: \"{}/v1/\" }}\n",
+            server.base()
+        ),
+    );
+    let inv = agent.invoke(task(json!({ "prompt": "disk full" }))).await;
+    let out = output_json(&inv);
+    assert_eq!(out["answers"][0]["content"], "Paging.");
+    assert_eq!(out["answers"][0]["toolCalls"][0]["name"], "page_oncall");
+    assert_eq!(inv.usage.llm_tokens, 42);
+    let seen = server.requests();
+    assert_eq!(seen[0].uri, "/v1/messages");
+    assert!(seen[0]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "anthropic-version" && v == "2023-06-01"));
+    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["system"], "You triage alerts.");
+    assert_eq!(body["model"], "claude-test");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_budget_refuses_the_call_after_it_is_spent() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &grant(&server.base(), ", maxTokensPerInvocation: 40"),
+    );
+    let inv = agent.invoke(task(json!({ "calls": 2 }))).await;
+    let out = output_json(&inv);
+    assert!(out["answers"][0]["error"].is_null(), "{out}");
+    let refused = out["answers"][1]["error"].as_str().unwrap();
+    assert!(refused.contains("maxTokensPerInvocation"), "{refused}");
+    assert_eq!(server.requests().len(), 1);
+    let sent: Value = serde_json::from_str(&server.requests()[0].body).unwrap();
+    assert_eq!(sent["max_tokens"], 40, "asked for no more than the budget");
+    assert_eq!(inv.usage.llm_tokens, 49);
+}

@@ -108,6 +108,8 @@ pub struct Recorded {
     pub uri: String,
     /// Body as text.
     pub body: String,
+    /// Headers, names lower-case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A real HTTP/1.1 server on 127.0.0.1 that records every request and answers
@@ -118,12 +120,27 @@ pub struct TestServer {
     requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
-type Responder = dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync;
+/// An answer: status, extra headers, body.
+pub type Answer = (u16, Vec<(&'static str, String)>, String);
+
+type Responder = dyn Fn(&Recorded, usize) -> Answer + Send + Sync;
 
 impl TestServer {
     /// Starts a server answering every request with `respond(method, path, body)`.
     pub async fn start(
         respond: impl Fn(&str, &str, &str) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_full(move |r, _| {
+            let (status, body) = respond(&r.method, &r.uri, &r.body);
+            (status, vec![], body)
+        })
+        .await
+    }
+
+    /// Starts a server answering with `respond(request, requests before it)`,
+    /// which may also set headers (`Retry-After`...).
+    pub async fn start_full(
+        respond: impl Fn(&Recorded, usize) -> Answer + Send + Sync + 'static,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -144,6 +161,13 @@ impl TestServer {
                         async move {
                             let method = req.method().to_string();
                             let uri = req.uri().to_string();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                                })
+                                .collect();
                             let body = req
                                 .into_body()
                                 .collect()
@@ -151,14 +175,27 @@ impl TestServer {
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
                             let body = String::from_utf8_lossy(&body).into_owned();
-                            let (status, answer) = respond(&method, &uri, &body);
-                            seen.lock().unwrap().push(Recorded { method, uri, body });
+                            let recorded = Recorded {
+                                method,
+                                uri,
+                                body,
+                                headers,
+                            };
+                            let before = seen.lock().unwrap().len();
+                            let (status, extra, answer) = respond(&recorded, before);
+                            seen.lock().unwrap().push(recorded);
                             let mut response = Response::new(Full::new(Bytes::from(answer)));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                             response.headers_mut().insert(
                                 "content-type",
                                 hyper::header::HeaderValue::from_static("application/json"),
                             );
+                            for (name, value) in extra {
+                                response.headers_mut().insert(
+                                    name,
+                                    hyper::header::HeaderValue::from_str(&value).unwrap(),
+                                );
+                            }
                             Ok::<_, Infallible>(response)
                         }
                     });
