@@ -27,6 +27,17 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `agent`, `provider`, `model` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Agent name.
+    pub agent: String,
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// The granted model.
+    pub model: String,
+}
+
 /// `agent`, `capability` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CapabilityLabels {
@@ -67,6 +78,8 @@ pub struct Metrics {
     queued: Family<AgentLabel, Gauge>,
     rejected: Family<RejectLabels, Counter>,
     compile_cache: Family<CacheLabel, Counter>,
+    llm_tokens: Family<ModelLabels, Counter>,
+    llm_requests: Family<ModelLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -157,6 +170,18 @@ impl Metrics {
             "Component compile-cache lookups at load, by result",
             compile_cache.clone(),
         );
+        let llm_tokens = Family::<ModelLabels, Counter>::default();
+        r.register(
+            "llm_tokens",
+            "Prompt plus completion tokens the model providers reported, by agent, provider and model",
+            llm_tokens.clone(),
+        );
+        let llm_requests = Family::<ModelLabels, Counter>::default();
+        r.register(
+            "llm_requests",
+            "Model calls answered, by agent, provider and model",
+            llm_requests.clone(),
+        );
         Self {
             registry: root,
             invocations,
@@ -169,6 +194,8 @@ impl Metrics {
             queued,
             rejected,
             compile_cache,
+            llm_tokens,
+            llm_requests,
         }
     }
 
@@ -244,6 +271,17 @@ impl Metrics {
                 })
                 .inc_by(*n);
         }
+        if let Some((provider, model)) = &u.llm_model {
+            let labels = ModelLabels {
+                agent: inv.agent.clone(),
+                provider: provider.to_string(),
+                model: model.clone(),
+            };
+            self.llm_tokens.get_or_create(&labels).inc_by(u.llm_tokens);
+            self.llm_requests
+                .get_or_create(&labels)
+                .inc_by(u64::from(u.llm_requests));
+        }
         for (cap, n) in u.denials() {
             self.denials
                 .get_or_create(&CapabilityLabels {
@@ -275,3 +313,35 @@ impl Metrics {
 
 /// `Content-Type` of [`Metrics::encode`].
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Usage;
+
+    #[test]
+    fn model_tokens_are_counted_by_agent_provider_and_model() {
+        let metrics = Metrics::new();
+        let inv = Invocation {
+            id: "i".into(),
+            agent: "triage".into(),
+            result: Ok("{}".into()),
+            usage: Usage {
+                llm_requests: 2,
+                llm_tokens: 49,
+                llm_model: Some(("openai", "gpt-4o-mini".into())),
+                ..Usage::default()
+            },
+        };
+        metrics.finished(&inv);
+        metrics.finished(&inv);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"agent_host_llm_tokens_total{agent="triage",provider="openai",model="gpt-4o-mini"} 98"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"agent_host_llm_requests_total{agent="triage",provider="openai",model="gpt-4o-mini"} 4"#
+        ));
+    }
+}

@@ -206,6 +206,9 @@ pub struct Usage {
     /// Prompt plus completion tokens the provider reported (`llm`).
     #[serde(skip_serializing_if = "is_zero")]
     pub llm_tokens: u64,
+    /// `provider model` of the granted model, when the agent has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_model: Option<(&'static str, String)>,
     /// Capability audit records not written past the per-invocation cap.
     #[serde(skip_serializing_if = "is_zero")]
     pub capability_records_suppressed: u64,
@@ -371,6 +374,13 @@ impl PreparedAgent {
 
         let mut table = wasmtime::component::ResourceTable::new();
         table.set_max_capacity(limits.max_resources as usize);
+        let llm = self.grants.llm.as_ref().map(|grant| {
+            crate::cap::llm::host::LlmSession::new(
+                grant.clone(),
+                started + limits.timeout.as_duration(),
+                audit.clone(),
+            )
+        });
         let state = InvocationState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -399,12 +409,7 @@ impl PreparedAgent {
                 .kv
                 .as_ref()
                 .map(|(grant, backend)| grant.begin(backend.clone())),
-            llm: self.grants.llm.as_ref().map(|grant| {
-                crate::cap::llm::host::LlmSession::new(
-                    grant.clone(),
-                    started + limits.timeout.as_duration(),
-                )
-            }),
+            llm,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -468,6 +473,8 @@ impl PreparedAgent {
         if let Some(llm) = &data.llm {
             usage.llm_requests = llm.budget.requests_made;
             usage.llm_tokens = llm.budget.tokens_used;
+            let (provider, model) = llm.model();
+            usage.llm_model = Some((provider, model.to_string()));
         }
         let memory_exceeded = data.limiter.memory_exceeded;
         // Taken before the store goes; committed below only if `run` returned ok.

@@ -8,7 +8,9 @@ use std::time::Instant;
 use wasmtime::component::HasData;
 
 use super::{client, Budget, LlmGrant};
+use crate::audit::{CapabilityAudit, Decision};
 use crate::bindings::agent_host::agent::llm::{self, Error, Request, Response};
+use crate::cap::Capability;
 
 /// One invocation's model access: the grant, what is left of its budget, and
 /// the invocation's deadline (retries never outlive it).
@@ -17,16 +19,40 @@ pub struct LlmSession {
     /// Spent and remaining tokens and requests.
     pub budget: Budget,
     deadline: Instant,
+    audit: CapabilityAudit,
 }
 
 impl LlmSession {
-    /// A session under `grant` ending at `deadline`.
-    pub fn new(grant: Arc<LlmGrant>, deadline: Instant) -> Self {
+    /// A session under `grant` ending at `deadline`, recording each call in `audit`.
+    pub fn new(grant: Arc<LlmGrant>, deadline: Instant, audit: CapabilityAudit) -> Self {
         Self {
             budget: grant.budget(),
             grant,
             deadline,
+            audit,
         }
+    }
+
+    /// `provider` and `model`, for reports and metric labels.
+    pub fn model(&self) -> (&'static str, &str) {
+        let provider = match self.grant.endpoint.provider {
+            crate::manifest::LlmProvider::Openai => "openai",
+            crate::manifest::LlmProvider::Anthropic => "anthropic",
+        };
+        (provider, &self.grant.endpoint.model)
+    }
+
+    /// One audit record per call: never the prompt, only the model and tokens.
+    fn record(&self, decision: Decision, action: &str, reason: Option<&str>) {
+        let (provider, model) = self.model();
+        self.audit.record(
+            Capability::Llm,
+            action,
+            &format!("{provider} {model}"),
+            decision,
+            Some("spec.capabilities.llm"),
+            reason,
+        );
     }
 }
 
@@ -49,7 +75,10 @@ impl llm::Host for LlmView<'_> {
         };
         let max_tokens = match session.budget.admit(request.options.max_tokens) {
             Ok(n) => n,
-            Err(why) => return Ok(Err(Error::BudgetExceeded(why))),
+            Err(why) => {
+                session.record(Decision::Deny, "complete", Some(&why));
+                return Ok(Err(Error::BudgetExceeded(why)));
+            }
         };
         let grant = session.grant.clone();
         match grant
