@@ -173,3 +173,50 @@ async fn the_token_budget_refuses_the_call_after_it_is_spent() {
     assert_eq!(sent["max_tokens"], 40, "asked for no more than the budget");
     assert_eq!(inv.usage.llm_tokens, 49);
 }
+
+/// The triage example end to end against the local model server: the model
+/// picks `create_ticket`, the agent calls the ticket API through its HTTP
+/// grant and records the alert; the same alert again is a duplicate that
+/// reaches neither the model nor the ticket API.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_uses_the_tool_the_model_picks_and_recognises_duplicates() {
+    let model = TestServer::start(|_, _, _| {
+        (200, r#"{
+          "choices": [{ "message": { "role": "assistant", "content": "",
+              "tool_calls": [{ "id": "c1", "type": "function", "function": {
+                "name": "create_ticket", "arguments": "{\"title\":\"Disk 91% on db-1\",\"severity\":\"medium\"}" } }] },
+            "finish_reason": "tool_calls" }],
+          "usage": { "prompt_tokens": 120, "completion_tokens": 20 } }"#.to_string())
+    })
+    .await;
+    let tickets = TestServer::start(|_, _, _| (201, r#"{"id": 7}"#.to_string())).await;
+    let pager = TestServer::start(|_, _, _| (200, "{}".to_string())).await;
+    let h = Harness::new();
+    let spec = format!(
+        "  capabilities:\n    llm: {{ provider: openai, model: test-model, endpoint: \"{m}/v1/\" }}\n    keyValue: {{ maxBytes: 1Mi, buckets: [handled] }}\n    http:\n      - {{ url: \"{t}/api/issues\", methods: [POST] }}\n      - {{ url: \"{p}/page\", methods: [POST] }}\n    env:\n      - {{ name: TICKETS_URL, value: \"{t}/api/issues\" }}\n      - {{ name: PAGER_URL, value: \"{p}/page\" }}\n",
+        m = model.base(),
+        t = tickets.base(),
+        p = pager.base()
+    );
+    let agent = h.agent("triage", guests::TRIAGE, &spec);
+    let alert =
+        json!({ "id": "a-1", "alert": "DiskFilling", "service": "db", "summary": "91% used" });
+    let first = output_json(&agent.invoke(task(alert.clone())).await);
+    assert_eq!(first["duplicate"], false, "{first}");
+    assert_eq!(first["decision"]["tool"], "create_ticket");
+    let sent = tickets.requests();
+    assert_eq!(sent.len(), 1);
+    let ticket: Value = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!(ticket["arguments"]["severity"], "medium");
+    assert!(pager.requests().is_empty());
+
+    let again = output_json(&agent.invoke(task(alert)).await);
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(again["decision"]["tool"], "create_ticket");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "the duplicate never reached the model"
+    );
+    assert_eq!(tickets.requests().len(), 1, "nor the ticket API");
+}

@@ -17,9 +17,10 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// Example crates built as components: (package, constant name).
-const EXAMPLES: [(&str, &str); 2] = [
+const EXAMPLES: [(&str, &str); 3] = [
     ("hello", "HELLO"),
     ("incident-responder", "INCIDENT_RESPONDER"),
+    ("triage", "TRIAGE"),
 ];
 
 /// Variables of the outer build that must not leak into the guest build
