@@ -86,6 +86,9 @@ pub struct HostConfig {
     pub state_dir: PathBuf,
     /// The key-value backend.
     pub kv_store: KvStore,
+    /// Put the last user message of each model request into its audit record
+    /// (redacted, truncated). Off by default: prompts may carry personal data.
+    pub audit_llm_prompts: bool,
 }
 
 impl Default for HostConfig {
@@ -105,6 +108,7 @@ impl Default for HostConfig {
             metering: Metering::FuelAndEpoch,
             state_dir: default_state_dir(),
             kv_store: KvStore::Embedded,
+            audit_llm_prompts: false,
         }
     }
 }

@@ -220,3 +220,44 @@ async fn triage_uses_the_tool_the_model_picks_and_recognises_duplicates() {
     );
     assert_eq!(tickets.requests().len(), 1, "nor the ticket API");
 }
+
+/// Each model call leaves an audit record with the model and its tokens; the
+/// prompt appears only when the operator switches it on.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_calls_are_audited_without_the_prompt_unless_switched_on() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    for prompts in [false, true] {
+        let mut h = Harness::with_config(|c| c.audit_llm_prompts = prompts);
+        let path = h.dir.path().join("audit.jsonl");
+        let log = agent_host::audit::AuditLog::open(&path).unwrap();
+        h.runtime.set_audit_log(log.clone());
+        let agent = h.agent("probe", guests::LLM_PROBE, &grant(&server.base(), ""));
+        output_json(
+            &agent
+                .invoke(task(json!({ "prompt": "db-1 is down" })))
+                .await,
+        );
+        log.close();
+        let records: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let call = records
+            .iter()
+            .find(|r| r["capability"] == "llm")
+            .unwrap_or_else(|| panic!("no llm record: {records:?}"));
+        assert_eq!(call["target"], "openai test-model");
+        assert_eq!(call["decision"], "allow");
+        assert!(call["action"]
+            .as_str()
+            .unwrap()
+            .contains("40 prompt + 9 completion tokens"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.contains("db-1 is down"),
+            prompts,
+            "prompt in the audit log: {prompts}"
+        );
+    }
+}

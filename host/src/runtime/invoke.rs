@@ -379,6 +379,7 @@ impl PreparedAgent {
                 grant.clone(),
                 started + limits.timeout.as_duration(),
                 audit.clone(),
+                self.audit_llm_prompts,
             )
         });
         let state = InvocationState {

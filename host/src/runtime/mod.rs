@@ -112,6 +112,8 @@ pub struct PreparedAgent {
     pub(crate) limits: Limits,
     /// Whether fuel and epoch deadlines are armed (the engine's metering).
     pub(crate) metering: Metering,
+    /// Whether model prompts go into the audit log (operator switch).
+    pub(crate) audit_llm_prompts: bool,
     /// The key-value grant and the store behind it.
     pub(crate) kv: Option<(KvGrant, Arc<dyn KvBackend>)>,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
@@ -231,6 +233,7 @@ impl Runtime {
             grants,
             limits: loaded.agent.spec.limits.clone(),
             metering: self.config.metering,
+            audit_llm_prompts: self.config.audit_llm_prompts,
             concurrency: Arc::new(tokio::sync::Semaphore::new(
                 loaded.agent.spec.limits.max_concurrency as usize,
             )),

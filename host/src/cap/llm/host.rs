@@ -20,16 +20,24 @@ pub struct LlmSession {
     pub budget: Budget,
     deadline: Instant,
     audit: CapabilityAudit,
+    audit_prompts: bool,
 }
 
 impl LlmSession {
-    /// A session under `grant` ending at `deadline`, recording each call in `audit`.
-    pub fn new(grant: Arc<LlmGrant>, deadline: Instant, audit: CapabilityAudit) -> Self {
+    /// A session under `grant` ending at `deadline`, recording each call in
+    /// `audit` (with the prompt only if `audit_prompts`).
+    pub fn new(
+        grant: Arc<LlmGrant>,
+        deadline: Instant,
+        audit: CapabilityAudit,
+        audit_prompts: bool,
+    ) -> Self {
         Self {
             budget: grant.budget(),
             grant,
             deadline,
             audit,
+            audit_prompts,
         }
     }
 
@@ -42,7 +50,8 @@ impl LlmSession {
         (provider, &self.grant.endpoint.model)
     }
 
-    /// One audit record per call: never the prompt, only the model and tokens.
+    /// One audit record per call: the model and tokens; the prompt only when
+    /// the operator switched it on.
     fn record(&self, decision: Decision, action: &str, reason: Option<&str>) {
         let (provider, model) = self.model();
         self.audit.record(
@@ -80,16 +89,36 @@ impl llm::Host for LlmView<'_> {
                 return Ok(Err(Error::BudgetExceeded(why)));
             }
         };
+        // The last user message, redacted by the audit log, at most 2 KiB.
+        let prompt = session.audit_prompts.then(|| {
+            let last = request
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == llm::Role::User)
+                .map_or("", |m| m.content.as_str());
+            let cut = (0..=last.len().min(2048))
+                .rev()
+                .find(|i| last.is_char_boundary(*i))
+                .unwrap_or(0);
+            format!("prompt: {}", &last[..cut])
+        });
         let grant = session.grant.clone();
         match grant
             .endpoint
             .complete(&request, max_tokens, session.deadline)
             .await
         {
-            Ok((response, _attempts)) => {
-                session.budget.charge(
-                    response.usage.prompt_tokens,
-                    response.usage.completion_tokens,
+            Ok((response, attempts)) => {
+                let u = &response.usage;
+                session.budget.charge(u.prompt_tokens, u.completion_tokens);
+                session.record(
+                    Decision::Allow,
+                    &format!(
+                        "complete: {} prompt + {} completion tokens, {attempts} attempt(s)",
+                        u.prompt_tokens, u.completion_tokens
+                    ),
+                    prompt.as_deref(),
                 );
                 Ok(Ok(response))
             }
