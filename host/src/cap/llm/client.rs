@@ -127,7 +127,6 @@ impl Endpoint {
                 connect_timeout: Some(remaining.min(Duration::from_secs(5))),
                 first_byte_timeout: Some(remaining),
                 between_bytes_timeout: Some(remaining),
-                ..Default::default()
             };
             let outcome = async {
                 let (response, io) = send(

@@ -1,8 +1,8 @@
 //! The `llm` capability (`spec.capabilities.llm`): chat completions sent by the
 //! host to the granted provider and model, under per-invocation token and
-//! request budgets and an optional per-agent tokens-per-minute rate.
-//! Work in progress: linking is missing, so a component importing `llm` is
-//! still refused at load.
+//! request budgets and an optional per-agent tokens-per-minute rate. The
+//! guest-facing call is in [`host`], the wire formats in [`provider`], the
+//! HTTP exchange with retries in [`client`].
 
 pub mod client;
 pub mod host;
