@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 use agent_host_test_guests as guests;
 use serde_json::Value;
 
+// Hostile scenarios, one module per area; they share `Serve` and the helpers here.
+#[path = "serve/audit.rs"]
+mod audit;
+#[path = "serve/fs.rs"]
+mod fs;
+#[path = "serve/kv.rs"]
+mod kv;
+#[path = "serve/store.rs"]
+mod store;
+
 const BIN: &str = env!("CARGO_BIN_EXE_agent-host");
 
 struct Serve {

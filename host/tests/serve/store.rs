@@ -1,0 +1,1 @@
+//! Hostile agents and callers against a real `serve` process: store (issue 12).
