@@ -1,6 +1,6 @@
 //! Operator configuration: how the host runs, as opposed to what an agent may do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::runtime::MAX_COMPONENT_BYTES;
@@ -92,13 +92,25 @@ pub struct HostConfig {
 }
 
 impl Default for HostConfig {
-    /// Defaults: cache under `$XDG_CACHE_HOME/agent-host` (or `~/.cache/agent-host`,
-    /// or the system temp dir), secrets under `/var/run/secrets/agent-host`,
-    /// pooling allocator with 1000 slots, 10 ms epoch tick, components of at most
-    /// [`MAX_COMPONENT_BYTES`] (64 MiB).
+    /// [`HostConfig::new`] with the cache under [`default_cache_dir`] and the
+    /// state under [`default_state_dir`]; when those refuse, a fresh private
+    /// temporary directory each, so a library default is never a directory
+    /// another user controls (the CLI refuses instead).
     fn default() -> Self {
+        Self::new(
+            default_cache_dir().unwrap_or_else(|_| fresh_private_dir(CACHE.temp_name)),
+            default_state_dir().unwrap_or_else(|_| fresh_private_dir(STATE.temp_name)),
+        )
+    }
+}
+
+impl HostConfig {
+    /// Defaults with these directories: secrets under
+    /// `/var/run/secrets/agent-host`, pooling allocator with 1000 slots, 10 ms
+    /// epoch tick, components of at most [`MAX_COMPONENT_BYTES`] (64 MiB).
+    pub fn new(cache_dir: PathBuf, state_dir: PathBuf) -> Self {
         Self {
-            cache_dir: default_cache_dir(),
+            cache_dir,
             cache_key_file: None,
             secrets_dir: PathBuf::from("/var/run/secrets/agent-host"),
             allocator: Allocator::Pooling,
@@ -106,31 +118,197 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             max_component_bytes: MAX_COMPONENT_BYTES,
             metering: Metering::FuelAndEpoch,
-            state_dir: default_state_dir(),
+            state_dir,
             kv_store: KvStore::Embedded,
             audit_llm_prompts: false,
         }
     }
 }
 
-/// `$XDG_STATE_HOME/agent-host`, else `$HOME/.local/state/agent-host`, else `$TMPDIR/agent-host-state`.
-pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("agent-host");
-    }
-    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".local/state/agent-host");
-    }
-    std::env::temp_dir().join("agent-host-state")
+/// A default directory that cannot be used safely.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: {problem}; the {what} directory falls back to the temp dir when {xdg} and HOME \
+     are unset, and must then be owned by this user and writable by no one else: set {flag} \
+     (or {var}), {xdg} or HOME"
+)]
+pub struct DirError {
+    /// The directory refused.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+    what: &'static str,
+    flag: &'static str,
+    var: &'static str,
+    xdg: &'static str,
 }
 
-/// `$XDG_CACHE_HOME/agent-host`, else `$HOME/.cache/agent-host`, else `$TMPDIR/agent-host-cache`.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("agent-host");
+/// How a default directory is found and named in errors.
+struct DirKind {
+    what: &'static str,
+    xdg: &'static str,
+    home_subdir: &'static str,
+    temp_name: &'static str,
+    flag: &'static str,
+    var: &'static str,
+}
+
+const STATE: DirKind = DirKind {
+    what: "state",
+    xdg: "XDG_STATE_HOME",
+    home_subdir: ".local/state/agent-host",
+    temp_name: "agent-host-state",
+    flag: "--state-dir",
+    var: "AGENT_HOST_STATE_DIR",
+};
+
+const CACHE: DirKind = DirKind {
+    what: "cache",
+    xdg: "XDG_CACHE_HOME",
+    home_subdir: ".cache/agent-host",
+    temp_name: "agent-host-cache",
+    flag: "--cache-dir",
+    var: "AGENT_HOST_CACHE_DIR",
+};
+
+/// `$XDG_STATE_HOME/agent-host`, else `$HOME/.local/state/agent-host`, else
+/// the per-user `$TMPDIR/agent-host-state-<uid>` (see [`default_cache_dir`]).
+pub fn default_state_dir() -> Result<PathBuf, DirError> {
+    default_dir(&STATE)
+}
+
+/// `$XDG_CACHE_HOME/agent-host`, else `$HOME/.cache/agent-host`, else the
+/// per-user `$TMPDIR/agent-host-cache-<uid>`: created 0700, and refused when it
+/// exists as a symlink, is owned by another user, or is group- or
+/// world-writable. In a shared temp dir anyone could otherwise create it
+/// first and plant compiled code or key-value state for the host to trust.
+pub fn default_cache_dir() -> Result<PathBuf, DirError> {
+    default_dir(&CACHE)
+}
+
+fn default_dir(kind: &DirKind) -> Result<PathBuf, DirError> {
+    if let Some(dir) = std::env::var_os(kind.xdg).filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("agent-host"));
     }
     if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(home).join(".cache").join("agent-host");
+        return Ok(PathBuf::from(home).join(kind.home_subdir));
     }
-    std::env::temp_dir().join("agent-host-cache")
+    let uid = rustix::process::getuid().as_raw();
+    let path = std::env::temp_dir().join(format!("{}-{uid}", kind.temp_name));
+    private_dir(&path, uid).map_err(|problem| DirError {
+        path: path.clone(),
+        problem,
+        what: kind.what,
+        flag: kind.flag,
+        var: kind.var,
+        xdg: kind.xdg,
+    })?;
+    Ok(path)
+}
+
+/// Creates `path` owner-only if missing, then checks, without following a
+/// symlink, that it is a directory owned by `uid` that no one else can write.
+fn private_dir(path: &Path, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create it: {e}")),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot inspect it: {e}"))?;
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return Err("it is not a directory".into());
+    }
+    if meta.uid() != uid {
+        return Err(format!(
+            "it is owned by uid {}, not by this user (uid {uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is group- or world-writable (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// A new owner-only directory in the temp dir (mkdtemp), kept; a path that does
+/// not exist (so that using it fails) if even that cannot be made.
+fn fresh_private_dir(name: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir()
+        .map(tempfile::TempDir::keep)
+        .unwrap_or_else(|_| PathBuf::from("/nonexistent").join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn uid() -> u32 {
+        rustix::process::getuid().as_raw()
+    }
+
+    #[test]
+    fn a_missing_fallback_directory_is_created_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("agent-host-cache-1");
+        private_dir(&dir, uid()).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        private_dir(&dir, uid()).expect("our own private directory is reused");
+    }
+
+    #[test]
+    fn a_fallback_directory_writable_by_others_or_owned_by_another_user_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("agent-host-state-1");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = private_dir(&dir, uid()).unwrap_err();
+        assert!(err.contains("group- or world-writable (mode 777)"), "{err}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = private_dir(&dir, uid() + 1).unwrap_err();
+        assert!(err.contains(&format!("owned by uid {}", uid())), "{err}");
+    }
+
+    #[test]
+    fn a_fallback_directory_planted_as_a_symlink_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("theirs")).unwrap();
+        let dir = tmp.path().join("agent-host-cache-1");
+        std::os::unix::fs::symlink("theirs", &dir).unwrap();
+        let err = private_dir(&dir, uid()).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn the_refusal_names_the_flag_and_the_variables_to_set() {
+        let err = DirError {
+            path: "/tmp/agent-host-cache-1000".into(),
+            problem: "it is owned by uid 0, not by this user (uid 1000)".into(),
+            what: CACHE.what,
+            flag: CACHE.flag,
+            var: CACHE.var,
+            xdg: CACHE.xdg,
+        };
+        let message = err.to_string();
+        for needle in [
+            "--cache-dir",
+            "AGENT_HOST_CACHE_DIR",
+            "XDG_CACHE_HOME",
+            "HOME",
+            "owned by uid 0",
+        ] {
+            assert!(message.contains(needle), "{needle}: {message}");
+        }
+    }
 }

@@ -264,24 +264,28 @@ async fn the_same_modifications_succeed_on_a_read_write_preopen() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
+    // Creating a file now costs ENTRY_COST too (it used to be free, see
+    // `creating_entries_in_a_loop_...`): the quota and sizes leave room for it.
+    const QUOTA: u64 = 12 << 10;
+    let entry = agent_host::cap::fs::quota::ENTRY_COST;
     let h = Harness::new();
     let mount = h.dir.path().join("quota");
     std::fs::create_dir_all(&mount).unwrap();
     let agent = h.agent(
         "fs-quota",
         guests::FS_PROBE,
-        "  capabilities:\n    filesystem:\n      - { hostPath: quota, guestPath: /q, readOnly: false }\n  limits: { maxWriteBytes: 4Ki }\n",
+        "  capabilities:\n    filesystem:\n      - { hostPath: quota, guestPath: /q, readOnly: false }\n  limits: { maxWriteBytes: 12Ki }\n",
     );
     let write =
         |path: &str, bytes: usize| json!({"op": "write", "path": path, "data": "x".repeat(bytes)});
 
     let inv = agent.invoke(task(write("/q/small", 3000))).await;
     assert_eq!(output_json(&inv)["ok"], true);
-    assert_eq!(inv.usage.file_write_bytes, 3000);
+    assert_eq!(inv.usage.file_write_bytes, entry + 3000);
 
     for input in [
-        write("/q/big", 8000),
-        json!({"op": "append", "path": "/q/small", "data": "y".repeat(5000)}),
+        write("/q/big", 2 * QUOTA as usize),
+        json!({"op": "append", "path": "/q/small", "data": "y".repeat(2 * QUOTA as usize)}),
     ] {
         let inv = agent.invoke(task(input.clone())).await;
         let out = output_json(&inv);
@@ -289,7 +293,7 @@ async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
         // The host answers ENOSPC; wasi-libc reports a failed stream write as EIO.
         assert!(out["error"].as_str().unwrap().contains("os error"), "{out}");
         assert!(
-            inv.usage.file_write_bytes <= 4096,
+            inv.usage.file_write_bytes <= QUOTA,
             "charged {}",
             inv.usage.file_write_bytes
         );
@@ -297,10 +301,177 @@ async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
     let big = std::fs::metadata(mount.join("big"))
         .map(|m| m.len())
         .unwrap_or(0);
-    assert!(big <= 4096, "{big} bytes reached the host past the quota");
+    assert!(
+        big <= QUOTA - entry,
+        "{big} bytes reached the host past the quota"
+    );
     let small = std::fs::metadata(mount.join("small")).unwrap().len();
-    assert!(small <= 3000 + 4096, "{small}");
+    assert!(small <= 3000 + QUOTA, "{small}");
 
     // The quota is per invocation: the next one starts afresh.
     assert_eq!(fs(&agent, write("/q/again", 3000)).await["ok"], true);
+}
+
+fn load_error(h: &Harness, name: &str, spec: &str) -> String {
+    let manifest = h.manifest(name, guests::FS_PROBE, spec);
+    match h.load(&manifest) {
+        Ok(_) => panic!("{name} must be refused at load"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_swapped_for_a_symlink_between_invocations_still_shows_the_original_directory() {
+    let h = Harness::new();
+    let root = h.dir.path();
+    std::fs::create_dir_all(root.join("config")).unwrap();
+    std::fs::write(root.join("config/who"), "original").unwrap();
+    std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+    std::fs::write(root.join("elsewhere/who"), OUTSIDE).unwrap();
+    let spec =
+        "  capabilities:\n    filesystem:\n      - { hostPath: config, guestPath: /config }\n";
+    let agent = h.agent("fs-swap", guests::FS_PROBE, spec);
+    let original = json!({"ok": true, "data": "original"});
+    assert_eq!(fs(&agent, read("/config/who")).await, original);
+
+    // What a guest with a writable mount around `config` did before mounts
+    // were held open: move the directory away, leave a symlink in its place.
+    std::fs::rename(root.join("config"), root.join("config.moved")).unwrap();
+    symlink("elsewhere", root.join("config")).unwrap();
+
+    assert_eq!(fs(&agent, read("/config/who")).await, original);
+    assert_eq!(
+        fs(&agent, list("/config")).await,
+        json!({"ok": true, "data": ["who"]})
+    );
+    // Loading the manifest again opens the path anew: now a symlink, refused.
+    let err = load_error(&h, "fs-swap", spec);
+    assert!(err.contains("filesystem[0].hostPath"), "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writable_mount_containing_another_mount_of_the_same_agent_is_refused_at_load() {
+    // The reported attack: `data` read-write at /data, `data/config` read-only at
+    // /config; the guest renamed /data/config and left a symlink to `/`.
+    let h = Harness::new();
+    std::fs::create_dir_all(h.dir.path().join("data/config")).unwrap();
+    let err = load_error(
+        &h,
+        "fs-nested",
+        "  capabilities:\n    filesystem:\n      - { hostPath: data, guestPath: /data, readOnly: false }\n      - { hostPath: data/config, guestPath: /config, readOnly: true }\n",
+    );
+    assert!(
+        err.contains("spec.capabilities.filesystem[0].hostPath"),
+        "{err}"
+    );
+    assert!(
+        err.contains("data/config (agent fs-nested, spec.capabilities.filesystem[1], read-only)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_overlapping_another_agents_writable_mount_is_refused_until_that_agent_is_gone() {
+    let h = Harness::new();
+    std::fs::create_dir_all(h.dir.path().join("shared/config")).unwrap();
+    let inner = "  capabilities:\n    filesystem:\n      - { hostPath: shared/config, guestPath: /config }\n";
+    let outer = "  capabilities:\n    filesystem:\n      - { hostPath: shared, guestPath: /shared, readOnly: false }\n";
+    let reader = h.agent("fs-reader", guests::FS_PROBE, inner);
+
+    let err = load_error(&h, "fs-writer", outer);
+    assert!(
+        err.contains("spec.capabilities.filesystem[0].hostPath"),
+        "{err}"
+    );
+    assert!(err.contains("agent fs-reader"), "{err}");
+
+    // The same mount again (another agent, or the reader's next spec) is no conflict.
+    let same = h.agent("fs-reader-2", guests::FS_PROBE, inner);
+    drop((reader, same));
+    let writer = h.agent("fs-writer", guests::FS_PROBE, outer);
+    let err = load_error(&h, "fs-reader", inner);
+    assert!(err.contains("is inside the writable mount"), "{err}");
+    assert!(err.contains("agent fs-writer"), "{err}");
+    drop(writer);
+}
+
+/// An agent running the entry-flood guest on a read-write mount `/w` of `w/`,
+/// with `maxWriteBytes: 1Mi`.
+fn flood_agent(h: &Harness) -> PreparedAgent {
+    std::fs::create_dir_all(h.dir.path().join("w")).unwrap();
+    h.agent(
+        "fs-flood",
+        guests::FS_ENTRY_FLOOD,
+        "  capabilities:\n    filesystem:\n      - { hostPath: w, guestPath: /w, readOnly: false }\n  limits: { maxWriteBytes: 1Mi }\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creating_entries_in_a_loop_stops_at_the_write_quota_with_insufficient_space() {
+    let h = Harness::new();
+    let agent = flood_agent(&h);
+    let quota_entries = (1 << 20) / agent_host::cap::fs::quota::ENTRY_COST;
+    let flood = json!({"op": "entries", "path": "/w", "max": 20 * quota_entries});
+    let inv = agent.invoke(task(flood)).await;
+    let out = output_json(&inv);
+    let created = out["created"].as_u64().unwrap();
+    assert_eq!(
+        created, quota_entries,
+        "files, dirs, symlinks, hard links: {out}"
+    );
+    assert!(
+        out["error"].as_str().unwrap().starts_with("StorageFull"),
+        "{out}"
+    );
+    assert_eq!(inv.usage.file_write_bytes, 1 << 20);
+    let on_host = std::fs::read_dir(h.dir.path().join("w")).unwrap().count() as u64;
+    assert_eq!(
+        on_host, quota_entries,
+        "entries past the quota reached the host"
+    );
+
+    // Re-opening existing files creates nothing and costs nothing.
+    let again = json!({"op": "entries", "path": "/w", "max": 1});
+    let inv = agent.invoke(task(again)).await;
+    assert_eq!(output_json(&inv), json!({"created": 1, "error": null}));
+    assert_eq!(inv.usage.file_write_bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn growing_a_file_to_a_tebibyte_fails_with_insufficient_space_and_the_next_invocation_runs() {
+    let h = Harness::new();
+    let agent = flood_agent(&h);
+    for op in ["set_size", "sparse_write"] {
+        let path = format!("/w/{op}");
+        let inv = agent
+            .invoke(task(json!({"op": op, "path": path, "size": 1u64 << 40})))
+            .await;
+        let out = output_json(&inv);
+        assert_eq!(out["ok"], false, "{op}: {out}");
+        assert!(
+            out["error"].as_str().unwrap().starts_with("StorageFull"),
+            "{op}: {out}"
+        );
+        assert!(
+            inv.usage.file_write_bytes <= 1 << 20,
+            "{op}: {:?}",
+            inv.usage
+        );
+        let len = std::fs::metadata(h.dir.path().join("w").join(op))
+            .unwrap()
+            .len();
+        assert_eq!(len, 0, "{op}: the file grew on the host");
+    }
+    // Growth within the quota is allowed (and charged).
+    let inv = agent
+        .invoke(task(
+            json!({"op": "set_size", "path": "/w/ok", "size": 512 << 10}),
+        ))
+        .await;
+    assert_eq!(output_json(&inv), json!({"ok": true}));
+    assert_eq!(
+        inv.usage.file_write_bytes,
+        agent_host::cap::fs::quota::ENTRY_COST + (512 << 10)
+    );
 }

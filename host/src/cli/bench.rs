@@ -62,7 +62,11 @@ pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
         .into_iter()
         .filter(|(a, _)| args.allocator.is_none_or(|only| only == *a));
     for (allocator, label) in chosen {
-        let runtime = match Runtime::new(host.config(allocator)) {
+        let config = match host.config(allocator) {
+            Ok(config) => config,
+            Err(e) => return fail(e),
+        };
+        let runtime = match Runtime::new(config) {
             Ok(rt) => rt,
             Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
         };

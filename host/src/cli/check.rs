@@ -29,7 +29,11 @@ pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     println!("manifest    {}: valid", args.manifest.display());
-    let runtime = match Runtime::new(host.config(Allocator::Pooling)) {
+    let config = match host.config(Allocator::Pooling) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
     };
@@ -69,7 +73,11 @@ pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
 }
 
 pub fn compile(host: &HostArgs, args: CompileArgs) -> ExitCode {
-    let runtime = match Runtime::new(host.config(Allocator::Pooling)) {
+    let config = match host.config(Allocator::Pooling) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
     };

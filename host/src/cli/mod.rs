@@ -11,7 +11,9 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_host::config::{default_cache_dir, default_state_dir, Allocator, HostConfig, KvStore};
+use agent_host::config::{
+    default_cache_dir, default_state_dir, Allocator, DirError, HostConfig, KvStore,
+};
 use agent_host::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
 
@@ -81,19 +83,23 @@ enum Command {
 }
 
 impl HostArgs {
-    fn config(&self, allocator: Allocator) -> HostConfig {
-        HostConfig {
-            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+    /// The host configuration; refuses a default directory that is not safe to use.
+    fn config(&self, allocator: Allocator) -> Result<HostConfig, DirError> {
+        let or_default = |dir: &Option<PathBuf>, default: fn() -> Result<PathBuf, DirError>| {
+            dir.clone().map_or_else(default, Ok)
+        };
+        let cache_dir = or_default(&self.cache_dir, default_cache_dir)?;
+        let state_dir = or_default(&self.state_dir, default_state_dir)?;
+        Ok(HostConfig {
             cache_key_file: self.cache_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
-            state_dir: self.state_dir.clone().unwrap_or_else(default_state_dir),
             kv_store: self
                 .kv_redis
                 .clone()
                 .map_or(KvStore::Embedded, KvStore::Redis),
             allocator,
-            ..HostConfig::default()
-        }
+            ..HostConfig::new(cache_dir, state_dir)
+        })
     }
 }
 

@@ -46,7 +46,11 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return fail(e),
     };
-    let runtime = match Runtime::new(host.config(Allocator::Pooling)) {
+    let config = match host.config(Allocator::Pooling) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
     };

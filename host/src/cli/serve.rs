@@ -162,7 +162,10 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         Some(_) => DEFAULT_CLUSTER_INSTANCES,
         None => u32::try_from(total_concurrency).unwrap_or(u32::MAX),
     });
-    let mut config = host.config(Allocator::Pooling);
+    let mut config = match host.config(Allocator::Pooling) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
     config.max_instances = max_instances;
     let mut runtime = match Runtime::new(config) {
         Ok(rt) => rt,

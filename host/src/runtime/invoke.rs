@@ -194,7 +194,8 @@ pub struct Usage {
     pub log_records: u64,
     /// Log bytes dropped by the budget.
     pub log_dropped_bytes: u64,
-    /// Bytes of file data written to read-write mounts.
+    /// Bytes charged to `maxWriteBytes`: file data, growth past the end of a
+    /// file, and `cap::fs::quota::ENTRY_COST` per created entry.
     pub file_write_bytes: u64,
     /// File opens refused (outside every mount, or a write to a read-only one).
     pub file_denied: u32,
@@ -370,7 +371,6 @@ impl PreparedAgent {
         wasi.stdout(CapturedOutput::stdout(log.clone()))
             .stderr(CapturedOutput::stderr(log.clone()));
         self.grants.env.prepare(&mut wasi);
-        self.grants.fs.prepare(&mut wasi)?;
 
         let mut table = wasmtime::component::ResourceTable::new();
         table.set_max_capacity(limits.max_resources as usize);
@@ -406,6 +406,7 @@ impl PreparedAgent {
             audit,
             file_denied: 0,
             dir_paths: Default::default(),
+            preopens: self.grants.fs.prepare(),
             kv: self
                 .kv
                 .as_ref()

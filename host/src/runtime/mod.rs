@@ -101,6 +101,8 @@ pub struct Runtime {
     audit: AuditLog,
     /// The key-value backend, opened by the first agent granted state.
     kv: std::sync::Mutex<Option<Arc<dyn KvBackend>>>,
+    /// Every mount of every agent prepared and not yet dropped.
+    mounts: Arc<crate::cap::fs::registry::MountRegistry>,
     _ticker: Option<engine::EpochTicker>,
 }
 
@@ -161,6 +163,7 @@ impl Runtime {
             config,
             audit: AuditLog::disabled(),
             kv: std::sync::Mutex::new(None),
+            mounts: Default::default(),
             _ticker: ticker,
         })
     }
@@ -287,13 +290,20 @@ impl Runtime {
     ) -> Result<(Grants, Component, Inspection), LoadError> {
         let agent: &Agent = &loaded.agent;
         let base_dir = loaded.manifest_path.parent().unwrap_or(Path::new("."));
-        let grants =
-            Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
-                LoadError::Configure {
-                    manifest: loaded.manifest_path.display().to_string(),
-                    source,
-                }
-            })?;
+        let configure_error = |source| LoadError::Configure {
+            manifest: loaded.manifest_path.display().to_string(),
+            source,
+        };
+        let mut grants = Grants::configure(agent, &self.config.secrets_dir, base_dir)
+            .map_err(configure_error)?;
+        let owner = match &agent.metadata.namespace {
+            Some(ns) => format!("{ns}/{}", agent.name()),
+            None => agent.name().to_string(),
+        };
+        grants
+            .fs
+            .register(&self.mounts, &owner)
+            .map_err(configure_error)?;
         let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
         let import_names: Vec<String> = component
             .component_type()

@@ -34,6 +34,8 @@ pub struct InvocationState {
     /// File opens refused (outside a mount, or writes to a read-only one).
     pub(crate) file_denied: u32,
     pub(crate) dir_paths: crate::cap::fs::audit::DirPaths,
+    /// The mount roots held open since configure (the only preopens).
+    pub(crate) preopens: crate::cap::fs::Preopens,
     /// The invocation's key-value transaction, when the manifest grants state.
     pub(crate) kv: Option<crate::cap::kv::Transaction>,
     /// The invocation's model access, when the manifest grants it.

@@ -1,19 +1,19 @@
 //! Every `open-at` (the one way a guest reaches a file) is re-linked over
 //! wasmtime-wasi's to leave an audit record of the path and the decision, and
 //! to count refusals: a path outside the mount, or a write to a read-only
-//! mount, is a capability denial. `get-directories` is re-linked too, to learn
-//! the guest path of each preopen, so records name `/runbooks/a.md`, not `a.md`.
+//! mount, is a capability denial. `get-directories` is re-linked too: it hands
+//! out the directories held since configure (`cap::fs::Preopens`), and learns
+//! the guest path of each, so records name `/runbooks/a.md`, not `a.md`.
 
 use std::collections::HashMap;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView as _;
-use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     self as fs, Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
 };
 
-use super::quota::TYPES;
+use super::quota::{charge_created_file, TYPES};
 use crate::audit::Decision;
 use crate::cap::Capability;
 use crate::runtime::state::InvocationState;
@@ -62,7 +62,8 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
         .func_wrap("get-directories", |mut store, (): ()| {
             let state = store.data_mut();
             state.calls.record(Capability::Filesystem);
-            let dirs = state.filesystem().get_directories()?;
+            // The directories opened at configure, never reopened by path.
+            let dirs = state.preopens.push_into(&mut state.table)?;
             for (fd, path) in &dirs {
                 state.dir_paths.remember(fd.rep(), path.clone());
             }
@@ -77,12 +78,25 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
                 state.calls.record(Capability::Filesystem);
                 let audit = state.audit.clone();
                 let target = state.dir_paths.resolve(fd.rep(), &path);
+                let quota = state.write_quota.clone();
                 let mut view = state.filesystem();
+                let charged = match oflags.contains(OpenFlags::CREATE) {
+                    true => match charge_created_file(&quota, &mut view, &fd, path_flags, &path)
+                        .await
+                    {
+                        Ok(n) => n,
+                        Err(e) => return Ok((Err(e),)),
+                    },
+                    false => 0,
+                };
                 let opened =
                     HostDescriptor::open_at(&mut view, fd, path_flags, path, oflags, flags).await;
                 let result = match opened {
                     Ok(d) => Ok(d),
-                    Err(e) => Err(fs::Host::convert_error_code(&mut view, e)?),
+                    Err(e) => {
+                        quota.refund(charged);
+                        Err(fs::Host::convert_error_code(&mut view, e)?)
+                    }
                 };
                 let writes = flags.contains(DescriptorFlags::WRITE)
                     || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);

@@ -2,23 +2,37 @@
 //! `spec.capabilities.filesystem` are visible, each as a preopen; a read-only
 //! mount allows no create, write, truncate, rename, link or unlink.
 //!
+//! Each mount root is opened once, at configure, without following any
+//! symlink in its host path ([`open`]); every invocation's preopen is that
+//! held directory (handed out by the re-linked `get-directories`, see
+//! [`audit`]), never the path opened again, so renaming or replacing the
+//! directory after load cannot redirect a mount. Mounts a writable mount
+//! contains are refused host-wide ([`registry`]).
+//!
 //! Path resolution inside a preopen is wasmtime-wasi's (cap-std): `..` and
 //! symlinks cannot leave the preopened directory.
 
 pub mod audit;
+mod open;
 pub mod quota;
+pub mod registry;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::filesystem::{Descriptor, Dir};
+use wasmtime_wasi::{FsPerms, OpenMode};
 
 use super::ConfigureError;
 use crate::manifest::FsMount;
+use registry::{MountLease, MountRegistry};
 
 /// One compiled mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
-    /// Canonical host directory.
+    /// Absolute host directory, with no symlink in it.
     pub host_path: PathBuf,
     /// Absolute path the guest sees.
     pub guest_path: String,
@@ -26,45 +40,105 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// The directories opened at configure, with their guest paths: what every
+/// invocation's `get-directories` returns. Cheap to clone; clones share the handles.
+#[derive(Clone, Default)]
+pub struct Preopens(Arc<[(Dir, String)]>);
+
+impl fmt::Debug for Preopens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(_, g)| g))
+            .finish()
+    }
+}
+
+impl Preopens {
+    /// Pushes a descriptor for each held directory into `table`, with its guest path.
+    pub(crate) fn push_into(
+        &self,
+        table: &mut ResourceTable,
+    ) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
+        self.0
+            .iter()
+            .map(|(dir, guest)| Ok((table.push(Descriptor::Dir(dir.clone()))?, guest.clone())))
+            .collect()
+    }
+}
+
 /// The preopens of one agent.
 #[derive(Clone, Debug, Default)]
 pub struct FsGrant {
     mounts: Vec<Mount>,
+    preopens: Preopens,
+    /// The agent's place in the host's mount registry, once registered.
+    lease: Option<Arc<MountLease>>,
 }
 
 impl FsGrant {
-    /// Resolves (relative to `base_dir`) and canonicalises every host path; a
-    /// host path that is not an existing directory fails the load.
+    /// Resolves each host path (a relative one against `base_dir`, itself
+    /// canonicalised: the operator chose it) and opens it without following
+    /// symlinks; a host path that is, or passes through, a symlink, or that is
+    /// not an existing directory, fails the load.
     pub fn configure(decls: &[FsMount], base_dir: &Path) -> Result<Self, ConfigureError> {
         let mut mounts = Vec::with_capacity(decls.len());
+        let mut preopens = Vec::with_capacity(decls.len());
         for (i, decl) in decls.iter().enumerate() {
             let field = format!("spec.capabilities.filesystem[{i}].hostPath");
-            let host_path = base_dir.join(&decl.host_path);
-            let canonical = host_path.canonicalize().map_err(|e| {
-                ConfigureError::new(
-                    &field,
-                    format!(
-                        "{}: {e}; the directory must exist on the host",
-                        host_path.display()
-                    ),
-                )
-            })?;
-            if !canonical.is_dir() {
-                return Err(ConfigureError::new(
-                    field,
-                    format!(
-                        "{} is not a directory; only directories can be mounted",
-                        canonical.display()
-                    ),
-                ));
-            }
+            let host_path = if decl.host_path.is_absolute() {
+                decl.host_path.clone()
+            } else {
+                // `agent.yaml`'s parent is the empty path: the current directory.
+                let base_dir = match base_dir.as_os_str().is_empty() {
+                    true => Path::new("."),
+                    false => base_dir,
+                };
+                let base = base_dir.canonicalize().map_err(|e| {
+                    let base = base_dir.display();
+                    ConfigureError::new(
+                        &field,
+                        format!(
+                            "{base}: {e}; relative paths resolve against the manifest's directory"
+                        ),
+                    )
+                })?;
+                base.join(&decl.host_path)
+            };
+            let opened = open::open_dir_nofollow(&host_path)
+                .map_err(|e| ConfigureError::new(&field, e.to_string()))?;
+            let (perms, mode) = if decl.read_only {
+                (FsPerms::ReadOnly, OpenMode::READ)
+            } else {
+                (FsPerms::ReadWrite, OpenMode::READ | OpenMode::WRITE)
+            };
+            // As `WasiCtxBuilder::preopened_dir` builds it (blocking I/O off the executor).
+            preopens.push((
+                Dir::new(opened.file, perms, mode, false),
+                decl.guest_path.clone(),
+            ));
             mounts.push(Mount {
-                host_path: canonical,
+                host_path: opened.path,
                 guest_path: decl.guest_path.clone(),
                 read_only: decl.read_only,
             });
         }
-        Ok(Self { mounts })
+        Ok(Self {
+            mounts,
+            preopens: Preopens(preopens.into()),
+            lease: None,
+        })
+    }
+
+    /// Registers the mounts host-wide as `agent`'s, refusing them if a writable
+    /// mount would contain another (see [`registry`]). They stay registered as
+    /// long as this grant (or a clone) lives.
+    pub fn register(
+        &mut self,
+        registry: &Arc<MountRegistry>,
+        agent: &str,
+    ) -> Result<(), ConfigureError> {
+        self.lease = Some(Arc::new(registry.register(agent, &self.mounts)?));
+        Ok(())
     }
 
     /// The compiled mounts.
@@ -72,17 +146,9 @@ impl FsGrant {
         &self.mounts
     }
 
-    /// Phase *prepare*: preopens each mount with its permissions.
-    pub fn prepare(&self, wasi: &mut WasiCtxBuilder) -> wasmtime::Result<()> {
-        for m in &self.mounts {
-            let perms = if m.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            wasi.preopened_dir(&m.host_path, &m.guest_path, perms)?;
-        }
-        Ok(())
+    /// Phase *prepare*: the held directories, for the invocation's `get-directories`.
+    pub fn prepare(&self) -> Preopens {
+        self.preopens.clone()
     }
 }
 
@@ -116,6 +182,7 @@ mod tests {
         };
         let err = FsGrant::configure(&[decl], dir.path()).unwrap_err();
         assert_eq!(err.field, "spec.capabilities.filesystem[0].hostPath");
+        assert!(err.message.contains("must exist"), "{}", err.message);
     }
 
     #[test]
@@ -129,5 +196,30 @@ mod tests {
         };
         let err = FsGrant::configure(&[decl], dir.path()).unwrap_err();
         assert!(err.message.contains("not a directory"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_host_path_that_is_a_symlink_is_refused_naming_the_field_and_the_real_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let decl = FsMount {
+            host_path: "link".into(),
+            guest_path: "/x".into(),
+            read_only: true,
+        };
+        let err = FsGrant::configure(&[decl], dir.path()).unwrap_err();
+        assert_eq!(err.field, "spec.capabilities.filesystem[0].hostPath");
+        assert!(
+            err.message.contains("is a symbolic link"),
+            "{}",
+            err.message
+        );
+        let real = dir.path().canonicalize().unwrap().join("real");
+        assert!(
+            err.message.contains(&real.display().to_string()),
+            "{}",
+            err.message
+        );
     }
 }
