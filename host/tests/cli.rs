@@ -179,3 +179,43 @@ fn crd_output_is_the_committed_deploy_crd() {
         "deploy/crd.yaml is stale: regenerate it with `agent-host crd > deploy/crd.yaml`"
     );
 }
+
+#[test]
+fn without_home_a_temp_state_dir_others_can_write_is_refused_naming_the_flag() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let env = Env::new();
+    let tmp = env.dir.path().join("tmp");
+    let uid = std::fs::metadata(env.dir.path()).unwrap().uid();
+    // Another user got there first (in a shared /tmp) and left it writable.
+    let planted = tmp.join(format!("agent-host-state-{uid}"));
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let manifest = env.manifest("hello", guests::HELLO, "");
+    let run = || {
+        Command::new(BIN)
+            .args(["run", "-f", p(&manifest), "--input", r#"{"name":"cli"}"#])
+            .env("AGENT_HOST_CACHE_DIR", env.dir.path().join("cache"))
+            .env("TMPDIR", &tmp)
+            .env("AGENT_HOST_LOG", "warn")
+            .env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("AGENT_HOST_STATE_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "group- or world-writable",
+        "--state-dir",
+        "AGENT_HOST_STATE_DIR",
+        "HOME",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
