@@ -653,3 +653,42 @@ fn an_api_outage_keeps_the_last_good_spec_and_410_gone_forces_a_relist() {
         "the read-only spec applies: {body}"
     );
 }
+
+#[test]
+fn a_spec_nesting_a_mount_in_the_outgoing_specs_writable_mount_waits_until_that_spec_is_gone() {
+    // Generation 1 mounts `data` read-write; generation 2 mounts `data/config`
+    // read-only. While generation 1 is still registered its invocations could
+    // swap `data/config`, so generation 2 is refused and the agent withdrawn;
+    // it loads on the next apply (here the echo of the status patch), once
+    // generation 1 has left.
+    let (dir, cluster, host) = running_tally();
+    let config = dir.path().join("data/config");
+    std::fs::create_dir(&config).unwrap();
+    host.wait("readiness", || host.ready());
+
+    cluster.set_spec(spec(&config, true));
+    host.wait("the refusal of generation 2", || {
+        host.logs().contains("is inside the writable mount")
+    });
+    host.wait("generation 2 served", || {
+        host.logs().contains(r#""generation":2"#) && host.ready()
+    });
+    let logs = host.logs();
+    let refused = logs
+        .lines()
+        .find(|l| l.contains("is inside the writable mount"))
+        .unwrap();
+    assert!(
+        refused.contains("spec.capabilities.filesystem[0].hostPath")
+            && refused.contains(&format!(
+                "(agent {NS}/tally, spec.capabilities.filesystem[0], read-write)"
+            )),
+        "{refused}"
+    );
+    let refused_at = logs.find("is inside the writable mount").unwrap();
+    let served_at = logs.find(r#""generation":2"#).unwrap();
+    assert!(
+        refused_at < served_at,
+        "generation 2 was served while generation 1 still held its writable mount\n{logs}"
+    );
+}
