@@ -1,6 +1,8 @@
 //! A guest cannot leave its preopened directories through symlinks (planted by
-//! the host side, as a compromised volume or a previous writer could), and a
-//! read-only preopen refuses every kind of modification.
+//! the host side, as a compromised volume or a previous writer could), nor by
+//! swapping a mount's directory between invocations; a read-only preopen
+//! refuses every kind of modification; and whatever takes disk space (data,
+//! file growth, new entries) is charged to `maxWriteBytes`.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

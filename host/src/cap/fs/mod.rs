@@ -3,7 +3,7 @@
 //! mount allows no create, write, truncate, rename, link or unlink.
 //!
 //! Each mount root is opened once, at configure, without following any
-//! symlink in its host path ([`open`]); every invocation's preopen is that
+//! symlink in its host path (`open.rs`); every invocation's preopen is that
 //! held directory (handed out by the re-linked `get-directories`, see
 //! [`audit`]), never the path opened again, so renaming or replacing the
 //! directory after load cannot redirect a mount. Mounts a writable mount
