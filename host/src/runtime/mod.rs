@@ -290,20 +290,22 @@ impl Runtime {
     ) -> Result<(Grants, Component, Inspection), LoadError> {
         let agent: &Agent = &loaded.agent;
         let base_dir = loaded.manifest_path.parent().unwrap_or(Path::new("."));
-        let configure_error = |source| LoadError::Configure {
-            manifest: loaded.manifest_path.display().to_string(),
-            source,
-        };
-        let mut grants = Grants::configure(agent, &self.config.secrets_dir, base_dir)
-            .map_err(configure_error)?;
+        let mut grants =
+            Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
+                LoadError::Configure {
+                    manifest: loaded.manifest_path.display().to_string(),
+                    source,
+                }
+            })?;
+        // Host-wide: a mount inside a writable mount of any served agent is refused.
         let owner = match &agent.metadata.namespace {
             Some(ns) => format!("{ns}/{}", agent.name()),
             None => agent.name().to_string(),
         };
-        grants
-            .fs
-            .register(&self.mounts, &owner)
-            .map_err(configure_error)?;
+        if let Err(source) = grants.fs.register(&self.mounts, &owner) {
+            let manifest = loaded.manifest_path.display().to_string();
+            return Err(LoadError::Configure { manifest, source });
+        }
         let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
         let import_names: Vec<String> = component
             .component_type()
