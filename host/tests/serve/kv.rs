@@ -31,18 +31,29 @@ fn a_set_flood_is_refused_at_the_quota_with_bounded_memory_and_time() {
     let took = started.elapsed();
     let rss_after = serve.rss_kib();
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["outcome"], "ok", "{}", r.body);
-    let report = &r.body["output"];
-    assert_eq!(report["ok"], 1, "{report}");
-    assert_eq!(report["firstRefused"], 1, "{report}");
-    assert_eq!(report["refused"], 3999, "{report}");
+    // Refused calls still copy 512 KiB each into the host: an unoptimised
+    // host may not get through all 4,000 before the deadline.
+    match r.body["outcome"].as_str().unwrap() {
+        "ok" => {
+            let report = &r.body["output"];
+            assert_eq!(report["ok"], 1, "{report}");
+            assert_eq!(report["refused"], 3999, "{report}");
+            assert_eq!(r.body["usage"]["keyValue"], "committed", "{}", r.body);
+        }
+        "Timeout" => assert_eq!(r.body["usage"]["keyValue"], "notCommitted", "{}", r.body),
+        other => panic!("unexpected outcome {other}: {}", r.body),
+    }
+    let logs = serve.logs();
+    let refusal = logs
+        .lines()
+        .find(|l| l.contains("first refusal at"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{logs}"));
     assert!(
-        report["error"].as_str().unwrap().contains("quota"),
-        "{report}"
+        refusal.contains("first refusal at 1:") && refusal.contains("quota"),
+        "refused at the set that passes the quota: {refusal}"
     );
-    assert_eq!(r.body["usage"]["keyValue"], "committed", "{}", r.body);
     assert!(
-        took < Duration::from_secs(7),
+        took < Duration::from_millis(6500),
         "a 5 s invocation took {took:?}"
     );
     assert!(

@@ -2,8 +2,9 @@
 //! of `keyBytes` bytes (`prefix` then the index, zero-padded) in bucket
 //! `bucket` (default "state"), with values of `size` bytes for `set`.
 //! Keeps going past refusals, as a hostile agent would, and returns how many
-//! calls succeeded, the index and text of the first refusal, and how many
-//! were refused — so tests see exactly where a budget stopped it.
+//! calls succeeded, the index and text of the first refusal (also printed to
+//! stderr when it happens), and how many were refused — so tests see exactly
+//! where a budget stopped it.
 
 use agent_host_guest::bindings::wasi::keyvalue::store;
 use agent_host_guest::{Agent, AgentError, Output, Task};
@@ -33,7 +34,11 @@ impl Agent for KvFlood {
                 Ok(()) => ok += 1,
                 Err(e) => {
                     refused += 1;
-                    first.get_or_insert((i, format!("{e:?}")));
+                    if first.is_none() {
+                        // Also on stderr: a flood may end at its timeout, before any output.
+                        eprintln!("first refusal at {i}: {e:?}");
+                        first = Some((i, format!("{e:?}")));
+                    }
                 }
             }
         }
