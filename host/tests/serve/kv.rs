@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::{guests, Serve};
 
-const COUNTER: &str = "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limits: { timeout: 2s }\n";
+const COUNTER: &str =
+    "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limits: { timeout: 2s }\n";
 
 /// 4,000 sets of 512 KiB under `maxBytes: 1Mi` (2 GiB offered): refused at the
 /// set that passes the quota, the server's memory stays put, the invocation
@@ -75,11 +76,7 @@ fn a_stalled_redis_fails_key_value_calls_at_the_deadline_and_stalls_nothing_else
     let dir = tempfile::tempdir().unwrap();
     let counter = guests::write_manifest(dir.path(), "counter", guests::KV_COUNTER, COUNTER);
     let echo = guests::write_manifest(dir.path(), "echo", guests::ECHO, "");
-    let serve = Serve::start(
-        dir.path(),
-        &[&counter, &echo],
-        &["--kv-redis", &redis.url],
-    );
+    let serve = Serve::start(dir.path(), &[&counter, &echo], &["--kv-redis", &redis.url]);
     let r = serve.invoke("counter", "{}");
     assert_eq!(r.body["output"]["count"], 1, "{}", r.body);
 

@@ -21,7 +21,8 @@ use super::{Changes, KvBackend, KvError, Scope, Versioned};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest wait for any reply. Reads are cut off sooner by the invocation's
-/// deadline; a commit, which runs to its end once started, is bounded by this.
+/// deadline; a commit, which runs to its end once started, is bounded by this
+/// plus [`CONNECT_TIMEOUT`].
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Check-and-apply, atomically. KEYS: usage, last stamp, then per entry
@@ -200,16 +201,30 @@ impl KvBackend for RedisBackend {
                 };
             invocation.arg(*seen).arg(op).arg(value).arg(name.as_str());
         }
-        let mut conn = self.conn().await?;
-        let (status, detail): (String, i64) =
-            invocation.invoke_async(&mut conn).await.map_err(|e| {
-                // Sent but unanswered: Redis may have run the script.
-                if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
-                    KvError::Unknown(format!("redis: {e}"))
-                } else {
-                    backend(e)
-                }
-            })?;
+        // A commit is not cut off by the invocation's deadline (it runs to its
+        // end once started), so bound the whole exchange, reconnects included.
+        let exchange = async {
+            let mut conn = self.conn().await?;
+            invocation
+                .invoke_async::<(String, i64)>(&mut conn)
+                .await
+                .map_err(|e| {
+                    // Sent but unanswered: Redis may have run the script.
+                    if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
+                        KvError::Unknown(format!("redis: {e}"))
+                    } else {
+                        backend(e)
+                    }
+                })
+        };
+        let (status, detail) = tokio::time::timeout(CONNECT_TIMEOUT + RESPONSE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| {
+                KvError::Unknown(format!(
+                    "redis: no reply within {:?}",
+                    CONNECT_TIMEOUT + RESPONSE_TIMEOUT
+                ))
+            })??;
         match status.as_str() {
             "ok" => Ok(()),
             "conflict" => {
