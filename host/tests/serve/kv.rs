@@ -31,6 +31,10 @@ fn a_set_flood_is_refused_at_the_quota_with_bounded_memory_and_time() {
     let r = serve.invoke("flood", r#"{"op":"set","count":4000,"size":524288}"#);
     let took = started.elapsed();
     let rss_after = serve.rss_kib();
+    eprintln!(
+        "flood: {} after {took:?}, RSS {rss_before} -> {rss_after} KiB",
+        r.body["outcome"]
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     // Refused calls still copy 512 KiB each into the host: an unoptimised
     // host may not get through all 4,000 before the deadline.
