@@ -349,3 +349,43 @@ async fn an_agent_at_its_quota_can_still_delete_to_shrink() {
         assert_eq!(inv.outcome(), "ok", "{backend}");
     }
 }
+
+/// A commit that started before the deadline runs to its end; when Redis
+/// stops answering in the middle of it, the invocation says the commit's
+/// outcome is unknown (it may have applied) instead of guessing either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_redis_never_answers_is_reported_as_unknown() {
+    let redis = RedisServer::start();
+    let url = redis.url.clone();
+    let h = Harness::with_config(|c| c.kv_store = KvStore::Redis(url));
+    let agent = h.agent("counter", guests::KV_COUNTER, GRANT);
+    assert_eq!(count(&agent).await, 1);
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // The guest reads and buffers at once, then sleeps; Redis stops meanwhile,
+    // so the commit (started well before the 2 s deadline) gets no reply.
+    let invocation = agent.invoke(task(json!({ "then": "sleep", "sleepMs": 600 })));
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        signal("STOP");
+    };
+    let (inv, ()) = tokio::join!(invocation, stop);
+    signal("CONT");
+    assert_eq!(inv.outcome(), "KeyValueError", "{:?}", inv.result);
+    assert!(
+        matches!(
+            inv.result,
+            Err(InvocationError::KeyValue {
+                error: KvError::Unknown(_)
+            })
+        ),
+        "{:?}",
+        inv.result
+    );
+    assert_eq!(inv.usage.key_value, Some(KvCommit::Unknown));
+}
