@@ -20,7 +20,7 @@ wasmtime::component::bindgen!({
         "wasi:keyvalue/store.bucket": crate::cap::kv::Bucket,
     },
     imports: {
-        "wasi:keyvalue": trappable,
+        "wasi:keyvalue": async | trappable,
         "agent-host:agent/llm.complete": async | trappable,
     },
 });

@@ -3,14 +3,14 @@
 //! commits conflict instead of losing an update — each against the embedded
 //! backend and against a real Redis server on loopback.
 
-use agent_host::cap::kv::KvError;
+use agent_host::cap::kv::{KvCommit, KvError};
 use agent_host::config::KvStore;
 use agent_host::runtime::LoadError;
 use agent_host::{InvocationError, PreparedAgent};
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
 use guests::RedisServer;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const GRANT: &str =
     "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limits: { fuel: 50000000, timeout: 2s }\n";
@@ -109,23 +109,28 @@ async fn the_quota_and_the_bucket_list_are_enforced() {
             }
             other => panic!("{backend}: the guest should see the quota error: {other:?}"),
         }
-        // Each key fits, together they do not: refused at commit, typed.
+        // Each invocation's writes fit (69 bytes), the store's total does not:
+        // refused at commit, typed. (Was one invocation whose keys passed the
+        // quota together; that is now refused at the `set` that passes it.)
         let small = h.agent(
             "small",
             guests::KV_COUNTER,
-            "  capabilities:\n    keyValue: { maxBytes: 40 }\n",
+            "  capabilities:\n    keyValue: { maxBytes: 100 }\n",
         );
-        let inv = small.invoke(task(json!({}))).await;
+        let first = small.invoke(task(json!({ "bucket": "a" }))).await;
+        assert_eq!(first.outcome(), "ok", "{backend}: {:?}", first.result);
+        let inv = small.invoke(task(json!({ "bucket": "b" }))).await;
         assert!(
             matches!(
                 inv.result,
                 Err(InvocationError::KeyValue {
-                    error: KvError::Quota { limit: 40, .. }
+                    error: KvError::Quota { limit: 100, .. }
                 })
             ),
             "{backend}: {:?}",
             inv.result
         );
+        assert_eq!(inv.usage.key_value, Some(KvCommit::NotCommitted));
         let listed = h.agent(
             "listed",
             guests::KV_COUNTER,
@@ -186,4 +191,201 @@ async fn a_component_using_key_value_without_the_grant_is_refused_at_load() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("loaded without the grant"),
     }
+}
+
+/// A `kv_flood` agent with `maxBytes` and a generous fuel budget.
+fn flood(h: &Harness, name: &str, max_bytes: &str) -> PreparedAgent {
+    h.agent(
+        name,
+        guests::KV_FLOOD,
+        &format!("  capabilities:\n    keyValue: {{ maxBytes: {max_bytes} }}\n  limits: {{ fuel: 100000000000, timeout: 10s }}\n"),
+    )
+}
+
+/// Runs the flood agent; its report (`ok`, `refused`, `firstRefused`, `error`)
+/// and the invocation.
+async fn run_flood(agent: &PreparedAgent, input: Value) -> (Value, agent_host::Invocation) {
+    let inv = agent.invoke(task(input)).await;
+    (output_json(&inv), inv)
+}
+
+/// What the store holds, in the unit that tombstones would grow: the redb
+/// file's bytes, or Redis's key count.
+fn store_size(h: &Harness, redis: &Option<RedisServer>) -> u64 {
+    match redis {
+        None => std::fs::metadata(h.dir.path().join("state/kv.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        Some(redis) => {
+            use std::io::{BufRead, BufReader, Write};
+            let addr = redis
+                .url
+                .trim_start_matches("redis://")
+                .trim_end_matches("/0");
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            conn.write_all(b"DBSIZE\r\n").unwrap();
+            let mut line = String::new();
+            BufReader::new(conn).read_line(&mut line).unwrap();
+            line.trim().trim_start_matches(':').parse().unwrap()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_set_that_takes_the_transaction_past_the_quota_is_refused_at_the_call() {
+    for (backend, h, _redis) in backends() {
+        let agent = flood(&h, "flood", "1Mi");
+        // 20 sets of 512 KiB: the second takes the buffer past 1 MiB.
+        let (report, inv) =
+            run_flood(&agent, json!({ "op": "set", "count": 20, "size": 524288 })).await;
+        assert_eq!(report["ok"], 1, "{backend}: {report}");
+        assert_eq!(report["firstRefused"], 1, "{backend}: {report}");
+        assert_eq!(report["refused"], 19, "{backend}: {report}");
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.contains("quota") && error.contains("maxBytes is 1048576"),
+            "{backend}: {error}"
+        );
+        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+        // What fit was committed.
+        let (report, _) = run_flood(&agent, json!({ "op": "get", "count": 2 })).await;
+        assert_eq!(report["ok"], 2, "{backend}: {report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_past_the_budget_and_oversized_keys_are_refused() {
+    for (backend, h, _redis) in backends() {
+        let agent = flood(&h, "reader", "1Mi");
+        // 1,048 keys of 1,000 bytes fit in 1 MiB; the 1,049th read is refused.
+        let (report, _) = run_flood(
+            &agent,
+            json!({ "op": "get", "count": 1100, "keyBytes": 1000 }),
+        )
+        .await;
+        assert_eq!(report["firstRefused"], 1048, "{backend}: {report}");
+        assert!(
+            report["error"].as_str().unwrap().contains("quota"),
+            "{backend}: {report}"
+        );
+
+        let (report, _) =
+            run_flood(&agent, json!({ "op": "set", "count": 1, "keyBytes": 4097 })).await;
+        assert_eq!(report["firstRefused"], 0, "{backend}: {report}");
+        assert!(
+            report["error"]
+                .as_str()
+                .unwrap()
+                .contains("key of 4097 bytes is longer than the 4096-byte limit"),
+            "{backend}: {report}"
+        );
+        let (report, inv) =
+            run_flood(&agent, json!({ "op": "set", "count": 1, "keyBytes": 4096 })).await;
+        assert_eq!(
+            report["ok"], 1,
+            "{backend}: a 4 KiB key is allowed: {report}"
+        );
+        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_of_absent_keys_do_not_grow_the_store() {
+    for (backend, h, redis) in backends() {
+        let agent = flood(&h, "deleter", "1Mi");
+        let (report, _) = run_flood(&agent, json!({ "op": "set", "count": 1 })).await;
+        assert_eq!(report["ok"], 1, "{backend}: {report}");
+        let before = store_size(&h, &redis);
+        // 5,000 deletes of absent 1,000-byte keys, 1,000 per invocation (each
+        // read of an absence counts against the transaction's 1 MiB).
+        for round in 0..5 {
+            let prefix = format!("absent-{round}-");
+            let (report, inv) = run_flood(
+                &agent,
+                json!({ "op": "delete", "count": 1000, "keyBytes": 1000, "prefix": prefix }),
+            )
+            .await;
+            assert_eq!(report["ok"], 1000, "{backend}: {report}");
+            assert_eq!(inv.usage.key_value, None, "{backend}: nothing to commit");
+        }
+        let after = store_size(&h, &redis);
+        let bound = if redis.is_some() { 0 } else { 64 * 1024 };
+        assert!(
+            after <= before + bound,
+            "{backend}: the store grew from {before} to {after}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_at_its_quota_can_still_delete_to_shrink() {
+    for (backend, h, redis) in backends() {
+        let agent = flood(&h, "full", "2100");
+        // Two keys of 16 + 1,000 bytes: 2,032 of 2,100.
+        let (report, _) = run_flood(&agent, json!({ "op": "set", "count": 2, "size": 1000 })).await;
+        assert_eq!(report["ok"], 2, "{backend}: {report}");
+        let inv = agent
+            .invoke(task(
+                json!({ "op": "set", "count": 1, "size": 1000, "prefix": "x" }),
+            ))
+            .await;
+        assert_eq!(inv.outcome(), "KeyValueQuota", "{backend}");
+        let keys_full = store_size(&h, &redis);
+        let (report, inv) = run_flood(&agent, json!({ "op": "delete", "count": 1 })).await;
+        assert_eq!(report["ok"], 1, "{backend}: {report}");
+        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+        if redis.is_some() {
+            assert!(
+                store_size(&h, &redis) < keys_full,
+                "{backend}: the delete removed the key and its version"
+            );
+        }
+        let (report, inv) = run_flood(
+            &agent,
+            json!({ "op": "set", "count": 1, "size": 1000, "prefix": "x" }),
+        )
+        .await;
+        assert_eq!(report["ok"], 1, "{backend}: room again after the delete");
+        assert_eq!(inv.outcome(), "ok", "{backend}");
+    }
+}
+
+/// A commit that started before the deadline runs to its end; when Redis
+/// stops answering in the middle of it, the invocation says the commit's
+/// outcome is unknown (it may have applied) instead of guessing either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_redis_never_answers_is_reported_as_unknown() {
+    let redis = RedisServer::start();
+    let url = redis.url.clone();
+    let h = Harness::with_config(|c| c.kv_store = KvStore::Redis(url));
+    let agent = h.agent("counter", guests::KV_COUNTER, GRANT);
+    assert_eq!(count(&agent).await, 1);
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &redis.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // The guest reads and buffers at once, then sleeps; Redis stops meanwhile,
+    // so the commit (started well before the 2 s deadline) gets no reply.
+    let invocation = agent.invoke(task(json!({ "then": "sleep", "sleepMs": 600 })));
+    let stop = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        signal("STOP");
+    };
+    let (inv, ()) = tokio::join!(invocation, stop);
+    signal("CONT");
+    assert_eq!(inv.outcome(), "KeyValueError", "{:?}", inv.result);
+    assert!(
+        matches!(
+            inv.result,
+            Err(InvocationError::KeyValue {
+                error: KvError::Unknown(_)
+            })
+        ),
+        "{:?}",
+        inv.result
+    );
+    assert_eq!(inv.usage.key_value, Some(KvCommit::Unknown));
 }

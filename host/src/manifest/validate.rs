@@ -271,7 +271,7 @@ fn validate_env(vars: &[EnvVar]) -> Result {
     Ok(())
 }
 
-/// A budget above zero; bucket names non-empty and unique.
+/// A budget above zero; bucket names non-empty, short and unique.
 fn validate_key_value(kv: &KeyValueGrant) -> Result {
     if kv.max_bytes.bytes() == 0 {
         return fail(
@@ -284,6 +284,16 @@ fn validate_key_value(kv: &KeyValueGrant) -> Result {
         let path = format!("spec.capabilities.keyValue.buckets[{i}]");
         if bucket.is_empty() {
             return fail(path, "must not be empty");
+        }
+        if bucket.len() > crate::cap::kv::MAX_BUCKET_NAME_BYTES {
+            return fail(
+                path,
+                format!(
+                    "is {} bytes; bucket names are at most {} bytes",
+                    bucket.len(),
+                    crate::cap::kv::MAX_BUCKET_NAME_BYTES
+                ),
+            );
         }
         if let Some(first) = seen.insert(bucket.as_str(), i) {
             return fail(

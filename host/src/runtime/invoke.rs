@@ -210,6 +210,10 @@ pub struct Usage {
     /// `provider model` of the granted model, when the agent has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<(&'static str, String)>,
+    /// Whether the invocation's key-value writes were committed (absent when
+    /// it buffered none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<crate::cap::kv::KvCommit>,
     /// Capability audit records not written past the per-invocation cap.
     #[serde(skip_serializing_if = "is_zero")]
     pub capability_records_suppressed: u64,
@@ -407,10 +411,9 @@ impl PreparedAgent {
             file_denied: 0,
             dir_paths: Default::default(),
             preopens: self.grants.fs.prepare(),
-            kv: self
-                .kv
-                .as_ref()
-                .map(|(grant, backend)| grant.begin(backend.clone())),
+            kv: self.kv.as_ref().map(|(grant, backend)| {
+                grant.begin(backend.clone(), started + limits.timeout.as_duration())
+            }),
             llm,
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -480,7 +483,12 @@ impl PreparedAgent {
         }
         let memory_exceeded = data.limiter.memory_exceeded;
         // Taken before the store goes; committed below only if `run` returned ok.
-        let kv = store.data_mut().kv.take();
+        let kv = store
+            .data_mut()
+            .kv
+            .take()
+            .filter(|t| t.pending_writes() > 0);
+        usage.key_value = kv.as_ref().map(|_| crate::cap::kv::KvCommit::NotCommitted);
         drop(store);
         let stats = log.stats();
         usage.log_records = stats.records;
@@ -499,14 +507,16 @@ impl PreparedAgent {
                         limit,
                     });
                 }
-                if let Some(txn) = kv.filter(|t| t.pending_writes() > 0) {
-                    // redb fsyncs before returning: off the async workers.
-                    tokio::task::spawn_blocking(move || txn.commit())
-                        .await
-                        .map_err(|e| InvocationError::Host {
-                            message: format!("key-value commit: {e}"),
-                        })?
-                        .map_err(|error| InvocationError::KeyValue { error })?;
+                if let Some(txn) = kv {
+                    // Starts only before the deadline; once started it runs to its end.
+                    let committed = txn.commit().await;
+                    usage.key_value = Some(crate::cap::kv::KvCommit::of(&committed));
+                    committed.map_err(|error| match error {
+                        crate::cap::kv::KvError::Deadline => {
+                            InvocationError::Timeout { limit: timeout }
+                        }
+                        error => InvocationError::KeyValue { error },
+                    })?;
                 }
                 Ok(output.data)
             }

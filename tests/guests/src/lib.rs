@@ -77,6 +77,13 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// The server's process id (to SIGSTOP it: a Redis that stops answering).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,7 +1,8 @@
 //! `wasi:keyvalue` (store, atomics, batch) for guests, over the invocation's
 //! [`Transaction`]. Buckets are handles holding a granted name; every call
 //! goes through the transaction, so nothing a guest does here is visible
-//! outside the invocation before the host commits it.
+//! outside the invocation before the host commits it. The calls are async:
+//! a slow store suspends the guest, it does not hold an executor thread.
 
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
@@ -26,105 +27,140 @@ impl HasData for HasKv {
 
 type Result<T> = wasmtime::Result<std::result::Result<T, store::Error>>;
 
-fn to_wit(e: KvError) -> store::Error {
-    match e {
-        KvError::BucketDenied(_) => store::Error::AccessDenied,
-        other => store::Error::Other(other.to_string()),
+/// What the guest sees. Past the deadline the call traps as an interrupt
+/// instead, so the invocation ends as `Timeout` like any other overrun.
+fn outcome<T>(r: std::result::Result<T, KvError>) -> Result<T> {
+    match r {
+        Err(KvError::Deadline) => Err(wasmtime::Trap::Interrupt.into()),
+        Err(KvError::BucketDenied(_)) => Ok(Err(store::Error::AccessDenied)),
+        Err(other) => Ok(Err(store::Error::Other(other.to_string()))),
+        Ok(v) => Ok(Ok(v)),
     }
 }
 
 impl KvView<'_> {
-    /// The transaction and the bucket name behind `bucket`.
-    fn with<T>(
+    /// The transaction and the bucket name behind `bucket`; `None` without the grant.
+    fn open(
         &mut self,
         bucket: &Resource<Bucket>,
-        f: impl FnOnce(&mut Transaction, &str) -> std::result::Result<T, KvError>,
-    ) -> Result<T> {
+    ) -> wasmtime::Result<Option<(&mut Transaction, String)>> {
         let name = self.table.get(bucket)?.name.clone();
-        let Some(txn) = self.txn.as_deref_mut() else {
-            return Ok(Err(store::Error::AccessDenied));
-        };
-        Ok(f(txn, &name).map_err(to_wit))
+        Ok(self.txn.as_deref_mut().map(|txn| (txn, name)))
     }
 }
 
+/// Runs `$call` on the bucket's transaction, or answers `access-denied`
+/// without the grant.
+macro_rules! on_bucket {
+    ($view:expr, $bucket:expr, |$t:ident, $b:ident| $call:expr) => {{
+        let Some(($t, $b)) = $view.open(&$bucket)? else {
+            return Ok(Err(store::Error::AccessDenied));
+        };
+        let $b = $b.as_str();
+        outcome($call)
+    }};
+}
+
 impl store::Host for KvView<'_> {
-    fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
         let Some(txn) = self.txn.as_deref() else {
             return Ok(Err(store::Error::AccessDenied));
         };
+        // Also bounds the name each handle keeps (MAX_BUCKET_NAME_BYTES).
         if let Err(e) = txn.check_bucket(&identifier) {
-            return Ok(Err(to_wit(e)));
+            return outcome(Err(e));
         }
         Ok(Ok(self.table.push(Bucket { name: identifier })?))
     }
 }
 
 impl store::HostBucket for KvView<'_> {
-    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
-        self.with(&bucket, |t, b| t.get(b, &key))
+    async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
+        on_bucket!(self, bucket, |t, b| t.get(b, &key).await)
     }
 
-    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
-        self.with(&bucket, |t, b| t.set(b, &key, value))
+    async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<()> {
+        on_bucket!(self, bucket, |t, b| t.set(b, &key, value).await)
     }
 
-    fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
-        self.with(&bucket, |t, b| t.delete(b, &key))
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<()> {
+        on_bucket!(self, bucket, |t, b| t.delete(b, &key).await)
     }
 
-    fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
-        self.with(&bucket, |t, b| t.exists(b, &key))
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool> {
+        on_bucket!(self, bucket, |t, b| t.exists(b, &key).await)
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse> {
-        self.with(&bucket, |t, b| {
-            let keys = t.keys(b)?;
+        on_bucket!(self, bucket, |t, b| t.keys(b).await.map(|keys| {
             let start = cursor.unwrap_or(0) as usize;
-            Ok(store::KeyResponse {
+            store::KeyResponse {
                 keys: keys.into_iter().skip(start).collect(),
                 cursor: None,
-            })
-        })
+            }
+        }))
     }
 
-    fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
     }
 }
 
 impl atomics::Host for KvView<'_> {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64> {
-        self.with(&bucket, |t, b| t.increment(b, &key, delta))
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64> {
+        on_bucket!(self, bucket, |t, b| t.increment(b, &key, delta).await)
     }
 }
 
 impl batch::Host for KvView<'_> {
-    fn get_many(
+    async fn get_many(
         &mut self,
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>> {
-        self.with(&bucket, |t, b| {
-            keys.into_iter()
-                .map(|k| Ok(t.get(b, &k)?.map(|v| (k, v))))
-                .collect()
-        })
+        on_bucket!(self, bucket, |t, b| async {
+            let mut found = Vec::with_capacity(keys.len());
+            for k in keys {
+                let value = t.get(b, &k).await?;
+                found.push(value.map(|v| (k, v)));
+            }
+            Ok::<_, KvError>(found)
+        }
+        .await)
     }
 
-    fn set_many(&mut self, bucket: Resource<Bucket>, items: Vec<(String, Vec<u8>)>) -> Result<()> {
-        self.with(&bucket, |t, b| {
-            items.into_iter().try_for_each(|(k, v)| t.set(b, &k, v))
-        })
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        items: Vec<(String, Vec<u8>)>,
+    ) -> Result<()> {
+        on_bucket!(self, bucket, |t, b| async {
+            for (k, v) in items {
+                t.set(b, &k, v).await?;
+            }
+            Ok::<_, KvError>(())
+        }
+        .await)
     }
 
-    fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
-        self.with(&bucket, |t, b| keys.iter().try_for_each(|k| t.delete(b, k)))
+    async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<()> {
+        on_bucket!(self, bucket, |t, b| async {
+            for k in &keys {
+                t.delete(b, k).await?;
+            }
+            Ok::<_, KvError>(())
+        }
+        .await)
     }
 }
 

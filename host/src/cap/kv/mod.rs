@@ -7,6 +7,13 @@
 //! when `run` returned `ok`. The commit is optimistic: every key the
 //! invocation read or wrote must still have the version it saw, or the whole
 //! commit is refused as a [`KvError::Conflict`]; nothing is ever half-written.
+//!
+//! What a transaction buffers is held in host memory, so it is budgeted at the
+//! call that adds it: buffered values and every key touched count against
+//! `maxBytes`, keys are at most [`MAX_KEY_BYTES`] and a transaction touches at
+//! most [`MAX_TRANSACTION_KEYS`] keys. Every call observes the invocation's
+//! deadline; backend calls are async (redb on the blocking pool, Redis over a
+//! multiplexed connection), so a slow store never holds an executor thread.
 
 pub mod host;
 pub mod redb_store;
@@ -14,6 +21,21 @@ pub mod redis_store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+/// Longest key a guest may use, bytes. Keys are held in the transaction and
+/// sent to the backend verbatim; without a cap one key could be the whole
+/// `hostcallBytes` budget, repeated per call.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// Longest bucket name, bytes: every open bucket handle keeps its name, and
+/// `maxResources` bounds only how many handles there are.
+pub const MAX_BUCKET_NAME_BYTES: usize = 256;
+
+/// Distinct keys one invocation may read or write. Keys count against
+/// `maxBytes` by length, but a flood of short keys would still cost the host a
+/// map entry each (~100 bytes); this caps that overhead.
+pub const MAX_TRANSACTION_KEYS: usize = 10_000;
 
 /// Whose keys these are: the agent's namespace and name. One agent can never
 /// name a key of another, because every backend key starts with the scope.
@@ -37,14 +59,15 @@ pub struct KvGrant {
 }
 
 impl KvGrant {
-    /// A fresh transaction for one invocation.
-    pub fn begin(&self, backend: Arc<dyn KvBackend>) -> Transaction {
+    /// A fresh transaction for one invocation ending at `deadline`.
+    pub fn begin(&self, backend: Arc<dyn KvBackend>, deadline: Instant) -> Transaction {
         Transaction::new(
             backend,
             self.scope.clone(),
             self.buckets.clone(),
             self.max_bytes,
         )
+        .with_deadline(deadline)
     }
 }
 
@@ -56,12 +79,15 @@ pub struct Bucket {
     pub name: String,
 }
 
-/// A value and the version it had when read (`0`: the key did not exist).
+/// A value and the version it had when read (`0`: the key does not exist).
+/// A version is a stamp unique within the scope, taken by each write: a key
+/// deleted and re-created gets a new one, so no version entry needs to
+/// outlive its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {
     /// The bytes, if the key exists.
     pub value: Option<Vec<u8>>,
-    /// Bumped by every committed write of the key.
+    /// The stamp of the committed write that produced the value; 0 when absent.
     pub version: u64,
 }
 
@@ -95,24 +121,87 @@ pub enum KvError {
         /// The quota.
         limit: u64,
     },
+    /// The invocation's own reads and buffered writes would pass the quota.
+    #[error("quota: this invocation's key-value transaction would hold {needed} bytes (every key read or written plus the values written); spec.capabilities.keyValue.maxBytes is {limit}")]
+    TransactionQuota {
+        /// Bytes the transaction would hold.
+        needed: u64,
+        /// The quota.
+        limit: u64,
+    },
+    /// The invocation touched more distinct keys than [`MAX_TRANSACTION_KEYS`].
+    #[error("too many keys: one invocation may read or write at most {limit} distinct keys")]
+    TooManyKeys {
+        /// The limit.
+        limit: usize,
+    },
+    /// A key longer than [`MAX_KEY_BYTES`].
+    #[error("key of {len} bytes is longer than the {limit}-byte limit for key-value keys")]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A bucket name longer than [`MAX_BUCKET_NAME_BYTES`].
+    #[error("bucket name of {len} bytes is longer than the {limit}-byte limit")]
+    BucketNameTooLong {
+        /// The name's length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A bucket the manifest does not list.
     #[error("bucket {0:?} is not granted (spec.capabilities.keyValue.buckets)")]
     BucketDenied(String),
+    /// The invocation's deadline (`spec.limits.timeout`) passed before the
+    /// call (or the commit) could start or finish; nothing was committed.
+    #[error("the invocation's deadline (spec.limits.timeout) passed; nothing was committed")]
+    Deadline,
     /// The backend failed (I/O, connection); nothing was committed.
     #[error("key-value backend: {0}")]
     Backend(String),
+    /// A commit was sent but its reply never came: it may or may not have applied.
+    #[error("key-value backend: no reply to the commit, which may or may not have applied: {0}")]
+    Unknown(String),
+}
+
+/// Whether an invocation's buffered key-value writes reached the store
+/// (reported in its usage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KvCommit {
+    /// Every write applied.
+    Committed,
+    /// None applied (the invocation failed, or the commit was refused).
+    NotCommitted,
+    /// The commit was sent but not answered: it may or may not have applied.
+    Unknown,
+}
+
+impl KvCommit {
+    /// What a commit's result says happened.
+    pub fn of(result: &Result<(), KvError>) -> Self {
+        match result {
+            Ok(()) => KvCommit::Committed,
+            Err(KvError::Unknown(_)) => KvCommit::Unknown,
+            Err(_) => KvCommit::NotCommitted,
+        }
+    }
 }
 
 /// A store shared by every agent of a host (or several hosts, for Redis).
+/// Async so that a slow store waits without holding an executor thread.
+#[async_trait::async_trait]
 pub trait KvBackend: Send + Sync {
     /// The current value and version of a key.
-    fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError>;
+    async fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError>;
     /// Bytes (keys plus values) the scope holds.
-    fn usage(&self, scope: &Scope) -> Result<u64, KvError>;
+    async fn usage(&self, scope: &Scope) -> Result<u64, KvError>;
     /// Keys of a bucket, sorted.
-    fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError>;
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError>;
     /// Applies `changes` atomically and durably, or nothing.
-    fn commit(&self, scope: &Scope, changes: &Changes) -> Result<(), KvError>;
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError>;
 }
 
 /// One invocation's view of its agent's state.
@@ -121,6 +210,11 @@ pub struct Transaction {
     scope: Scope,
     buckets: Vec<String>,
     changes: Changes,
+    /// Bytes the transaction holds: every key in `changes.expected` plus every
+    /// buffered value. Kept at most `changes.max_bytes`.
+    held: u64,
+    /// When the invocation ends; calls after it fail with [`KvError::Deadline`].
+    deadline: Option<Instant>,
 }
 
 impl Transaction {
@@ -139,11 +233,25 @@ impl Transaction {
                 max_bytes,
                 ..Changes::default()
             },
+            held: 0,
+            deadline: None,
         }
     }
 
-    /// Refuses buckets the manifest does not list.
+    /// Ends every backend call (and refuses to start a commit) at `deadline`.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Refuses buckets the manifest does not list, and over-long names.
     pub fn check_bucket(&self, bucket: &str) -> Result<(), KvError> {
+        if bucket.len() > MAX_BUCKET_NAME_BYTES {
+            return Err(KvError::BucketNameTooLong {
+                len: bucket.len(),
+                limit: MAX_BUCKET_NAME_BYTES,
+            });
+        }
         if self.buckets.is_empty() || self.buckets.iter().any(|b| b == bucket) {
             Ok(())
         } else {
@@ -151,60 +259,129 @@ impl Transaction {
         }
     }
 
+    /// Runs a backend call, cut off at the invocation's deadline.
+    async fn before_deadline<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
+        let Some(deadline) = self.deadline else {
+            return call.await;
+        };
+        if Instant::now() >= deadline {
+            return Err(KvError::Deadline);
+        }
+        tokio::time::timeout_at(deadline.into(), call)
+            .await
+            .unwrap_or(Err(KvError::Deadline))
+    }
+
+    /// Checks the key and that taking it in (and a value of `value_len`
+    /// bytes, replacing what is buffered for it) keeps the transaction within
+    /// its budget; the bytes it would hold afterwards.
+    fn admit(&self, k: &(String, String), value_len: usize) -> Result<u64, KvError> {
+        let key = &k.1;
+        if key.len() > MAX_KEY_BYTES {
+            return Err(KvError::KeyTooLong {
+                len: key.len(),
+                limit: MAX_KEY_BYTES,
+            });
+        }
+        let mut held = self.held + value_len as u64;
+        if !self.changes.expected.contains_key(k) {
+            if self.changes.expected.len() >= MAX_TRANSACTION_KEYS {
+                return Err(KvError::TooManyKeys {
+                    limit: MAX_TRANSACTION_KEYS,
+                });
+            }
+            held += key.len() as u64;
+        }
+        if let Some(Some(old)) = self.changes.writes.get(k) {
+            held -= old.len() as u64;
+        }
+        if held > self.changes.max_bytes {
+            return Err(KvError::TransactionQuota {
+                needed: held,
+                limit: self.changes.max_bytes,
+            });
+        }
+        Ok(held)
+    }
+
+    /// Makes `k` part of the transaction's read set (reading its version from
+    /// the backend the first time); its version.
+    async fn track(&mut self, k: &(String, String)) -> Result<u64, KvError> {
+        if let Some(version) = self.changes.expected.get(k) {
+            return Ok(*version);
+        }
+        let held = self.admit(k, 0)?;
+        let read = self
+            .before_deadline(self.backend.read(&self.scope, &k.0, &k.1))
+            .await?;
+        self.changes.expected.insert(k.clone(), read.version);
+        self.held = held;
+        Ok(read.version)
+    }
+
     /// The value of `key`, this invocation's own writes included.
-    pub fn get(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    pub async fn get(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
         if let Some(buffered) = self.changes.writes.get(&k) {
             return Ok(buffered.clone());
         }
-        let read = self.backend.read(&self.scope, bucket, key)?;
+        let held = self.admit(&k, 0)?;
+        let read = self
+            .before_deadline(self.backend.read(&self.scope, bucket, key))
+            .await?;
         self.changes.expected.entry(k).or_insert(read.version);
+        self.held = held;
         Ok(read.value)
     }
 
-    /// Buffers `value` for `key`. Fails early when the buffered state alone
-    /// cannot fit the quota (the commit checks it again against the store).
-    pub fn set(&mut self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        self.write(bucket, key, Some(value))
-    }
-
-    /// Buffers the deletion of `key`.
-    pub fn delete(&mut self, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.write(bucket, key, None)
-    }
-
-    fn write(&mut self, bucket: &str, key: &str, value: Option<Vec<u8>>) -> Result<(), KvError> {
+    /// Buffers `value` for `key`, refused when the transaction would then
+    /// hold more than the quota (the commit checks the store's total again).
+    pub async fn set(&mut self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
-        if !self.changes.expected.contains_key(&k) {
-            // The commit must know what it overwrites: a blind write still
-            // conflicts with a concurrent one.
-            let read = self.backend.read(&self.scope, bucket, key)?;
-            self.changes.expected.insert(k.clone(), read.version);
+        // Checked before any backend call: a refused set costs the host nothing.
+        self.admit(&k, value.len())?;
+        // The commit must know what it overwrites: a blind write still
+        // conflicts with a concurrent one.
+        self.track(&k).await?;
+        self.held = self.admit(&k, value.len())?;
+        self.changes.writes.insert(k, Some(value));
+        Ok(())
+    }
+
+    /// Buffers the deletion of `key`. Deleting a key the store does not hold
+    /// buffers no write (only the read of its absence), so it never costs the
+    /// store anything.
+    pub async fn delete(&mut self, bucket: &str, key: &str) -> Result<(), KvError> {
+        self.check_bucket(bucket)?;
+        let k = (bucket.to_string(), key.to_string());
+        let version = self.track(&k).await?;
+        if let Some(Some(old)) = self.changes.writes.get(&k) {
+            self.held -= old.len() as u64;
         }
-        let size = (key.len() + value.as_ref().map_or(0, Vec::len)) as u64;
-        if size > self.changes.max_bytes {
-            return Err(KvError::Quota {
-                needed: size,
-                limit: self.changes.max_bytes,
-            });
+        if version == 0 {
+            self.changes.writes.remove(&k);
+        } else {
+            self.changes.writes.insert(k, None);
         }
-        self.changes.writes.insert(k, value);
         Ok(())
     }
 
     /// Whether `key` exists, this invocation's writes included.
-    pub fn exists(&mut self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        Ok(self.get(bucket, key)?.is_some())
+    pub async fn exists(&mut self, bucket: &str, key: &str) -> Result<bool, KvError> {
+        Ok(self.get(bucket, key).await?.is_some())
     }
 
     /// Keys of `bucket`, this invocation's writes and deletes applied, sorted.
-    pub fn keys(&mut self, bucket: &str) -> Result<Vec<String>, KvError> {
+    pub async fn keys(&mut self, bucket: &str) -> Result<Vec<String>, KvError> {
         self.check_bucket(bucket)?;
         let mut keys: std::collections::BTreeSet<String> = self
-            .backend
-            .keys(&self.scope, bucket)?
+            .before_deadline(self.backend.keys(&self.scope, bucket))
+            .await?
             .into_iter()
             .collect();
         for ((b, k), v) in &self.changes.writes {
@@ -220,8 +397,8 @@ impl Transaction {
 
     /// Adds `delta` to the little-endian u64 at `key` (absent counts as 0);
     /// the new value.
-    pub fn increment(&mut self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
-        let current = match self.get(bucket, key)? {
+    pub async fn increment(&mut self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
+        let current = match self.get(bucket, key).await? {
             None => 0,
             Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
                 KvError::Backend(format!(
@@ -230,7 +407,7 @@ impl Transaction {
             })?),
         };
         let next = current.wrapping_add(delta);
-        self.set(bucket, key, next.to_le_bytes().to_vec())?;
+        self.set(bucket, key, next.to_le_bytes().to_vec()).await?;
         Ok(next)
     }
 
@@ -239,13 +416,34 @@ impl Transaction {
         self.changes.writes.len()
     }
 
-    /// Applies the buffered writes atomically, or nothing. A transaction that
-    /// is dropped instead leaves no trace.
-    pub fn commit(self) -> Result<(), KvError> {
+    /// Bytes the transaction holds (keys touched plus buffered values).
+    pub fn held_bytes(&self) -> u64 {
+        self.held
+    }
+
+    /// Applies the buffered writes atomically, or nothing. Starts only before
+    /// the deadline ([`KvError::Deadline`] otherwise, nothing written); once
+    /// started it runs to its end even past the deadline, so the caller always
+    /// learns whether it applied. A transaction that is dropped instead leaves
+    /// no trace.
+    pub async fn commit(self) -> Result<(), KvError> {
         if self.changes.writes.is_empty() {
             return Ok(());
         }
-        self.backend.commit(&self.scope, &self.changes)
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(KvError::Deadline);
+        }
+        // A task of its own: even if the caller stops waiting (cancelled
+        // invocation, shutdown), a commit that started runs to its end.
+        let Transaction {
+            backend,
+            scope,
+            changes,
+            ..
+        } = self;
+        tokio::spawn(async move { backend.commit(&scope, changes).await })
+            .await
+            .map_err(|e| KvError::Unknown(format!("commit task: {e}")))?
     }
 }
 

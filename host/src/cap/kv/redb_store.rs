@@ -1,8 +1,11 @@
 //! The embedded backend: one redb file per host. redb commits are atomic and,
 //! at its default durability, fsynced before `commit` returns — so a commit the
 //! host acknowledged survives a SIGKILL, and one interrupted by it is absent.
+//! Every read and commit runs on tokio's blocking pool: a slow disk (or an
+//! fsync) waits there, never on the async workers that serve other agents.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -10,15 +13,18 @@ use super::{Changes, KvBackend, KvError, Scope, Versioned};
 
 /// Encoded (scope, bucket, key) → value.
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
-/// Encoded (scope, bucket, key) → version; kept after a delete so that a
-/// delete and re-create between a read and a commit is still a conflict.
+/// Encoded (scope, bucket, key) → version, present exactly while the key is
+/// (an absent key is version 0), so deletes leave nothing behind.
 const VERSIONS: TableDefinition<&[u8], u64> = TableDefinition::new("versions");
+/// Encoded scope → the last version stamp handed out. Stamps only grow, so a
+/// key deleted and re-created between a read and a commit is still a conflict.
+const STAMPS: TableDefinition<&[u8], u64> = TableDefinition::new("stamps");
 /// Encoded scope → bytes held (keys plus values).
 const USAGE: TableDefinition<&[u8], u64> = TableDefinition::new("usage");
 
 /// A redb database file holding every agent's state.
 pub struct RedbBackend {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl RedbBackend {
@@ -31,9 +37,21 @@ impl RedbBackend {
             txn.open_table(DATA).map_err(backend)?;
             txn.open_table(VERSIONS).map_err(backend)?;
             txn.open_table(USAGE).map_err(backend)?;
+            txn.open_table(STAMPS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(Self { db })
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool (redb calls block on disk I/O and fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, KvError> + Send + 'static,
+    ) -> Result<T, KvError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| KvError::Backend(format!("redb task: {e}")))?
     }
 }
 
@@ -60,111 +78,131 @@ fn entry_key(scope: &Scope, bucket: &str, key: &str) -> Vec<u8> {
     encode(&[&scope.namespace, &scope.agent, bucket, key])
 }
 
-impl KvBackend for RedbBackend {
-    fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError> {
-        let k = entry_key(scope, bucket, key);
-        let txn = self.db.begin_read().map_err(backend)?;
-        let data = txn.open_table(DATA).map_err(backend)?;
-        let versions = txn.open_table(VERSIONS).map_err(backend)?;
-        Ok(Versioned {
-            value: data
+fn read(db: &Database, k: &[u8]) -> Result<Versioned, KvError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let data = txn.open_table(DATA).map_err(backend)?;
+    let versions = txn.open_table(VERSIONS).map_err(backend)?;
+    Ok(Versioned {
+        value: data.get(k).map_err(backend)?.map(|v| v.value().to_vec()),
+        version: versions.get(k).map_err(backend)?.map_or(0, |v| v.value()),
+    })
+}
+
+fn usage(db: &Database, sk: &[u8]) -> Result<u64, KvError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let usage = txn.open_table(USAGE).map_err(backend)?;
+    Ok(usage.get(sk).map_err(backend)?.map_or(0, |v| v.value()))
+}
+
+fn keys(db: &Database, prefix: &[u8]) -> Result<Vec<String>, KvError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let data = txn.open_table(DATA).map_err(backend)?;
+    let mut keys = Vec::new();
+    for entry in data.range(prefix..).map_err(backend)? {
+        let (k, _) = entry.map_err(backend)?;
+        let Some(rest) = k.value().strip_prefix(prefix) else {
+            break;
+        };
+        // rest = u32 length + key bytes.
+        keys.push(String::from_utf8_lossy(&rest[4..]).into_owned());
+    }
+    Ok(keys)
+}
+
+fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut data = txn.open_table(DATA).map_err(backend)?;
+        let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
+        let mut usage = txn.open_table(USAGE).map_err(backend)?;
+        let mut stamps = txn.open_table(STAMPS).map_err(backend)?;
+        for ((bucket, key), seen) in &changes.expected {
+            let k = entry_key(scope, bucket, key);
+            let now = versions
                 .get(k.as_slice())
-                .map_err(backend)?
-                .map(|v| v.value().to_vec()),
-            version: versions
-                .get(k.as_slice())
-                .map_err(backend)?
-                .map_or(0, |v| v.value()),
-        })
-    }
-
-    fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        let usage = txn.open_table(USAGE).map_err(backend)?;
-        Ok(usage
-            .get(scope_key(scope).as_slice())
-            .map_err(backend)?
-            .map_or(0, |v| v.value()))
-    }
-
-    fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
-        let prefix = encode(&[&scope.namespace, &scope.agent, bucket]);
-        let txn = self.db.begin_read().map_err(backend)?;
-        let data = txn.open_table(DATA).map_err(backend)?;
-        let mut keys = Vec::new();
-        for entry in data.range(prefix.as_slice()..).map_err(backend)? {
-            let (k, _) = entry.map_err(backend)?;
-            let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            // rest = u32 length + key bytes.
-            keys.push(String::from_utf8_lossy(&rest[4..]).into_owned());
-        }
-        Ok(keys)
-    }
-
-    fn commit(&self, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        {
-            let mut data = txn.open_table(DATA).map_err(backend)?;
-            let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
-            let mut usage = txn.open_table(USAGE).map_err(backend)?;
-            for ((bucket, key), seen) in &changes.expected {
-                let k = entry_key(scope, bucket, key);
-                let now = versions
-                    .get(k.as_slice())
-                    .map_err(backend)?
-                    .map_or(0, |v| v.value());
-                if now != *seen {
-                    // Dropping the uncommitted transaction discards everything.
-                    return Err(KvError::Conflict {
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                    });
-                }
-            }
-            let sk = scope_key(scope);
-            let before = usage
-                .get(sk.as_slice())
                 .map_err(backend)?
                 .map_or(0, |v| v.value());
-            let mut after = before as i128;
-            for ((bucket, key), value) in &changes.writes {
-                let k = entry_key(scope, bucket, key);
-                let old = data
-                    .get(k.as_slice())
-                    .map_err(backend)?
-                    .map(|v| v.value().len());
-                if let Some(old) = old {
-                    after -= (key.len() + old) as i128;
-                }
-                match value {
-                    Some(v) => {
-                        after += (key.len() + v.len()) as i128;
-                        data.insert(k.as_slice(), v.as_slice()).map_err(backend)?;
-                    }
-                    None => {
-                        data.remove(k.as_slice()).map_err(backend)?;
-                    }
-                }
-                let version = versions
-                    .get(k.as_slice())
-                    .map_err(backend)?
-                    .map_or(0, |v| v.value());
-                versions
-                    .insert(k.as_slice(), version + 1)
-                    .map_err(backend)?;
-            }
-            let after = after.max(0) as u64;
-            // A quota lowered below what is stored still lets the agent shrink.
-            if after > changes.max_bytes && after > before {
-                return Err(KvError::Quota {
-                    needed: after,
-                    limit: changes.max_bytes,
+            if now != *seen {
+                // Dropping the uncommitted transaction discards everything.
+                return Err(KvError::Conflict {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
                 });
             }
-            usage.insert(sk.as_slice(), after).map_err(backend)?;
         }
-        txn.commit().map_err(backend)
+        let sk = scope_key(scope);
+        let before = usage
+            .get(sk.as_slice())
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
+        let mut stamp = stamps
+            .get(sk.as_slice())
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
+        let mut after = before as i128;
+        for ((bucket, key), value) in &changes.writes {
+            let k = entry_key(scope, bucket, key);
+            let old = data
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map(|v| v.value().len());
+            if let Some(old) = old {
+                after -= (key.len() + old) as i128;
+            }
+            // Versions written before stamps existed were per-key counters:
+            // stay above them so no stamp is ever handed out twice for a key.
+            let version = versions
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
+            stamp = stamp.max(version);
+            match value {
+                Some(v) => {
+                    after += (key.len() + v.len()) as i128;
+                    stamp += 1;
+                    data.insert(k.as_slice(), v.as_slice()).map_err(backend)?;
+                    versions.insert(k.as_slice(), stamp).map_err(backend)?;
+                }
+                None => {
+                    // Absent is version 0: nothing of the key is kept.
+                    data.remove(k.as_slice()).map_err(backend)?;
+                    versions.remove(k.as_slice()).map_err(backend)?;
+                }
+            }
+        }
+        let after = after.max(0) as u64;
+        // A quota lowered below what is stored still lets the agent shrink.
+        if after > changes.max_bytes && after > before {
+            return Err(KvError::Quota {
+                needed: after,
+                limit: changes.max_bytes,
+            });
+        }
+        usage.insert(sk.as_slice(), after).map_err(backend)?;
+        stamps.insert(sk.as_slice(), stamp).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)
+}
+
+#[async_trait::async_trait]
+impl KvBackend for RedbBackend {
+    async fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError> {
+        let k = entry_key(scope, bucket, key);
+        self.blocking(move |db| read(db, &k)).await
+    }
+
+    async fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+        let sk = scope_key(scope);
+        self.blocking(move |db| usage(db, &sk)).await
+    }
+
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+        let prefix = encode(&[&scope.namespace, &scope.agent, bucket]);
+        self.blocking(move |db| keys(db, &prefix)).await
+    }
+
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError> {
+        let scope = scope.clone();
+        self.blocking(move |db| commit(db, &scope, &changes)).await
     }
 }

@@ -2,19 +2,38 @@
 //! Each commit is one Lua script, which Redis runs atomically: it checks every
 //! version the invocation saw, checks the quota, then applies every write —
 //! or returns without touching anything.
+//!
+//! Calls go over one multiplexed async connection (re-established by
+//! [`redis::aio::ConnectionManager`]): concurrent invocations pipeline on it
+//! instead of queueing behind a lock, and a Redis that stops answering makes
+//! only the calls waiting on it fail — at the invocation's deadline, or after
+//! [`RESPONSE_TIMEOUT`] — never an executor thread or another agent.
 
-use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
 
 use super::redb_store::encode;
 use super::{Changes, KvBackend, KvError, Scope, Versioned};
 
-/// Check-and-apply, atomically. KEYS: usage, then per entry version, data and
-/// bucket-set keys. ARGV: quota, entry count, then per entry expected version,
-/// op (`s` set, `d` delete, `-` read only), value, key name.
+/// Longest wait for a TCP connection to Redis (at load, and on reconnects).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for any reply. Reads are cut off sooner by the invocation's
+/// deadline; a commit, which runs to its end once started, is bounded by this
+/// plus [`CONNECT_TIMEOUT`].
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Check-and-apply, atomically. KEYS: usage, last stamp, then per entry
+/// version, data and bucket-set keys. ARGV: quota, entry count, then per entry
+/// expected version, op (`s` set, `d` delete, `-` read only), value, key name.
+/// A set takes a new stamp (above any version seen, so a deleted and
+/// re-created key never repeats one); a delete removes the version too.
 const COMMIT: &str = r#"
 local n = tonumber(ARGV[2])
 for i = 1, n do
-  local seen = tonumber(redis.call('GET', KEYS[3 * i - 1]) or '0')
+  local seen = tonumber(redis.call('GET', KEYS[3 * i]) or '0')
   if seen ~= tonumber(ARGV[4 * i - 1]) then return {'conflict', i} end
 end
 local before = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -22,7 +41,7 @@ local after = before
 for i = 1, n do
   local op = ARGV[4 * i]
   if op ~= '-' then
-    local data = KEYS[3 * i]
+    local data = KEYS[3 * i + 1]
     local name = ARGV[4 * i + 2]
     if redis.call('EXISTS', data) == 1 then
       after = after - #name - redis.call('STRLEN', data)
@@ -31,27 +50,33 @@ for i = 1, n do
   end
 end
 if after > tonumber(ARGV[1]) and after > before then return {'quota', after} end
+local stamp = tonumber(redis.call('GET', KEYS[2]) or '0')
 for i = 1, n do
   local op = ARGV[4 * i]
   if op ~= '-' then
+    local version = tonumber(redis.call('GET', KEYS[3 * i]) or '0')
+    if version > stamp then stamp = version end
     if op == 's' then
-      redis.call('SET', KEYS[3 * i], ARGV[4 * i + 1])
-      redis.call('SADD', KEYS[3 * i + 1], ARGV[4 * i + 2])
+      stamp = stamp + 1
+      redis.call('SET', KEYS[3 * i + 1], ARGV[4 * i + 1])
+      redis.call('SET', KEYS[3 * i], string.format('%d', stamp))
+      redis.call('SADD', KEYS[3 * i + 2], ARGV[4 * i + 2])
     else
-      redis.call('DEL', KEYS[3 * i])
-      redis.call('SREM', KEYS[3 * i + 1], ARGV[4 * i + 2])
+      redis.call('DEL', KEYS[3 * i + 1], KEYS[3 * i])
+      redis.call('SREM', KEYS[3 * i + 2], ARGV[4 * i + 2])
     end
-    redis.call('INCR', KEYS[3 * i - 1])
   end
 end
+redis.call('SET', KEYS[2], string.format('%d', stamp))
 redis.call('SET', KEYS[1], after)
 return {'ok', after}
 "#;
 
-/// A Redis server reached over one connection, re-opened after an error.
+/// A Redis server reached over a multiplexed async connection.
 pub struct RedisBackend {
     client: redis::Client,
-    conn: Mutex<Option<redis::Connection>>,
+    /// Made on first use, inside the runtime that drives it.
+    conn: OnceCell<ConnectionManager>,
     script: redis::Script,
 }
 
@@ -82,70 +107,85 @@ fn usage_key(s: &Scope) -> Vec<u8> {
     key(b"u/", &[&s.namespace, &s.agent])
 }
 
+fn stamp_key(s: &Scope) -> Vec<u8> {
+    key(b"n/", &[&s.namespace, &s.agent])
+}
+
 impl RedisBackend {
-    /// Connects to `url` (`redis://host:port/db`); fails if the server does not answer.
+    /// Connects to `url` (`redis://host:port/db`); fails if the server does not
+    /// answer PING within [`CONNECT_TIMEOUT`] (once per host, at load).
     pub fn connect(url: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let conn = client.get_connection().map_err(backend)?;
+        let mut probe = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(backend)?;
+        probe
+            .set_read_timeout(Some(CONNECT_TIMEOUT))
+            .map_err(backend)?;
+        redis::cmd("PING")
+            .query::<String>(&mut probe)
+            .map_err(backend)?;
         Ok(Self {
             client,
-            conn: Mutex::new(Some(conn)),
+            conn: OnceCell::new(),
             script: redis::Script::new(COMMIT),
         })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, KvError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(self.client.get_connection().map_err(backend)?);
-        }
-        let result = f(guard.as_mut().expect("connected above"));
-        if result.is_err() {
-            // Start the next call on a fresh connection.
-            *guard = None;
-        }
-        result.map_err(backend)
+    /// The shared connection (a cheap handle onto it).
+    async fn conn(&self) -> Result<ConnectionManager, KvError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        self.conn
+            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
+            .await
+            .cloned()
+            .map_err(backend)
     }
 }
 
+#[async_trait::async_trait]
 impl KvBackend for RedisBackend {
-    fn read(&self, scope: &Scope, bucket: &str, name: &str) -> Result<Versioned, KvError> {
-        let (value, version): (Option<Vec<u8>>, Option<u64>) = self.with(|c| {
-            redis::cmd("MGET")
-                .arg(data_key(scope, bucket, name))
-                .arg(version_key(scope, bucket, name))
-                .query(c)
-        })?;
+    async fn read(&self, scope: &Scope, bucket: &str, name: &str) -> Result<Versioned, KvError> {
+        let (value, version): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
+            .arg(data_key(scope, bucket, name))
+            .arg(version_key(scope, bucket, name))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(backend)?;
         Ok(Versioned {
             value,
             version: version.unwrap_or(0),
         })
     }
 
-    fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
-        let usage: Option<u64> = self.with(|c| redis::cmd("GET").arg(usage_key(scope)).query(c))?;
+    async fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+        let usage: Option<u64> = redis::cmd("GET")
+            .arg(usage_key(scope))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(backend)?;
         Ok(usage.unwrap_or(0))
     }
 
-    fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
-        let mut keys: Vec<String> = self.with(|c| {
-            redis::cmd("SMEMBERS")
-                .arg(bucket_key(scope, bucket))
-                .query(c)
-        })?;
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+        let mut keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(bucket_key(scope, bucket))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(backend)?;
         keys.sort();
         Ok(keys)
     }
 
-    fn commit(&self, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError> {
         let entries: Vec<(&(String, String), u64)> =
             changes.expected.iter().map(|(k, v)| (k, *v)).collect();
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(usage_key(scope))
+            .key(stamp_key(scope))
             .arg(changes.max_bytes)
             .arg(entries.len());
         for ((bucket, name), seen) in &entries {
@@ -161,7 +201,30 @@ impl KvBackend for RedisBackend {
                 };
             invocation.arg(*seen).arg(op).arg(value).arg(name.as_str());
         }
-        let (status, detail): (String, i64) = self.with(|c| invocation.invoke(c))?;
+        // A commit is not cut off by the invocation's deadline (it runs to its
+        // end once started), so bound the whole exchange, reconnects included.
+        let exchange = async {
+            let mut conn = self.conn().await?;
+            invocation
+                .invoke_async::<(String, i64)>(&mut conn)
+                .await
+                .map_err(|e| {
+                    // Sent but unanswered: Redis may have run the script.
+                    if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
+                        KvError::Unknown(format!("redis: {e}"))
+                    } else {
+                        backend(e)
+                    }
+                })
+        };
+        let (status, detail) = tokio::time::timeout(CONNECT_TIMEOUT + RESPONSE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| {
+                KvError::Unknown(format!(
+                    "redis: no reply within {:?}",
+                    CONNECT_TIMEOUT + RESPONSE_TIMEOUT
+                ))
+            })??;
         match status.as_str() {
             "ok" => Ok(()),
             "conflict" => {
