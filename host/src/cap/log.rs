@@ -110,7 +110,7 @@ impl GuestLog {
             return;
         }
         let message = neutralise(message);
-        let fields = redact(&render_fields(fields), &self.secrets).into_owned();
+        let fields = render_fields(fields, &self.secrets);
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         match level {
             Level::Trace => {
@@ -141,6 +141,11 @@ impl GuestLog {
             records: state.records,
             dropped_bytes: state.dropped_bytes,
         }
+    }
+
+    /// The agent's redaction set.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 
     /// The last lines written to stderr (a panic message, typically).
@@ -196,15 +201,17 @@ pub fn neutralise(s: &str) -> Cow<'_, str> {
     )
 }
 
-fn render_fields(fields: &[(String, String)]) -> String {
+/// `k=v` pairs, each redacted before it is escaped: an escaped newline or
+/// control character inside a secret would no longer match it.
+fn render_fields(fields: &[(String, String)], secrets: &[String]) -> String {
     let mut out = String::new();
     for (k, v) in fields {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&neutralise(k));
+        out.push_str(&neutralise(&redact(k, secrets)));
         out.push('=');
-        out.push_str(&neutralise(v));
+        out.push_str(&neutralise(&redact(v, secrets)));
     }
     out
 }
@@ -247,6 +254,16 @@ mod tests {
             &[],
         );
         assert_eq!(log.stderr_tail(), ["panicked: token [REDACTED] rejected"]);
+    }
+
+    #[test]
+    fn fields_are_redacted_before_they_are_escaped() {
+        let secrets = crate::redact::secret_set(["tok\tsecret-value"]);
+        let rendered = render_fields(
+            &[("k".into(), "tok\tsecret-value".into()), ("tab\t".into(), "ok".into())],
+            &secrets,
+        );
+        assert_eq!(rendered, "k=[REDACTED] tab\\t=ok");
     }
 
     #[test]

@@ -71,7 +71,9 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
     linker.instance(TYPES)?.func_wrap_async(
         "[method]descriptor.open-at",
         |mut store, (fd, path_flags, path, oflags, flags): OpenAtArgs| {
-            let span = tracing::info_span!("file.open", path = %path);
+            let state = store.data_mut();
+            // The path is guest text: redacted and bounded before the span carries it.
+            let span = tracing::info_span!("file.open", path = %state.audit.clean(&path));
             let open = async move {
                 let state = store.data_mut();
                 state.calls.record(Capability::Filesystem);
@@ -96,14 +98,8 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
                         let reason = format!(
                             "{code:?}: outside the granted mounts or not allowed by the mount's mode"
                         );
-                        audit.record(
-                            Capability::Filesystem,
-                            action,
-                            &target,
-                            Decision::Deny,
-                            None,
-                            Some(&reason),
-                        );
+                        // Past spec.limits.maxDenials the invocation ends here.
+                        audit.deny(Capability::Filesystem, action, &target, &reason)?;
                     }
                     Ok(d) => {
                         state.dir_paths.remember(d.rep(), target.clone());
