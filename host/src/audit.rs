@@ -660,7 +660,7 @@ impl CapabilityAudit {
         if n <= DENIAL_WARN_LINES {
             tracing::warn!(
                 target: "agent_host::deny", agent, invocation, capability = capability.as_str(),
-                action = %self.clean(action), target = %self.clean(target), reason = %self.clean(reason),
+                action = %self.clean(action), resource = %self.clean(target), reason = %self.clean(reason),
                 "capability denied"
             );
         } else if n == DENIAL_WARN_LINES + 1 {

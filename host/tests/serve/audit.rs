@@ -1,1 +1,157 @@
 //! Hostile agents and callers against a real `serve` process: audit (issue 12).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use agent_host_test_guests as guests;
+
+use super::{audit_records, audit_verify, Serve, BIN};
+
+fn file_kib(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len()) / 1024
+}
+
+/// The denial flooder with a mount and one HTTP rule to be refused around, and hello.
+fn flood_manifests(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let flood = guests::write_manifest(
+        dir,
+        "flood",
+        guests::DENIAL_FLOOD,
+        &format!(
+            "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data }}\n    http:\n      - {{ url: 'http://127.0.0.1:9/granted/', methods: [GET] }}\n  limits: {{ maxDenials: 256, timeout: 120s }}\n",
+            data.display()
+        ),
+    );
+    let hello = guests::write_manifest(dir, "hello", guests::HELLO, "");
+    (flood, hello)
+}
+
+#[test]
+fn denials_with_huge_targets_grow_the_audit_log_stderr_and_memory_by_a_bounded_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let (flood, hello) = flood_manifests(dir.path());
+    let mut serve = Serve::start(dir.path(), &[&flood, &hello], &[]);
+    // Warm up (compile, pool slots, one 8 MiB path through every layer).
+    let r = serve.invoke("flood", r#"{"opens":1,"pathBytes":8388608}"#);
+    assert_eq!(r.body["output"]["refusedOpens"], 1, "{}", r.body);
+    assert_eq!(r.body["usage"]["fileDenied"], 1, "a refused open is a denial: {}", r.body);
+    let (rss_before, audit_before, stderr_before) =
+        (serve.rss_kib(), file_kib(&serve.audit), file_kib(&serve.log));
+
+    // 256 refused opens of an 8 MiB path: each one within the denial budget.
+    let r = serve.invoke("flood", r#"{"opens":256,"pathBytes":8388608}"#);
+    assert_eq!(r.body["state"], "succeeded", "{}", r.body);
+    assert_eq!(r.body["output"]["refusedOpens"], 256, "{}", r.body);
+    assert_eq!(r.body["usage"]["fileDenied"], 256, "{}", r.body);
+    // Refused requests with 60 KiB URLs until the denial budget ends the invocation.
+    let r = serve.invoke(
+        "flood",
+        r#"{"requests":100000,"url":"http://127.0.0.1:9/refused","urlBytes":61440}"#,
+    );
+    assert_eq!(r.body["outcome"], "DenialLimit", "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "DenialLimit", "{}", r.body);
+    assert_eq!(r.body["usage"]["httpRequests"], 0, "{}", r.body);
+    assert!(
+        r.body["usage"]["httpDenied"].as_u64().unwrap() > 256,
+        "{}",
+        r.body
+    );
+
+    // A well-behaved agent is served afterwards.
+    let r = serve.invoke("hello", r#"{"name":"after"}"#);
+    assert_eq!(r.body["output"]["greeting"], "hello, after", "{}", r.body);
+    let rss_after = serve.rss_kib();
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+
+    // Two invocations of at most 256 capability records of a few KiB each;
+    // before the fix the opens alone wrote ~2 GiB.
+    let audit_growth = file_kib(&serve.audit) - audit_before;
+    assert!(audit_growth < 6 * 1024, "audit log grew by {audit_growth} KiB");
+    // A handful of bounded WARN lines per invocation.
+    let stderr_growth = file_kib(&serve.log) - stderr_before;
+    assert!(stderr_growth < 512, "stderr grew by {stderr_growth} KiB");
+    assert!(
+        rss_after < rss_before + 192 * 1024,
+        "the host grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    let (code, out) = audit_verify(&serve.audit);
+    assert_eq!(code, Some(0), "{out}");
+    let records = audit_records(&serve.audit);
+    let denied_open = records
+        .iter()
+        .find(|r| r["capability"] == "filesystem" && r["decision"] == "deny")
+        .unwrap();
+    let target = denied_open["target"].as_str().unwrap();
+    assert!(target.len() < 8 * 1024 && target.ends_with("bytes]"), "cut and marked: {} bytes", target.len());
+}
+
+#[test]
+fn a_second_host_on_the_same_audit_log_refuses_to_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests::write_manifest(dir.path(), "hello", guests::HELLO, "");
+    let mut first = Serve::start(dir.path(), &[&hello], &[]);
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--audit-log"])
+        .arg(&first.audit)
+        .arg("-f")
+        .arg(&hello)
+        .env("AGENT_HOST_CACHE_DIR", dir.path().join("cache"))
+        .env("AGENT_HOST_STATE_DIR", dir.path().join("state2"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&first.audit.display().to_string()) && stderr.contains("locked"),
+        "{stderr}"
+    );
+    // The first host is untouched and its chain intact.
+    let r = first.invoke("hello", r#"{"name":"first"}"#);
+    assert_eq!(r.body["output"]["greeting"], "hello, first", "{}", r.body);
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(15)), Some(0));
+    let (code, out) = audit_verify(&first.audit);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn a_torn_last_audit_line_is_sealed_on_restart_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests::write_manifest(dir.path(), "hello", guests::HELLO, "");
+    let mut serve = Serve::start(dir.path(), &[&hello], &[]);
+    assert_eq!(serve.invoke("hello", r#"{"name":"a"}"#).status, 200);
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+    let audit = serve.audit.clone();
+    drop(serve);
+    // What a crash or a full disk mid-write leaves: half a record, no newline.
+    let whole = std::fs::read(&audit).unwrap();
+    let last = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let torn = whole[last..last + (whole.len() - last) / 2].to_vec();
+    let mut bytes = whole.clone();
+    bytes.extend_from_slice(&torn);
+    std::fs::write(&audit, &bytes).unwrap();
+    let (code, _) = audit_verify(&audit);
+    assert_eq!(code, Some(1), "the torn line breaks the chain until sealed");
+
+    let mut serve = Serve::start(dir.path(), &[&hello], &[]);
+    let r = serve.invoke("hello", r#"{"name":"b"}"#);
+    assert_eq!(r.body["output"]["greeting"], "hello, b", "{}", r.body);
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+    let (code, out) = audit_verify(&audit);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("sealed"), "{out}");
+    let records = audit_records(&audit);
+    let seal = records.iter().find(|r| r["kind"] == "audit.sealed").unwrap();
+    assert_eq!(seal["tornBytes"], torn.len(), "{seal}");
+    let saved = std::fs::read(seal["savedTo"].as_str().unwrap()).unwrap();
+    assert_eq!(saved, torn);
+}

@@ -4,6 +4,7 @@
 //! mount, is a capability denial. `get-directories` is re-linked too, to learn
 //! the guest path of each preopen, so records name `/runbooks/a.md`, not `a.md`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use wasmtime::component::{Linker, Resource};
@@ -16,6 +17,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use super::quota::TYPES;
 use crate::audit::Decision;
 use crate::cap::Capability;
+use crate::redact::{clip, MAX_FIELD_BYTES};
 use crate::runtime::state::InvocationState;
 
 /// The preopens instance (semver-compatible imports resolve to it).
@@ -29,8 +31,14 @@ const MAX_DIR_PATHS: usize = 1024;
 pub struct DirPaths(HashMap<u32, String>);
 
 impl DirPaths {
+    /// Keeps at most [`MAX_FIELD_BYTES`] of `path`: it is only ever displayed,
+    /// and a guest must not make the host hold 1024 multi-megabyte paths.
     fn remember(&mut self, rep: u32, path: String) {
         if self.0.len() < MAX_DIR_PATHS || self.0.contains_key(&rep) {
+            let path = match clip(&path, MAX_FIELD_BYTES) {
+                Cow::Borrowed(_) => path,
+                Cow::Owned(cut) => cut,
+            };
             self.0.insert(rep, path);
         }
     }
@@ -140,5 +148,7 @@ mod tests {
             dirs.remember(rep, format!("/d{rep}"));
         }
         assert_eq!(dirs.0.len(), MAX_DIR_PATHS);
+        dirs.remember(1, "d".repeat(10 * MAX_FIELD_BYTES));
+        assert!(dirs.0[&1].len() < MAX_FIELD_BYTES + 32, "paths are kept cut");
     }
 }
