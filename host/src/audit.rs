@@ -31,8 +31,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cap::Capability;
-use crate::redact::{clean, clip};
 pub use crate::redact::MAX_FIELD_BYTES;
+use crate::redact::{clean, clip};
 
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -370,13 +370,12 @@ impl AuditLog {
         }
         let whole = whole_lines_len(&mut file).map_err(io)?;
         file.seek(SeekFrom::Start(0)).map_err(io)?;
-        let verified = verify(BufReader::new((&file).take(whole))).map_err(|brk| {
-            OpenError::Broken {
+        let verified =
+            verify(BufReader::new((&file).take(whole))).map_err(|brk| OpenError::Broken {
                 path: path.to_path_buf(),
                 line: brk.line,
                 problem: format!("record {}: {}", brk.record, brk.problem),
-            }
-        })?;
+            })?;
         let seal = if whole < file.metadata().map_err(io)?.len() {
             Some(seal_torn_tail(path, &mut file, whole, verified.next_seq).map_err(io)?)
         } else {
@@ -400,7 +399,9 @@ impl AuditLog {
             writer.append(&jiff::Timestamp::now().to_string(), &seal);
             writer.finish();
             if writer.broken {
-                return Err(io(std::io::Error::other("writing the audit.sealed record failed")));
+                return Err(io(std::io::Error::other(
+                    "writing the audit.sealed record failed",
+                )));
             }
         }
         Ok((Self { inner: Some(inner) }, writer))
@@ -655,7 +656,11 @@ impl CapabilityAudit {
         target: &str,
         reason: &str,
     ) -> Result<(), DenialLimitExceeded> {
-        let n = self.denials.count.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .denials
+            .count
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         if n <= DENIAL_WARN_LINES {
             tracing::warn!(
@@ -669,7 +674,14 @@ impl CapabilityAudit {
                 "more than {DENIAL_WARN_LINES} denials: further ones of this invocation are counted and audited, not logged"
             );
         }
-        self.write(capability, action, target, Decision::Deny, None, Some(reason));
+        self.write(
+            capability,
+            action,
+            target,
+            Decision::Deny,
+            None,
+            Some(reason),
+        );
         let limit = self.denials.limit;
         if n > limit {
             if n == limit.saturating_add(1) {
@@ -1003,17 +1015,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&path).unwrap();
-        let audit = log.for_invocation("a".into(), "i".into(), crate::redact::secret_set(["s3cr3t"]), 10);
+        let audit = log.for_invocation(
+            "a".into(),
+            "i".into(),
+            crate::redact::secret_set(["s3cr3t"]),
+            10,
+        );
         let huge = format!("/data/../{}s3cr3t", "x".repeat(MAX_FIELD_BYTES - 12));
         audit
-            .deny(Capability::Filesystem, "open-read", &huge, &format!("no: {huge}"))
+            .deny(
+                Capability::Filesystem,
+                "open-read",
+                &huge,
+                &format!("no: {huge}"),
+            )
             .unwrap();
         log.close();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.len() < 3 * MAX_FIELD_BYTES, "{} bytes", text.len());
-        assert!(!text.contains("s3cr"), "no part of the secret survives the cut");
+        assert!(
+            !text.contains("s3cr"),
+            "no part of the secret survives the cut"
+        );
         let record: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert!(record["target"].as_str().unwrap().ends_with("bytes]"), "the cut is marked");
+        assert!(
+            record["target"].as_str().unwrap().ends_with("bytes]"),
+            "the cut is marked"
+        );
         assert!(verify(text.as_bytes()).is_ok());
     }
 
@@ -1053,16 +1081,26 @@ mod tests {
 
         write_three(&path);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(std::str::from_utf8(&whole).unwrap()), "whole records kept");
+        assert!(
+            text.starts_with(std::str::from_utf8(&whole).unwrap()),
+            "whole records kept"
+        );
         let v = verify(text.as_bytes()).unwrap();
         assert_eq!((v.records, v.seals), (7, 1));
         let seal: serde_json::Value = serde_json::from_str(text.lines().nth(3).unwrap()).unwrap();
         assert_eq!(seal["kind"], "audit.sealed");
-        assert_eq!(seal["seq"], 3, "the chain continues from the last whole record");
+        assert_eq!(
+            seal["seq"], 3,
+            "the chain continues from the last whole record"
+        );
         assert_eq!(seal["tornBytes"], torn.len());
         assert_eq!(seal["tornSha256"], hex::encode(Sha256::digest(torn)));
         let saved = seal["savedTo"].as_str().unwrap();
-        assert_eq!(std::fs::read(saved).unwrap(), torn, "the torn bytes are kept aside");
+        assert_eq!(
+            std::fs::read(saved).unwrap(),
+            torn,
+            "the torn bytes are kept aside"
+        );
     }
 
     #[test]
@@ -1072,16 +1110,23 @@ mod tests {
         let first = AuditLog::open(&path).unwrap();
         let err = AuditLog::open(&path).unwrap_err();
         assert!(matches!(err, OpenError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
         first.close();
-        AuditLog::open(&path).expect("the lock goes with the first log").close();
+        AuditLog::open(&path)
+            .expect("the lock goes with the first log")
+            .close();
     }
 
     #[tokio::test]
     async fn denials_past_the_budget_end_the_invocation_and_warn_lines_stop() {
         let audit = AuditLog::disabled().for_invocation("a".into(), "i".into(), Arc::from([]), 3);
         for _ in 0..3 {
-            audit.deny(Capability::Http, "GET", "http://x/", "no rule").unwrap();
+            audit
+                .deny(Capability::Http, "GET", "http://x/", "no rule")
+                .unwrap();
         }
         assert_eq!(audit.denial_limit(), None);
         let waiter = tokio::spawn({
@@ -1092,7 +1137,10 @@ mod tests {
             audit.deny(Capability::Http, "GET", "http://x/", "no rule"),
             Err(DenialLimitExceeded { limit: 3 })
         );
-        let reached = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        let reached = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(reached, DenialLimitExceeded { limit: 3 });
         assert_eq!(audit.denials(), 4);
     }

@@ -83,11 +83,7 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!(
-        "{}…[cut {} bytes]",
-        &text[..end],
-        text.len() - end
-    ))
+    Cow::Owned(format!("{}…[cut {} bytes]", &text[..end], text.len() - end))
 }
 
 /// [`redact`], then [`clip`] to [`MAX_FIELD_BYTES`]: redaction first, so the
@@ -103,7 +99,11 @@ pub fn clean(text: &str, secrets: &[String]) -> String {
 pub fn safe_cut(bytes: &[u8], at: usize, secrets: &[String]) -> usize {
     let at = at.min(bytes.len());
     let mut cut = at;
-    for secret in secrets.iter().map(String::as_bytes).filter(|s| !s.is_empty()) {
+    for secret in secrets
+        .iter()
+        .map(String::as_bytes)
+        .filter(|s| !s.is_empty())
+    {
         // Starts of `secret` that begin before `at` and could reach past it.
         let earliest = at.saturating_sub(secret.len() - 1);
         for start in earliest..at {
@@ -171,7 +171,15 @@ mod tests {
         assert_eq!(safe_cut(line, 10, &secrets), 7, "moved before the secret");
         assert_eq!(safe_cut(line, 7, &secrets), 7, "already before it");
         assert_eq!(safe_cut(line, 14, &secrets), 14, "after it");
-        assert_eq!(safe_cut(b"0123456SEC", 10, &secrets), 7, "a partial prefix too");
-        assert_eq!(safe_cut(b"SECRETSECRET", 3, &secrets), 3, "secret longer than the piece");
+        assert_eq!(
+            safe_cut(b"0123456SEC", 10, &secrets),
+            7,
+            "a partial prefix too"
+        );
+        assert_eq!(
+            safe_cut(b"SECRETSECRET", 3, &secrets),
+            3,
+            "secret longer than the piece"
+        );
     }
 }

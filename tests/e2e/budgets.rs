@@ -270,11 +270,16 @@ async fn denials_past_max_denials_end_the_invocation_with_denial_limit() {
         .invoke(task(json!({ "opens": 1000, "pathBytes": 16 })))
         .await;
     assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
-    assert_eq!(inv.usage.file_denied, 6, "stopped at the first denial past the budget");
+    assert_eq!(
+        inv.usage.file_denied, 6,
+        "stopped at the first denial past the budget"
+    );
     // Refused requests are a separate count from maxHttpRequests (2), which
     // still counts only requests sent; the budget ends the invocation.
     let inv = agent
-        .invoke(task(json!({ "requests": 1000, "url": "http://127.0.0.1:9/refused", "urlBytes": 64 })))
+        .invoke(task(
+            json!({ "requests": 1000, "url": "http://127.0.0.1:9/refused", "urlBytes": 64 }),
+        ))
         .await;
     assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
     assert_eq!(inv.usage.http_requests, 0);

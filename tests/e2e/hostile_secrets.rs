@@ -102,7 +102,9 @@ async fn a_multi_line_secret_is_redacted_from_stdout_the_line_cut_denials_spans_
         ),
     );
     let inv = agent
-        .invoke(task(json!({ "url": "http://127.0.0.1:9/refused", "dir": "/data" })))
+        .invoke(task(
+            json!({ "url": "http://127.0.0.1:9/refused", "dir": "/data" }),
+        ))
         .await;
     let out = agent_host_e2e::support::output_json(&inv);
     assert_eq!(out["denied"], true, "{out}");
@@ -113,14 +115,35 @@ async fn a_multi_line_secret_is_redacted_from_stdout_the_line_cut_denials_spans_
     let second_line = PEM.lines().nth(1).unwrap();
     for (place, text) in [("host log and spans", &logs), ("audit log", &audit_text)] {
         for line in PEM.lines() {
-            assert!(!text.contains(line), "{line:?} reached the {place}:\n{text}");
+            assert!(
+                !text.contains(line),
+                "{line:?} reached the {place}:\n{text}"
+            );
         }
         // A fragment of the key line: what a cut inside it would leave.
-        assert!(!text.contains(&second_line[..12]), "part of a key line reached the {place}");
-        assert!(!text.contains(&second_line[second_line.len() - 12..]), "part of a key line reached the {place}");
+        assert!(
+            !text.contains(&second_line[..12]),
+            "part of a key line reached the {place}"
+        );
+        assert!(
+            !text.contains(&second_line[second_line.len() - 12..]),
+            "part of a key line reached the {place}"
+        );
     }
-    assert!(logs.contains("[REDACTED] straddled"), "the straddling line arrived, redacted:\n{logs}");
-    assert!(logs.contains("token=[REDACTED]"), "the denial was logged, redacted:\n{logs}");
-    assert!(logs.contains("file.open"), "the open's span was logged:\n{logs}");
-    assert!(audit_text.contains("token=[REDACTED]"), "the denial was audited, redacted:\n{audit_text}");
+    assert!(
+        logs.contains("[REDACTED] straddled"),
+        "the straddling line arrived, redacted:\n{logs}"
+    );
+    assert!(
+        logs.contains("token=[REDACTED]"),
+        "the denial was logged, redacted:\n{logs}"
+    );
+    assert!(
+        logs.contains("file.open"),
+        "the open's span was logged:\n{logs}"
+    );
+    assert!(
+        audit_text.contains("token=[REDACTED]"),
+        "the denial was audited, redacted:\n{audit_text}"
+    );
 }

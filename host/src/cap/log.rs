@@ -260,7 +260,10 @@ mod tests {
     fn fields_are_redacted_before_they_are_escaped() {
         let secrets = crate::redact::secret_set(["tok\tsecret-value"]);
         let rendered = render_fields(
-            &[("k".into(), "tok\tsecret-value".into()), ("tab\t".into(), "ok".into())],
+            &[
+                ("k".into(), "tok\tsecret-value".into()),
+                ("tab\t".into(), "ok".into()),
+            ],
             &secrets,
         );
         assert_eq!(rendered, "k=[REDACTED] tab\\t=ok");

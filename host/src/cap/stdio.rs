@@ -186,7 +186,10 @@ mod tests {
             w.push(b" tail\n");
         }
         let tail = log.stderr_tail().concat();
-        assert!(!tail.contains("tok-s") && !tail.contains("dle-42"), "{tail}");
+        assert!(
+            !tail.contains("tok-s") && !tail.contains("dle-42"),
+            "{tail}"
+        );
         assert!(tail.contains("[REDACTED] tail"), "{tail}");
     }
 

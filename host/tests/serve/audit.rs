@@ -37,12 +37,20 @@ fn denials_with_huge_targets_grow_the_audit_log_stderr_and_memory_by_a_bounded_a
     // Warm up (compile, pool slots, one 8 MiB path through every layer).
     // Writes to the read-only mount are refused before the path is resolved
     // (a path past PATH_MAX outside the mount fails as too long, not denied).
-    let opens = |n: u32| format!(r#"{{"opens":{n},"relative":"","openWrite":true,"pathBytes":8388608}}"#);
+    let opens =
+        |n: u32| format!(r#"{{"opens":{n},"relative":"","openWrite":true,"pathBytes":8388608}}"#);
     let r = serve.invoke("flood", &opens(1));
     assert_eq!(r.body["output"]["refusedOpens"], 1, "{}", r.body);
-    assert_eq!(r.body["usage"]["fileDenied"], 1, "a refused open is a denial: {}", r.body);
-    let (rss_before, audit_before, stderr_before) =
-        (serve.rss_kib(), file_kib(&serve.audit), file_kib(&serve.log));
+    assert_eq!(
+        r.body["usage"]["fileDenied"], 1,
+        "a refused open is a denial: {}",
+        r.body
+    );
+    let (rss_before, audit_before, stderr_before) = (
+        serve.rss_kib(),
+        file_kib(&serve.audit),
+        file_kib(&serve.log),
+    );
 
     // 256 refused opens of an 8 MiB path: each one within the denial budget.
     let r = serve.invoke("flood", &opens(256));
@@ -75,7 +83,10 @@ fn denials_with_huge_targets_grow_the_audit_log_stderr_and_memory_by_a_bounded_a
     let audit_growth = file_kib(&serve.audit) - audit_before;
     let stderr_growth = file_kib(&serve.log) - stderr_before;
     eprintln!("audit +{audit_growth} KiB, stderr +{stderr_growth} KiB, rss {rss_before} -> {rss_after} KiB");
-    assert!(audit_growth < 6 * 1024, "audit log grew by {audit_growth} KiB");
+    assert!(
+        audit_growth < 6 * 1024,
+        "audit log grew by {audit_growth} KiB"
+    );
     // A handful of bounded WARN lines per invocation.
     assert!(stderr_growth < 512, "stderr grew by {stderr_growth} KiB");
     assert!(
@@ -90,7 +101,11 @@ fn denials_with_huge_targets_grow_the_audit_log_stderr_and_memory_by_a_bounded_a
         .find(|r| r["capability"] == "filesystem" && r["decision"] == "deny")
         .unwrap();
     let target = denied_open["target"].as_str().unwrap();
-    assert!(target.len() < 8 * 1024 && target.ends_with("bytes]"), "cut and marked: {} bytes", target.len());
+    assert!(
+        target.len() < 8 * 1024 && target.ends_with("bytes]"),
+        "cut and marked: {} bytes",
+        target.len()
+    );
 }
 
 #[test]
@@ -154,7 +169,10 @@ fn a_torn_last_audit_line_is_sealed_on_restart_and_the_chain_verifies() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("sealed"), "{out}");
     let records = audit_records(&audit);
-    let seal = records.iter().find(|r| r["kind"] == "audit.sealed").unwrap();
+    let seal = records
+        .iter()
+        .find(|r| r["kind"] == "audit.sealed")
+        .unwrap();
     assert_eq!(seal["tornBytes"], torn.len(), "{seal}");
     let saved = std::fs::read(seal["savedTo"].as_str().unwrap()).unwrap();
     assert_eq!(saved, torn);

@@ -35,7 +35,8 @@ impl Agent for LeakSecretWide {
         let pad = "x".repeat(LINE_CUT - line.len() / 2);
         let _ = out.write_all(format!("{pad}{line} straddled\n").as_bytes());
         let _ = out.flush();
-        let denied = http::request("GET", &format!("{}?token={line}", input.url), &[], None).is_err();
+        let denied =
+            http::request("GET", &format!("{}?token={line}", input.url), &[], None).is_err();
         let opened = std::fs::File::open(format!("{}/{line}", input.dir)).is_ok();
         Output::json(&json!({ "denied": denied, "opened": opened }))
     }

@@ -149,6 +149,9 @@ mod tests {
         }
         assert_eq!(dirs.0.len(), MAX_DIR_PATHS);
         dirs.remember(1, "d".repeat(10 * MAX_FIELD_BYTES));
-        assert!(dirs.0[&1].len() < MAX_FIELD_BYTES + 32, "paths are kept cut");
+        assert!(
+            dirs.0[&1].len() < MAX_FIELD_BYTES + 32,
+            "paths are kept cut"
+        );
     }
 }

@@ -42,7 +42,10 @@ impl std::fmt::Debug for Endpoint {
             .field("provider", &self.provider)
             .field("model", &self.model)
             .field("base", &self.base.as_str())
-            .field("api_key", &self.api_key.as_ref().map(|_| crate::redact::REDACTED))
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|_| crate::redact::REDACTED),
+            )
             .finish()
     }
 }
