@@ -177,3 +177,127 @@ fn a_torn_last_audit_line_is_sealed_on_restart_and_the_chain_verifies() {
     let saved = std::fs::read(seal["savedTo"].as_str().unwrap()).unwrap();
     assert_eq!(saved, torn);
 }
+
+/// A loopback HTTP/1.1 endpoint answering every request `200` with an empty
+/// body; keeps the raw bytes it received (an OTLP export is protobuf, whose
+/// strings are plain UTF-8, so a secret in a span attribute shows up as is).
+fn raw_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        sink.lock().unwrap().extend_from_slice(line.as_bytes());
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                length = v.trim().parse().unwrap();
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&body);
+                    if conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// A PEM-style key: each of its lines must be redacted on its own.
+const PEM: &str = "-----BEGIN TEST KEY-----\nMIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9AgEAAkEAq7BFUpkGp3\nU2VydmVTZWNvbmRMaW5lT2ZUaGVLZXlNYXRlcmlhbEZvclRlc3RzMDk\n-----END TEST KEY-----";
+
+#[test]
+fn a_secret_in_urls_and_paths_never_reaches_stderr_the_audit_log_or_exported_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let (otlp, exported) = raw_receiver();
+    let (granted, _) = raw_receiver();
+    std::fs::create_dir_all(dir.path().join("secrets/tls")).unwrap();
+    std::fs::write(dir.path().join("secrets/tls/key"), PEM).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let leaker = guests::write_manifest(
+        dir.path(),
+        "leaker",
+        guests::LEAK_SECRET_WIDE,
+        &format!(
+            "  capabilities:\n    env:\n      - {{ name: TOKEN, valueFrom: {{ secretKeyRef: {{ name: tls, key: key }} }} }}\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data }}\n    http:\n      - {{ url: '{granted}/granted/', methods: [GET] }}\n",
+            data.display()
+        ),
+    );
+    let secrets = dir.path().join("secrets");
+    let mut serve = Serve::start(
+        dir.path(),
+        &[&leaker],
+        &[
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+            "--otlp-endpoint",
+            &otlp,
+        ],
+    );
+    // Refused (host WARN line, audit record) and allowed (`http.request` span).
+    for (url, denied) in [
+        (format!("{granted}/refused"), true),
+        (format!("{granted}/granted/x"), false),
+    ] {
+        let body = serde_json::json!({ "url": url, "dir": "/data" }).to_string();
+        let r = serve.invoke("leaker", &body);
+        assert_eq!(r.body["output"]["denied"], denied, "{}", r.body);
+    }
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+
+    let stderr = serve.logs();
+    let audit = std::fs::read_to_string(&serve.audit).unwrap();
+    let spans = String::from_utf8_lossy(&exported.lock().unwrap()).into_owned();
+    assert!(
+        spans.contains("http.request") && spans.contains("file.open"),
+        "both spans were exported"
+    );
+    let line = PEM.lines().nth(1).unwrap();
+    for (place, text) in [
+        ("stderr", &stderr),
+        ("audit log", &audit),
+        ("spans", &spans),
+    ] {
+        for part in [&line[..16], &line[line.len() - 16..]] {
+            assert!(
+                !text.contains(part),
+                "part of a key line reached the {place}"
+            );
+        }
+    }
+    assert!(stderr.contains("token=[REDACTED]"), "{stderr}");
+    assert!(audit.contains("token=[REDACTED]"), "{audit}");
+    assert!(
+        spans.contains("token=[REDACTED]"),
+        "the span's URL, redacted"
+    );
+}
