@@ -79,23 +79,45 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     if text.len() <= max {
         return Cow::Borrowed(text);
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}…[cut {} bytes]", &text[..end], text.len() - end))
+    let kept = prefix(text, max);
+    Cow::Owned(format!("{kept}…[cut {} bytes]", text.len() - kept.len()))
 }
 
 /// [`redact`], then [`clip`] to [`MAX_FIELD_BYTES`]: redaction first, so the
 /// cut never leaves the start of a secret behind.
+/// Only the head that can be kept (plus room for a secret across the cut) is
+/// scanned, so a multi-megabyte path costs the host no more than a short one.
 pub fn clean(text: &str, secrets: &[String]) -> String {
-    clip(&redact(text, secrets), MAX_FIELD_BYTES).into_owned()
+    let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+    let head = prefix(text, MAX_FIELD_BYTES.saturating_add(longest));
+    let redacted = redact(head, secrets);
+    let kept = prefix(&redacted, MAX_FIELD_BYTES);
+    let cut = redacted.len() - kept.len() + (text.len() - head.len());
+    if cut == 0 {
+        kept.to_string()
+    } else {
+        format!("{kept}…[cut {cut} bytes]")
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes ending on a char boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Where to cut `bytes` (a line being forwarded in pieces) at or before `at`
-/// so that no secret straddles the cut: the cut moves back before any suffix of
-/// `bytes[..at]` that starts a secret, and the held-back bytes go with the next
-/// piece. Falls back to `at` when a secret is longer than the piece itself.
+/// so that no secret straddles the cut: the cut moves back before the longest
+/// suffix of `bytes[..at]` that begins a secret, and the held-back bytes go
+/// with the next piece. Falls back to `at` when a secret is longer than the
+/// piece itself. Linear in the secrets' length whatever the bytes (KMP), so a
+/// guest cannot make each cut cost quadratic time.
 pub fn safe_cut(bytes: &[u8], at: usize, secrets: &[String]) -> usize {
     let at = at.min(bytes.len());
     let mut cut = at;
@@ -104,20 +126,46 @@ pub fn safe_cut(bytes: &[u8], at: usize, secrets: &[String]) -> usize {
         .map(String::as_bytes)
         .filter(|s| !s.is_empty())
     {
-        // Starts of `secret` that begin before `at` and could reach past it.
-        let earliest = at.saturating_sub(secret.len() - 1);
-        for start in earliest..at {
-            let window = &bytes[start..bytes.len().min(start + secret.len())];
-            if start < cut && secret.starts_with(window) {
-                cut = start;
-                break;
-            }
-        }
+        let window = &bytes[at.saturating_sub(secret.len())..at];
+        cut = cut.min(at - overlap(window, secret));
     }
     if cut == 0 {
         at
     } else {
         cut
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `pattern`
+/// (Knuth–Morris–Pratt).
+fn overlap(text: &[u8], pattern: &[u8]) -> usize {
+    let mut border = vec![0usize; pattern.len()];
+    let mut k = 0;
+    for i in 1..pattern.len() {
+        while k > 0 && pattern[i] != pattern[k] {
+            k = border[k - 1];
+        }
+        if pattern[i] == pattern[k] {
+            k += 1;
+        }
+        border[i] = k;
+    }
+    let mut state = 0;
+    for &b in text {
+        if state == pattern.len() {
+            state = border[state - 1];
+        }
+        while state > 0 && b != pattern[state] {
+            state = border[state - 1];
+        }
+        if b == pattern[state] {
+            state += 1;
+        }
+    }
+    if state == pattern.len() {
+        border[state - 1]
+    } else {
+        state
     }
 }
 
@@ -157,6 +205,15 @@ mod tests {
     }
 
     #[test]
+    fn clean_scans_only_the_head_it_keeps() {
+        let secrets = secret_set(["tail-secret"]);
+        let text = format!("{}tail-secret", "x".repeat(8 << 20));
+        let cleaned = clean(&text, &secrets);
+        assert!(cleaned.len() < MAX_FIELD_BYTES + 32);
+        assert!(cleaned.ends_with(&format!("[cut {} bytes]", text.len() - MAX_FIELD_BYTES)));
+    }
+
+    #[test]
     fn clean_redacts_before_it_cuts() {
         let secrets = secret_set(["s3cr3t-value"]);
         let text = format!("{}s3cr3t-value", "x".repeat(MAX_FIELD_BYTES - 4));
@@ -180,6 +237,22 @@ mod tests {
             safe_cut(b"SECRETSECRET", 3, &secrets),
             3,
             "secret longer than the piece"
+        );
+        assert_eq!(
+            safe_cut(b"xxSESESEC", 9, &secrets),
+            6,
+            "the longest overlap"
+        );
+        assert_eq!(
+            safe_cut(b"xxSECRET", 8, &secrets),
+            8,
+            "a whole one before the cut"
+        );
+        let periodic = secret_set(["aaab"]);
+        assert_eq!(
+            safe_cut(b"aaaaaaa", 7, &periodic),
+            4,
+            "earliest possible start"
         );
     }
 }

@@ -71,7 +71,24 @@ impl GuestLog {
         message: &str,
         fields: &[(String, String)],
     ) {
-        let message = &*redact(message, &self.secrets);
+        // Only what can still be printed (or kept in the stderr tail) is
+        // redacted, with room for a secret across the cut: a huge message past
+        // the budget costs no scan of the host's time.
+        let visible = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let left = usize::try_from(state.remaining).unwrap_or(usize::MAX);
+            if source == "stderr" {
+                left.max(512)
+            } else {
+                left
+            }
+        };
+        let longest = self.secrets.iter().map(String::len).max().unwrap_or(0);
+        let raw_len = message.len();
+        let message = &*redact(
+            truncate(message, visible.saturating_add(longest)),
+            &self.secrets,
+        );
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if source == "stderr" {
             if state.stderr_tail.len() == STDERR_TAIL_LINES {
@@ -81,8 +98,7 @@ impl GuestLog {
                 .stderr_tail
                 .push_back(truncate(message, 512).to_string());
         }
-        let size =
-            (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
+        let size = (raw_len + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
         if state.remaining == 0 {
             state.dropped_bytes += size;
             return;
