@@ -13,7 +13,8 @@
 //! * [`runtime`] — engine, compile cache, limits, instantiation and invocation.
 //! * [`config`] — how the host itself runs (cache, secrets, allocator), apart from any manifest.
 //! * [`server`] — serve mode: the HTTP API, admission, idempotency, graceful drain.
-//! * [`audit`] — the hash-chained audit trail; [`metrics`] — Prometheus metrics.
+//! * [`audit`] — the hash-chained audit trail; [`metrics`] — Prometheus metrics;
+//!   [`redact`] — how guest-influenced text is made safe to print.
 #![deny(missing_docs)]
 
 pub mod audit;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod latency;
 pub mod manifest;
 pub mod metrics;
+pub mod redact;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;

@@ -20,6 +20,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Targets always switched off, whatever the filter says: wasmtime's
+/// generated bindings trace every host call with its arguments (a guest's
+/// URL, path or output, secrets and all) before the host can redact them.
+pub const GUEST_ARGUMENT_TARGETS: [&str; 4] = [
+    "wasmtime_wasi::p2::bindings",
+    "wasmtime_wasi_http::p2::bindings",
+    "wasmtime_wasi_io::bindings",
+    "agent_host::bindings",
+];
+
 /// Time one OTLP export may take before it is abandoned.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,7 +57,7 @@ pub fn init(
     format: LogFormat,
     otlp_endpoint: Option<&str>,
 ) -> Result<Telemetry, String> {
-    let filter = EnvFilter::try_new(filter).map_err(|e| format!("--log {filter:?}: {e}"))?;
+    let filter = log_filter(filter)?;
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
@@ -71,6 +81,16 @@ pub fn init(
         .try_init()
         .map_err(|e| format!("installing the log subscriber: {e}"))?;
     Ok(Telemetry { provider })
+}
+
+/// The host's log filter: `spec` (tracing `EnvFilter` syntax) with
+/// [`GUEST_ARGUMENT_TARGETS`] switched off, for log lines and exported spans alike.
+pub fn log_filter(spec: &str) -> Result<EnvFilter, String> {
+    let mut filter = EnvFilter::try_new(spec).map_err(|e| format!("--log {spec:?}: {e}"))?;
+    for target in GUEST_ARGUMENT_TARGETS {
+        filter = filter.add_directive(format!("{target}=off").parse().expect("a valid directive"));
+    }
+    Ok(filter)
 }
 
 fn tracer_provider(base: &str) -> Result<SdkTracerProvider, String> {

@@ -251,3 +251,47 @@ async fn epoch_only_metering_keeps_the_deadline_but_drops_fuel() {
         InvocationError::FuelExhausted { limit: 50_000_000 }
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn denials_past_max_denials_end_the_invocation_with_denial_limit() {
+    let h = Harness::new();
+    let data = h.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let agent = h.agent(
+        "prober",
+        guests::DENIAL_FLOOD,
+        &format!(
+            "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data }}\n    http:\n      - {{ url: 'http://127.0.0.1:9/granted/', methods: [GET] }}\n  limits: {{ maxDenials: 5, maxHttpRequests: 2, timeout: 20s }}\n",
+            data.display()
+        ),
+    );
+    // Refused opens: the sixth ends the invocation in the host call.
+    let inv = agent
+        .invoke(task(json!({ "opens": 1000, "pathBytes": 16 })))
+        .await;
+    assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
+    assert_eq!(
+        inv.usage.file_denied, 6,
+        "stopped at the first denial past the budget"
+    );
+    // Refused requests are a separate count from maxHttpRequests (2), which
+    // still counts only requests sent; the budget ends the invocation.
+    let inv = agent
+        .invoke(task(
+            json!({ "requests": 1000, "url": "http://127.0.0.1:9/refused", "urlBytes": 64 }),
+        ))
+        .await;
+    assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
+    assert_eq!(inv.usage.http_requests, 0);
+    assert!(
+        (6..20).contains(&inv.usage.http_denied),
+        "stopped right after the budget: {} denied",
+        inv.usage.http_denied
+    );
+    // Within the budget the agent runs normally.
+    let inv = agent
+        .invoke(task(json!({ "opens": 5, "pathBytes": 16 })))
+        .await;
+    assert_eq!(output_json(&inv)["refusedOpens"], 5);
+    host_still_serves(&h).await;
+}

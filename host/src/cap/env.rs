@@ -1,7 +1,6 @@
 //! `wasi:cli/environment`: the guest sees exactly the variables its manifest
 //! declares (`spec.capabilities.env`), nothing of the host's own environment.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -62,7 +61,8 @@ impl EnvGrant {
         self.vars.iter().map(|(k, _)| k.as_str())
     }
 
-    /// Values that came from secrets: never to be printed (see [`redact`]).
+    /// Values that came from secrets: never to be printed. The agent's
+    /// redaction set is [`super::Grants::secrets`] (these plus the model key).
     pub fn secrets(&self) -> &Arc<[String]> {
         &self.secrets
     }
@@ -73,17 +73,7 @@ impl EnvGrant {
     }
 }
 
-/// Replaces every occurrence of a secret value in `text` with `[REDACTED]`.
-/// Applied wherever guest-controlled text reaches a log line or an error.
-pub fn redact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
-    let mut out = Cow::Borrowed(text);
-    for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = Cow::Owned(out.replace(secret.as_str(), "[REDACTED]"));
-        }
-    }
-    out
-}
+pub use crate::redact::redact;
 
 // Values are deliberately left out: they may be secrets.
 impl fmt::Debug for EnvGrant {
@@ -161,16 +151,6 @@ mod tests {
             debug.contains("TOKEN") && !debug.contains("s3cr3t"),
             "{debug}"
         );
-    }
-
-    #[test]
-    fn redact_replaces_every_occurrence_of_every_secret() {
-        let secrets = ["tok-123".to_string(), "hunter2".to_string()];
-        assert_eq!(
-            redact("a tok-123 b hunter2 tok-123", &secrets),
-            "a [REDACTED] b [REDACTED] [REDACTED]"
-        );
-        assert!(matches!(redact("clean", &secrets), Cow::Borrowed(_)));
     }
 
     #[test]

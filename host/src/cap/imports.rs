@@ -167,6 +167,7 @@ mod tests {
             http: std::sync::Arc::new(HttpGrant::configure(&rules)),
             kv: None,
             llm: None,
+            secrets: Default::default(),
         }
     }
 

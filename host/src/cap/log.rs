@@ -71,7 +71,24 @@ impl GuestLog {
         message: &str,
         fields: &[(String, String)],
     ) {
-        let message = &*redact(message, &self.secrets);
+        // Only what can still be printed (or kept in the stderr tail) is
+        // redacted, with room for a secret across the cut: a huge message past
+        // the budget costs no scan of the host's time.
+        let visible = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let left = usize::try_from(state.remaining).unwrap_or(usize::MAX);
+            if source == "stderr" {
+                left.max(512)
+            } else {
+                left
+            }
+        };
+        let longest = self.secrets.iter().map(String::len).max().unwrap_or(0);
+        let raw_len = message.len();
+        let message = &*redact(
+            truncate(message, visible.saturating_add(longest)),
+            &self.secrets,
+        );
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if source == "stderr" {
             if state.stderr_tail.len() == STDERR_TAIL_LINES {
@@ -81,8 +98,7 @@ impl GuestLog {
                 .stderr_tail
                 .push_back(truncate(message, 512).to_string());
         }
-        let size =
-            (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
+        let size = (raw_len + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
         if state.remaining == 0 {
             state.dropped_bytes += size;
             return;
@@ -110,7 +126,7 @@ impl GuestLog {
             return;
         }
         let message = neutralise(message);
-        let fields = redact(&render_fields(fields), &self.secrets).into_owned();
+        let fields = render_fields(fields, &self.secrets);
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         match level {
             Level::Trace => {
@@ -141,6 +157,11 @@ impl GuestLog {
             records: state.records,
             dropped_bytes: state.dropped_bytes,
         }
+    }
+
+    /// The agent's redaction set.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 
     /// The last lines written to stderr (a panic message, typically).
@@ -196,15 +217,17 @@ pub fn neutralise(s: &str) -> Cow<'_, str> {
     )
 }
 
-fn render_fields(fields: &[(String, String)]) -> String {
+/// `k=v` pairs, each redacted before it is escaped: an escaped newline or
+/// control character inside a secret would no longer match it.
+fn render_fields(fields: &[(String, String)], secrets: &[String]) -> String {
     let mut out = String::new();
     for (k, v) in fields {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&neutralise(k));
+        out.push_str(&neutralise(&redact(k, secrets)));
         out.push('=');
-        out.push_str(&neutralise(v));
+        out.push_str(&neutralise(&redact(v, secrets)));
     }
     out
 }
@@ -247,6 +270,19 @@ mod tests {
             &[],
         );
         assert_eq!(log.stderr_tail(), ["panicked: token [REDACTED] rejected"]);
+    }
+
+    #[test]
+    fn fields_are_redacted_before_they_are_escaped() {
+        let secrets = crate::redact::secret_set(["tok\tsecret-value"]);
+        let rendered = render_fields(
+            &[
+                ("k".into(), "tok\tsecret-value".into()),
+                ("tab\t".into(), "ok".into()),
+            ],
+            &secrets,
+        );
+        assert_eq!(rendered, "k=[REDACTED] tab\\t=ok");
     }
 
     #[test]

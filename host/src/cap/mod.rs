@@ -144,6 +144,9 @@ pub struct Grants {
     pub kv: Option<kv::KvGrant>,
     /// Model access: endpoint, key, budgets (absent: denied).
     pub llm: Option<Arc<llm::LlmGrant>>,
+    /// Everything redacted from what the host prints for this agent: secret
+    /// env values and the model API key, multi-line ones line by line too.
+    secrets: crate::redact::SecretSet,
 }
 
 impl Grants {
@@ -155,9 +158,20 @@ impl Grants {
         base_dir: &Path,
     ) -> Result<Self, ConfigureError> {
         let caps = &agent.spec.capabilities;
+        let env = env::EnvGrant::configure(&caps.env, secrets_dir)?;
+        let fs = fs::FsGrant::configure(&caps.filesystem, base_dir)?;
+        let llm = caps
+            .llm
+            .as_ref()
+            .map(|g| llm::LlmGrant::configure(g, secrets_dir).map(Arc::new))
+            .transpose()?;
+        let api_key = llm.as_ref().and_then(|l| l.endpoint.api_key.clone());
+        let secrets = crate::redact::SecretSet(crate::redact::secret_set(
+            env.secrets().iter().cloned().chain(api_key),
+        ));
         Ok(Self {
-            env: env::EnvGrant::configure(&caps.env, secrets_dir)?,
-            fs: fs::FsGrant::configure(&caps.filesystem, base_dir)?,
+            env,
+            fs,
             http: Arc::new(http::HttpGrant::configure(&caps.http)),
             kv: caps.key_value.as_ref().map(|g| kv::KvGrant {
                 scope: kv::Scope {
@@ -167,11 +181,13 @@ impl Grants {
                 buckets: g.buckets.clone(),
                 max_bytes: g.max_bytes.bytes(),
             }),
-            llm: caps
-                .llm
-                .as_ref()
-                .map(|g| llm::LlmGrant::configure(g, secrets_dir).map(Arc::new))
-                .transpose()?,
+            llm,
+            secrets,
         })
+    }
+
+    /// The agent's redaction set (see [`crate::redact::secret_set`]).
+    pub fn secrets(&self) -> &Arc<[String]> {
+        &self.secrets.0
     }
 }

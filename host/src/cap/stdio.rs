@@ -10,6 +10,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::log::GuestLog;
 use crate::bindings::Level;
+use crate::redact::safe_cut;
 
 /// Longest partial line held before it is forwarded anyway, so a guest writing
 /// without newlines cannot make the host buffer without bound.
@@ -77,7 +78,10 @@ impl LineWriter {
             };
             self.pending.extend_from_slice(line);
             while self.pending.len() >= MAX_PENDING_LINE {
-                let rest = self.pending.split_off(MAX_PENDING_LINE);
+                // Never cut inside a secret: the bytes that could start one go
+                // with the next piece, so each piece is redacted whole.
+                let cut = safe_cut(&self.pending, MAX_PENDING_LINE, self.out.log.secrets());
+                let rest = self.pending.split_off(cut);
                 self.forward();
                 self.pending = rest;
             }
@@ -164,6 +168,29 @@ mod tests {
             w.push(b"rd");
         }
         assert_eq!(log.stderr_tail(), ["first", "second", "third"]);
+    }
+
+    #[test]
+    fn a_secret_straddling_the_line_cut_is_redacted() {
+        let secret = "tok-straddle-42";
+        let log = GuestLog::new(
+            "a".into(),
+            "i".into(),
+            1 << 20,
+            crate::redact::secret_set([secret]),
+        );
+        {
+            let mut w = CapturedOutput::stderr(log.clone()).writer();
+            w.push(&vec![b'x'; MAX_PENDING_LINE - 5]);
+            w.push(secret.as_bytes());
+            w.push(b" tail\n");
+        }
+        let tail = log.stderr_tail().concat();
+        assert!(
+            !tail.contains("tok-s") && !tail.contains("dle-42"),
+            "{tail}"
+        );
+        assert!(tail.contains("[REDACTED] tail"), "{tail}");
     }
 
     #[test]

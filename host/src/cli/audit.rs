@@ -30,6 +30,12 @@ pub fn audit(command: AuditCommand) -> ExitCode {
                         v.records,
                         v.last_hash
                     );
+                    if v.seals > 0 {
+                        println!(
+                            "{} torn last line(s) sealed by a restarted host: see the audit.sealed records",
+                            v.seals
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(brk) => {

@@ -50,6 +50,12 @@ pub const DEFAULT_MAX_QUEUE: u32 = 32;
 pub const MAX_INPUT_BYTES: Quantity = Quantity::from_bytes(64 * MI);
 /// Largest allowed `maxQueue`: every waiting task is held in host memory.
 pub const MAX_QUEUE: u32 = 10_000;
+/// Default capability refusals per invocation (`maxDenials`); one more ends the
+/// invocation (`DenialLimit`): stops a guest probing paths or URLs in a loop
+/// from flooding the audit log and the host's logs.
+pub const DEFAULT_MAX_DENIALS: u32 = 32;
+/// Largest allowed `maxDenials`: as many as the audit log records per invocation.
+pub const MAX_DENIALS: u32 = 256;
 /// Default bytes per host call: stops a guest making the host copy a huge string or list.
 pub const DEFAULT_HOSTCALL_BYTES: Quantity = Quantity::from_bytes(16 * MI);
 
@@ -73,7 +79,8 @@ pub const MAX_OUTPUT_BYTES: Quantity = Quantity::from_bytes(64 * MI);
     { "rule": "!has(self.maxTableElements) || self.maxTableElements > 0", "message": "maxTableElements must be greater than 0" },
     { "rule": "!has(self.maxInstances) || self.maxInstances > 0", "message": "maxInstances must be greater than 0" },
     { "rule": "!has(self.maxResources) || self.maxResources > 0", "message": "maxResources must be greater than 0" },
-    { "rule": "!has(self.maxQueue) || self.maxQueue <= 10000", "message": "maxQueue must be at most 10000 (waiting tasks are held in memory)" }
+    { "rule": "!has(self.maxQueue) || self.maxQueue <= 10000", "message": "maxQueue must be at most 10000 (waiting tasks are held in memory)" },
+    { "rule": "!has(self.maxDenials) || self.maxDenials <= 256", "message": "maxDenials must be at most 256 (each denial is audited)" }
 ]))]
 pub struct Limits {
     /// Wasm fuel (roughly, instructions) one invocation may burn.
@@ -90,6 +97,9 @@ pub struct Limits {
     pub max_input_bytes: Quantity,
     /// Outgoing HTTP requests one invocation may make.
     pub max_http_requests: u32,
+    /// Capability refusals (HTTP, files, model) one invocation may receive, at
+    /// most 256; one more ends it with `DenialLimit`.
+    pub max_denials: u32,
     /// Size of one HTTP response body the guest may receive.
     pub max_http_response_bytes: Quantity,
     /// Size of one invocation's result, at most 64Mi.
@@ -118,6 +128,7 @@ impl Default for Limits {
             max_queue: DEFAULT_MAX_QUEUE,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
+            max_denials: DEFAULT_MAX_DENIALS,
             max_http_response_bytes: DEFAULT_MAX_HTTP_RESPONSE_BYTES,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,

@@ -397,6 +397,7 @@ fn crd_cel_rules_refuse_what_the_host_refuses() {
         ("  component: { path: a.wasm }\n  limits: { memory: '0Mi' }\n", "must be greater than 0"),
         ("  component: { path: a.wasm }\n  limits: { maxOutputBytes: 0 }\n", "must be greater than 0"),
         ("  component: { path: a.wasm }\n  limits: { maxQueue: 20000 }\n", "maxQueue must be at most 10000"),
+        ("  component: { path: a.wasm }\n  limits: { maxDenials: 1000 }\n", "maxDenials must be at most 256"),
         (
             "  component: { path: a.wasm }\n  capabilities:\n    http:\n      - { url: 'https://a.test/', allowedCidrs: ['0.0.0.0/0'] }\n",
             "allowedCidrs must not contain a /0 range",

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::limits::{
-    MAX_INPUT_BYTES, MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_QUEUE, MAX_TIMEOUT, MIN_MEMORY,
+    MAX_DENIALS, MAX_INPUT_BYTES, MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_QUEUE, MAX_TIMEOUT, MIN_MEMORY,
 };
 use super::{
     AgentSpec, Capabilities, ComponentSource, EnvVar, FsMount, HttpRule, KeyValueGrant, Limits,
@@ -135,6 +135,13 @@ fn validate_limits(limits: &Limits) -> Result {
             limits.max_queue
         );
         return fail("spec.limits.maxQueue", message);
+    }
+    if limits.max_denials > MAX_DENIALS {
+        let message = format!(
+            "{} is above the maximum of {MAX_DENIALS} (each denial is audited)",
+            limits.max_denials
+        );
+        return fail("spec.limits.maxDenials", message);
     }
     Ok(())
 }

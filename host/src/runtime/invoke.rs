@@ -119,6 +119,13 @@ pub enum InvocationError {
         /// Detail.
         message: String,
     },
+    /// The guest was refused capabilities more than `spec.limits.maxDenials`
+    /// times; it was stopped there and nothing it wrote was committed.
+    #[error("denial limit: the invocation was refused capabilities more than spec.limits.maxDenials ({limit}) times")]
+    DenialLimit {
+        /// The limit.
+        limit: u32,
+    },
     /// The invocation's key-value writes could not be committed; none were.
     #[error("key-value commit refused, nothing was written: {error}")]
     KeyValue {
@@ -164,6 +171,7 @@ impl InvocationError {
             InvocationError::Trap { .. } => "Trap",
             InvocationError::Exit { .. } => "Exit",
             InvocationError::Capacity { .. } => "Capacity",
+            InvocationError::DenialLimit { .. } => "DenialLimit",
             InvocationError::KeyValue { error } => match error {
                 crate::cap::kv::KvError::Conflict { .. } => "KeyValueConflict",
                 crate::cap::kv::KvError::Quota { .. } => "KeyValueQuota",
@@ -338,7 +346,7 @@ impl PreparedAgent {
     ) -> Invocation {
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         usage.wall_time_us = started.elapsed().as_micros() as u64;
-        let result = result.map_err(|e| e.redacted(self.grants.env.secrets()));
+        let result = result.map_err(|e| e.redacted(self.grants.secrets()));
         let invocation = Invocation {
             id,
             agent: self.name.to_string(),
@@ -362,13 +370,14 @@ impl PreparedAgent {
         let audit = self.audit.for_invocation(
             self.name.clone(),
             invocation.clone(),
-            self.grants.env.secrets().clone(),
+            self.grants.secrets().clone(),
+            limits.max_denials,
         );
         let log = GuestLog::new(
             self.name.clone(),
             invocation.clone(),
             limits.max_log_bytes.bytes(),
-            self.grants.env.secrets().clone(),
+            self.grants.secrets().clone(),
         );
 
         let mut wasi = WasiCtxBuilder::new();
@@ -427,6 +436,9 @@ impl PreparedAgent {
             // otherwise yield so a CPU-bound guest cannot monopolise an executor thread.
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(|ctx| {
+                if let Some(e) = ctx.data().audit.denial_limit() {
+                    return Err(e.into());
+                }
                 if Instant::now() >= ctx.data().deadline {
                     Ok(UpdateDeadline::Interrupt)
                 } else {
@@ -456,12 +468,16 @@ impl PreparedAgent {
         };
         let timeout = self.limits.timeout.as_duration();
         // The epoch deadline stops guest code; this outer timeout also covers time
-        // spent blocked in host calls (sleeps, slow HTTP peers).
-        let outcome = tokio::time::timeout(timeout, async {
-            let agent = self.pre.instantiate_async(&mut store).await?;
-            agent.call_run(&mut store, &task).await
-        })
-        .await;
+        // spent blocked in host calls (sleeps, slow HTTP peers). A spent denial
+        // budget ends the invocation the same way, wherever the guest is.
+        let denials = store.data().audit.clone();
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(timeout, async {
+                let agent = self.pre.instantiate_async(&mut store).await?;
+                agent.call_run(&mut store, &task).await
+            }) => outcome,
+            e = denials.denial_limit_reached() => Ok(Err(e.into())),
+        };
 
         if self.metering.fuel() {
             let fuel_left = store.get_fuel().unwrap_or(0);
@@ -482,6 +498,9 @@ impl PreparedAgent {
             usage.llm_model = Some((provider, model.to_string()));
         }
         let memory_exceeded = data.limiter.memory_exceeded;
+        // Decided on the count, not on how the guest ended: past the budget
+        // nothing it did counts (no output, no commit).
+        let denial_limit = data.audit.denial_limit();
         // Taken before the store goes; committed below only if `run` returned ok.
         let kv = store
             .data_mut()
@@ -494,6 +513,9 @@ impl PreparedAgent {
         usage.log_records = stats.records;
         usage.log_dropped_bytes = stats.dropped_bytes;
 
+        if let Some(e) = denial_limit {
+            return Err(InvocationError::DenialLimit { limit: e.limit });
+        }
         match outcome {
             Err(_elapsed) => Err(InvocationError::Timeout { limit: timeout }),
             Ok(Err(err)) => Err(self.classify(err, memory_exceeded, &log)),

@@ -5,6 +5,7 @@
 //! out the directories held since configure (`cap::fs::Preopens`), and learns
 //! the guest path of each, so records name `/runbooks/a.md`, not `a.md`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use wasmtime::component::{Linker, Resource};
@@ -16,6 +17,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use super::quota::{charge_created_file, TYPES};
 use crate::audit::Decision;
 use crate::cap::Capability;
+use crate::redact::{clip, MAX_FIELD_BYTES};
 use crate::runtime::state::InvocationState;
 
 /// The preopens instance (semver-compatible imports resolve to it).
@@ -29,8 +31,14 @@ const MAX_DIR_PATHS: usize = 1024;
 pub struct DirPaths(HashMap<u32, String>);
 
 impl DirPaths {
+    /// Keeps at most [`MAX_FIELD_BYTES`] of `path`: it is only ever displayed,
+    /// and a guest must not make the host hold 1024 multi-megabyte paths.
     fn remember(&mut self, rep: u32, path: String) {
         if self.0.len() < MAX_DIR_PATHS || self.0.contains_key(&rep) {
+            let path = match clip(&path, MAX_FIELD_BYTES) {
+                Cow::Borrowed(_) => path,
+                Cow::Owned(cut) => cut,
+            };
             self.0.insert(rep, path);
         }
     }
@@ -72,7 +80,9 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
     linker.instance(TYPES)?.func_wrap_async(
         "[method]descriptor.open-at",
         |mut store, (fd, path_flags, path, oflags, flags): OpenAtArgs| {
-            let span = tracing::info_span!("file.open", path = %path);
+            let state = store.data_mut();
+            // The path is guest text: redacted and bounded before the span carries it.
+            let span = tracing::info_span!("file.open", path = %state.audit.clean(&path));
             let open = async move {
                 let state = store.data_mut();
                 state.calls.record(Capability::Filesystem);
@@ -110,14 +120,8 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
                         let reason = format!(
                             "{code:?}: outside the granted mounts or not allowed by the mount's mode"
                         );
-                        audit.record(
-                            Capability::Filesystem,
-                            action,
-                            &target,
-                            Decision::Deny,
-                            None,
-                            Some(&reason),
-                        );
+                        // Past spec.limits.maxDenials the invocation ends here.
+                        audit.deny(Capability::Filesystem, action, &target, &reason)?;
                     }
                     Ok(d) => {
                         state.dir_paths.remember(d.rep(), target.clone());
@@ -158,5 +162,10 @@ mod tests {
             dirs.remember(rep, format!("/d{rep}"));
         }
         assert_eq!(dirs.0.len(), MAX_DIR_PATHS);
+        dirs.remember(1, "d".repeat(10 * MAX_FIELD_BYTES));
+        assert!(
+            dirs.0[&1].len() < MAX_FIELD_BYTES + 32,
+            "paths are kept cut"
+        );
     }
 }

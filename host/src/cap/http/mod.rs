@@ -328,6 +328,10 @@ impl WasiHttpHooks for HttpPolicy {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        // Past the denial budget the invocation is being ended: nothing more goes out.
+        if self.audit.denial_limit().is_some() {
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let decision = self.decide(&method, &uri);
         let (agent, invocation) = (self.agent.clone(), self.invocation.clone());
@@ -336,21 +340,16 @@ impl WasiHttpHooks for HttpPolicy {
         let target = match decision {
             Err((denial, code)) => {
                 counters.denied.fetch_add(1, Ordering::Relaxed);
-                deny(
-                    &audit,
-                    &agent,
-                    &invocation,
-                    &method,
-                    &uri,
-                    &denial.to_string(),
-                );
+                deny(&audit, &method, &uri, &denial.to_string());
                 return Box::new(async move { Err(code) });
             }
             Ok(target) => target,
         };
         let options = clamp(options);
         let max_body = self.max_response_bytes;
-        let span = tracing::info_span!("http.request", %method, url = %uri, rule = %target.rule);
+        // The URL is guest text: redacted and bounded before any span or line carries it.
+        let shown = audit.clean(&uri.to_string());
+        let span = tracing::info_span!("http.request", %method, url = %shown, rule = %target.rule);
         Box::new(tracing::Instrument::instrument(
             async move {
                 let addr =
@@ -358,7 +357,7 @@ impl WasiHttpHooks for HttpPolicy {
                         Ok(addr) => addr,
                         Err(ResolveError::Prohibited(why)) => {
                             counters.denied.fetch_add(1, Ordering::Relaxed);
-                            deny(&audit, &agent, &invocation, &method, &uri, &why);
+                            deny(&audit, &method, &uri, &why);
                             return Err(HttpError::DestinationIpProhibited);
                         }
                         Err(ResolveError::Dns(why)) => {
@@ -378,7 +377,7 @@ impl WasiHttpHooks for HttpPolicy {
                     Some(&target.rule),
                     None,
                 );
-                tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %uri, %addr, "http request allowed");
+                tracing::debug!(agent = &*agent, invocation = &*invocation, %method, url = %shown, %addr, "http request allowed");
                 let dest = client::Destination {
                     addr,
                     host: &target.host,
@@ -391,27 +390,11 @@ impl WasiHttpHooks for HttpPolicy {
     }
 }
 
-fn deny(
-    audit: &CapabilityAudit,
-    agent: &str,
-    invocation: &str,
-    method: &http::Method,
-    uri: &Uri,
-    reason: &str,
-) {
-    let url = uri.to_string();
-    audit.record(
-        Capability::Http,
-        method.as_str(),
-        &url,
-        Decision::Deny,
-        None,
-        Some(reason),
-    );
-    tracing::warn!(
-        target: "agent_host::deny", agent, invocation, capability = Capability::Http.as_str(),
-        method = %method, url = %uri, reason, "http request denied"
-    );
+/// Audits the refusal and logs it (both redacted and bounded, the WARN lines
+/// rate-limited) against the invocation's denial budget; past the budget the
+/// runtime ends the invocation ([`CapabilityAudit::denial_limit_reached`]).
+fn deny(audit: &CapabilityAudit, method: &http::Method, uri: &Uri, reason: &str) {
+    let _ = audit.deny(Capability::Http, method.as_str(), &uri.to_string(), reason);
 }
 
 fn clamp(options: Option<RequestOptions>) -> RequestOptions {

@@ -23,8 +23,8 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// First backoff; doubled per retry, with jitter.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Where and as whom to call the model.
-#[derive(Clone, Debug)]
+/// Where and as whom to call the model. `Debug` leaves the key out.
+#[derive(Clone)]
 pub struct Endpoint {
     /// The API dialect.
     pub provider: LlmProvider,
@@ -34,6 +34,20 @@ pub struct Endpoint {
     pub base: url::Url,
     /// From the operator's mounted secret.
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base", &self.base.as_str())
+            .field(
+                "api_key",
+                &self.api_key.as_ref().map(|_| crate::redact::REDACTED),
+            )
+            .finish()
+    }
 }
 
 /// Why a completion failed, before or after the provider answered.

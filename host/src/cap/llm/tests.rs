@@ -310,6 +310,32 @@ mod grant {
     }
 
     #[test]
+    fn the_key_is_redacted_everywhere_and_never_printed_by_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("openai")).unwrap();
+        std::fs::write(dir.path().join("openai/api-key"), "sk-live-debug-7\n").unwrap();
+        let agent = crate::manifest::Agent::from_yaml(&format!(
+            "apiVersion: {}\nkind: Agent\nmetadata: {{ name: demo }}\nspec:\n  component: {{ path: a.wasm }}\n  capabilities:\n    llm: {{ provider: openai, model: m, apiKeySecretRef: {{ name: openai, key: api-key }} }}\n",
+            crate::manifest::API_VERSION
+        ))
+        .unwrap();
+        let grants = crate::cap::Grants::configure(&agent, dir.path(), dir.path()).unwrap();
+        assert_eq!(
+            crate::redact::redact("Bearer sk-live-debug-7", grants.secrets()),
+            "Bearer [REDACTED]"
+        );
+        let llm = grants.llm.as_ref().unwrap();
+        for debug in [
+            format!("{grants:?}"),
+            format!("{llm:?}"),
+            format!("{:?}", llm.endpoint),
+        ] {
+            assert!(!debug.contains("sk-live-debug-7"), "{debug}");
+        }
+        assert!(format!("{:?}", llm.endpoint).contains("[REDACTED]"));
+    }
+
+    #[test]
     fn budgets_refuse_the_request_that_would_exceed_them() {
         let g = manifest_grant(
             "{ provider: anthropic, model: m, maxTokensPerInvocation: 100, maxRequestsPerInvocation: 3, tokensPerMinute: 250 }",
