@@ -1,6 +1,9 @@
 //! Outgoing-HTTP allowlist and address policy against arbitrary input:
 //! - a URL the grant allows is only ever sent to a host and port a rule names,
 //!   with no dot segment left in its path;
+//! - the path sent is the path checked: the request target is the path a
+//!   WHATWG parser reads (the one the rule matched) and the guest's raw path,
+//!   byte for byte, with nothing a server could read as another path;
 //! - an address in a non-public range (checked against an independent table)
 //!   is never allowed without a grant.
 #![no_main]
@@ -109,6 +112,24 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             !uri.path().split('/').any(|s| s == "." || s == ".."),
             "{url} keeps a dot segment"
+        );
+        let sent = target
+            .path_and_query
+            .split_once('?')
+            .map_or(target.path_and_query.as_str(), |(path, _)| path);
+        let checked = url::Url::parse(&uri.to_string()).expect("an allowed URL parses");
+        assert_eq!(sent, checked.path(), "{url}: the path sent is not the path checked");
+        let raw = if uri.path().is_empty() { "/" } else { uri.path() };
+        assert_eq!(sent, raw, "{url}: the path sent is not the guest's");
+        assert_eq!(target.path_and_query.split_once('?').map(|(_, q)| q), uri.query());
+        let lower = sent.to_ascii_lowercase();
+        assert!(
+            !sent.contains('\\')
+                && !["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e))
+                && !sent
+                    .split('/')
+                    .any(|seg| matches!(seg.split(';').next(), Some("." | ".."))),
+            "{url}: a server could read {sent} as another path"
         );
     }
 });

@@ -216,3 +216,75 @@ async fn a_silent_peer_cannot_hold_the_invocation_past_its_timeout() {
         next.result
     );
 }
+
+/// A loopback server that records each raw request line (before any HTTP
+/// library could normalise it) and answers `200 {}`.
+async fn raw_line_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                seen.lock().unwrap().push(text.lines().next().unwrap_or_default().to_string());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+            });
+        }
+    });
+    (addr, lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_a_server_reads_as_another_path_never_leave_the_host() {
+    let (addr, lines) = raw_line_server().await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "path-confusion",
+        guests::HTTP_PROBE,
+        &format!("  capabilities:\n    http:\n      - {{ url: \"http://{addr}/api/\", methods: [GET] }}\n"),
+    );
+    // Each is under /api/ to a WHATWG parser, and elsewhere to common servers.
+    for path in [
+        r"/admin\..\api/x",
+        "/api/..;/admin",
+        "/api/x%2f..%2f..%2fadmin",
+        "/api/x%5C..%5C..%5Cadmin",
+        "/api/%2e%2e/admin",
+    ] {
+        let url = format!("http://{addr}{path}");
+        let (out, inv) = probe(&agent, json!({"method": "GET", "url": url})).await;
+        assert_eq!(out["denied"], true, "{path}: {out}");
+        assert_eq!((inv.usage.http_requests, inv.usage.http_denied), (0, 1), "{path}");
+    }
+    assert!(
+        lines.lock().unwrap().is_empty(),
+        "the server saw: {:?}",
+        lines.lock().unwrap()
+    );
+
+    let (out, _) = probe(
+        &agent,
+        json!({"method": "GET", "url": format!("http://{addr}/api/ok;v=1?q=%2F..")}),
+    )
+    .await;
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(
+        *lines.lock().unwrap(),
+        ["GET /api/ok;v=1?q=%2F.. HTTP/1.1"],
+        "the server sees exactly the checked path"
+    );
+}

@@ -158,10 +158,13 @@ async fn switching_to_anthropic_is_a_manifest_change_only() {
 async fn the_token_budget_refuses_the_call_after_it_is_spent() {
     let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
     let h = Harness::new();
+    // The probe's request is 127 bytes of text: its prompt counts as 43
+    // tokens before sending (issue 12), so 80 leaves 37 for the completion
+    // and, once 49 are spent, the same prompt no longer fits.
     let agent = h.agent(
         "probe",
         guests::LLM_PROBE,
-        &grant(&server.base(), ", maxTokensPerInvocation: 40"),
+        &grant(&server.base(), ", maxTokensPerInvocation: 80"),
     );
     let inv = agent.invoke(task(json!({ "calls": 2 }))).await;
     let out = output_json(&inv);
@@ -170,8 +173,123 @@ async fn the_token_budget_refuses_the_call_after_it_is_spent() {
     assert!(refused.contains("maxTokensPerInvocation"), "{refused}");
     assert_eq!(server.requests().len(), 1);
     let sent: Value = serde_json::from_str(&server.requests()[0].body).unwrap();
-    assert_eq!(sent["max_tokens"], 40, "asked for no more than the budget");
+    assert_eq!(
+        sent["max_tokens"], 37,
+        "asked for no more than the budget left after the prompt's estimate"
+    );
     assert_eq!(inv.usage.llm_tokens, 49);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_larger_than_the_token_budget_is_refused_unsent() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &grant(&server.base(), ", maxTokensPerInvocation: 10000"),
+    );
+    // 60 KB counts as 20,000 tokens: more than the whole budget.
+    let inv = agent
+        .invoke(task(json!({ "prompt": "x".repeat(60_000) })))
+        .await;
+    let out = output_json(&inv);
+    let refused = out["answers"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("BudgetExceeded") && refused.contains("maxTokensPerInvocation"),
+        "{out}"
+    );
+    assert!(server.requests().is_empty(), "the prompt was sent");
+    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (0, 0));
+}
+
+/// A model server that answers after `delay`, reporting 40 prompt tokens and
+/// every completion token it was asked for (`max_tokens`).
+async fn slow_greedy_model(delay: std::time::Duration) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head_end, length) = loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while data.len() < head_end + length {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body: Value = serde_json::from_slice(&data[head_end..]).unwrap_or_default();
+                let asked = body["max_tokens"].as_u64().unwrap_or(0);
+                tokio::time::sleep(delay).await;
+                let reply = json!({
+                    "choices": [{ "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
+                    "usage": { "prompt_tokens": 40, "completion_tokens": asked },
+                })
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_invocations_cannot_overspend_tokens_per_minute() {
+    const PER_MINUTE: u64 = 400;
+    let addr = slow_greedy_model(std::time::Duration::from_millis(500)).await;
+    let h = Harness::new();
+    let agent = std::sync::Arc::new(h.agent(
+        "probe",
+        guests::LLM_PROBE,
+        &format!(
+            "{}  limits: {{ maxConcurrency: 6 }}\n",
+            grant(&format!("http://{addr}"), &format!(", tokensPerMinute: {PER_MINUTE}"))
+        ),
+    ));
+    // All six ask while none has been charged yet.
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            let agent = agent.clone();
+            tokio::spawn(async move { agent.invoke(task(json!({}))).await })
+        })
+        .collect();
+    let mut spent = 0;
+    let mut refused = 0;
+    for run in runs {
+        let inv = run.await.unwrap();
+        spent += inv.usage.llm_tokens;
+        let out = output_json(&inv);
+        if let Some(e) = out["answers"][0]["error"].as_str() {
+            assert!(e.contains("tokensPerMinute"), "{out}");
+            refused += 1;
+        }
+    }
+    assert!(
+        spent <= PER_MINUTE,
+        "{spent} tokens spent in one minute against tokensPerMinute {PER_MINUTE}"
+    );
+    assert!(refused >= 3, "only {refused} of 6 were refused");
 }
 
 /// The triage example end to end against the local model server: the model

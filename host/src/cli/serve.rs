@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Most invocation results remembered at once (oldest ended ones are dropped first)
     #[arg(long, env = "AGENT_HOST_MAX_RESULTS", default_value_t = 10_000)]
     max_results: usize,
+    /// Bytes of ended results' bodies remembered at once; past it the oldest
+    /// are dropped and answer 410 ResultEvicted (their keys never run again)
+    #[arg(long, env = "AGENT_HOST_MAX_RESULT_BYTES", default_value = "128Mi")]
+    max_result_bytes: Quantity,
     /// How long an Idempotency-Key is remembered after its first request
     #[arg(long, env = "AGENT_HOST_IDEMPOTENCY_TTL", default_value = "24h")]
     idempotency_ttl: KubeDuration,
@@ -225,6 +229,7 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         store: StoreLimits {
             result_ttl: args.result_ttl.as_duration(),
             max_results: args.max_results.max(1),
+            max_result_bytes: args.max_result_bytes.bytes(),
             idempotency_ttl: args.idempotency_ttl.as_duration(),
             max_keys: args.max_idempotency_keys.max(1),
         },

@@ -103,7 +103,10 @@ impl std::str::FromStr for UrlPrefix {
         let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
             return reject("has no host");
         };
-        if let Some(trimmed) = host.strip_suffix('.').map(str::to_owned) {
+        // Every trailing dot, as requests are matched: one left behind would
+        // make the canonical form change when parsed again.
+        if host.ends_with('.') {
+            let trimmed = host.trim_end_matches('.').to_owned();
             if trimmed.is_empty() || url.set_host(Some(&trimmed)).is_err() {
                 return reject("has no valid host");
             }
@@ -162,6 +165,14 @@ mod tests {
                 80,
                 "/",
                 "http://example.com/",
+            ),
+            (
+                "https://Tickets.Example.COM../api",
+                "https",
+                "tickets.example.com",
+                443,
+                "/api",
+                "https://tickets.example.com/api",
             ),
             (
                 "http://example.com:80/a/../b",

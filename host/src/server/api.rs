@@ -285,7 +285,9 @@ async fn accept(
         }
     };
 
-    let mut response = if run_async {
+    let mut response = if let (true, Phase::Evicted(f)) = (run_async, tracked.phase()) {
+        json_response(f.status, f.body.clone())
+    } else if run_async {
         let body = status_body(&tracked, &tracked.phase());
         let mut r = json_response(StatusCode::ACCEPTED, body);
         if let Ok(v) = HeaderValue::from_str(&format!("/v1/invocations/{}", tracked.id)) {
@@ -478,7 +480,7 @@ async fn execute(
         wall_time_us: inv.usage.wall_time_us,
         capability_records_suppressed: inv.usage.capability_records_suppressed,
     });
-    tracked.set(Phase::Done(Arc::new(finished(&inv))));
+    s.store.publish(&tracked, finished(&inv));
 }
 
 fn unavailable(agent: &str) -> ApiError {
@@ -489,7 +491,7 @@ fn unavailable(agent: &str) -> ApiError {
     )
 }
 
-fn cancelled(s: &Shared, tracked: &Tracked) {
+fn cancelled(s: &Shared, tracked: &Arc<Tracked>) {
     const MESSAGE: &str =
         "cancelled: the host shut down and the invocation did not end within the grace period";
     s.cancelled.fetch_add(1, Ordering::SeqCst);
@@ -507,7 +509,7 @@ fn cancelled(s: &Shared, tracked: &Tracked) {
 /// audit record and the response every reader gets.
 fn ended_unrun(
     s: &Shared,
-    tracked: &Tracked,
+    tracked: &Arc<Tracked>,
     status: StatusCode,
     state: &'static str,
     code: &'static str,
@@ -533,11 +535,14 @@ fn ended_unrun(
         error: Some(ErrorBody { code, message }),
         usage: None,
     };
-    tracked.set(Phase::Done(Arc::new(Finished {
-        status,
-        state,
-        body: to_bytes(&body),
-    })));
+    s.store.publish(
+        tracked,
+        Finished {
+            status,
+            state,
+            body: to_bytes(&body),
+        },
+    );
 }
 
 /// The JSON of an invocation, in every response that shows one.
@@ -598,7 +603,7 @@ fn finished(inv: &Invocation) -> Finished {
 
 fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
     match phase {
-        Phase::Done(f) => f.body.clone(),
+        Phase::Done(f) | Phase::Evicted(f) => f.body.clone(),
         other => to_bytes(&InvocationBody {
             id: &tracked.id,
             agent: &tracked.agent,
@@ -613,7 +618,10 @@ fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
 
 async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match s.store.get(&id) {
-        Some(tracked) => json_response(StatusCode::OK, status_body(&tracked, &tracked.phase())),
+        Some(tracked) => match tracked.phase() {
+            Phase::Evicted(f) => json_response(f.status, f.body.clone()),
+            phase => json_response(StatusCode::OK, status_body(&tracked, &phase)),
+        },
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "UnknownInvocation",

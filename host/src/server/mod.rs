@@ -54,6 +54,7 @@ impl Default for ServeConfig {
             store: StoreLimits {
                 result_ttl: Duration::from_secs(3600),
                 max_results: 10_000,
+                max_result_bytes: 128 << 20,
                 idempotency_ttl: Duration::from_secs(24 * 3600),
                 max_keys: 100_000,
             },

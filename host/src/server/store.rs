@@ -1,6 +1,13 @@
-//! What the server remembers between requests, bounded in count and time:
-//! invocations whose result may still be fetched (`GET /v1/invocations/{id}`)
-//! and idempotency keys with the invocation each one started.
+//! What the server remembers between requests, bounded in count, bytes and
+//! time: invocations whose result may still be fetched
+//! (`GET /v1/invocations/{id}`) and idempotency keys with the invocation each
+//! one started.
+//!
+//! Result bodies are the only large thing remembered, so they have a byte
+//! budget: past it the oldest ended bodies are dropped (the invocation then
+//! answers `410 ResultEvicted` with its final state, so a retried key still
+//! never runs the agent twice). A body is held once, in its invocation's
+//! [`Phase::Done`], however many readers or keys point at the invocation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,6 +26,9 @@ pub enum Phase {
     Running,
     /// Ended; the response every reader gets.
     Done(Arc<Finished>),
+    /// Ended, but its body was dropped to stay within the byte budget: a small
+    /// `410 ResultEvicted` response naming the final state.
+    Evicted(Arc<Finished>),
 }
 
 impl Phase {
@@ -27,7 +37,7 @@ impl Phase {
         match self {
             Phase::Queued => "queued",
             Phase::Running => "running",
-            Phase::Done(f) => f.state,
+            Phase::Done(f) | Phase::Evicted(f) => f.state,
         }
     }
 }
@@ -70,25 +80,52 @@ impl Tracked {
         self.phase.borrow().clone()
     }
 
-    /// Moves to `phase`.
+    /// Moves to a phase before the end; [`Store::publish`] ends it.
     pub fn set(&self, phase: Phase) {
-        if matches!(phase, Phase::Done(_)) {
-            let _ = self.ended.set(Instant::now());
-        }
+        debug_assert!(matches!(phase, Phase::Queued | Phase::Running));
         self.phase.send_replace(phase);
     }
 
-    /// Waits until the invocation has ended.
+    /// Waits until the invocation has ended: its response, or the
+    /// `ResultEvicted` one if its body was already dropped.
     pub async fn done(&self) -> Arc<Finished> {
         let mut rx = self.phase.subscribe();
         let phase = rx
-            .wait_for(|p| matches!(p, Phase::Done(_)))
+            .wait_for(|p| matches!(p, Phase::Done(_) | Phase::Evicted(_)))
             .await
             .expect("the sender lives in self");
         match &*phase {
-            Phase::Done(f) => f.clone(),
-            _ => unreachable!("waited for Done"),
+            Phase::Done(f) | Phase::Evicted(f) => f.clone(),
+            _ => unreachable!("waited for the end"),
         }
+    }
+
+    fn end(&self, finished: Arc<Finished>) {
+        let _ = self.ended.set(Instant::now());
+        self.phase.send_replace(Phase::Done(finished));
+    }
+
+    /// Drops the body of an ended invocation; the bytes it held.
+    fn evict(&self) -> u64 {
+        let Phase::Done(f) = self.phase() else {
+            return 0;
+        };
+        let message = format!(
+            "invocation {} ended {} but its result was dropped to keep the host within --max-result-bytes; it will not run again (an Idempotency-Key retry gets this answer too)",
+            self.id, f.state
+        );
+        let body = serde_json::json!({
+            "id": self.id,
+            "agent": self.agent,
+            "state": f.state,
+            "error": { "code": "ResultEvicted", "message": message },
+        });
+        self.phase.send_replace(Phase::Evicted(Arc::new(Finished {
+            status: StatusCode::GONE,
+            state: f.state,
+            body: Bytes::from(body.to_string()),
+        })));
+        held_bytes(&f)
     }
 
     fn expired(&self, now: Instant, ttl: Duration) -> bool {
@@ -96,6 +133,14 @@ impl Tracked {
             .get()
             .is_some_and(|t| now.duration_since(*t) >= ttl)
     }
+}
+
+/// Bytes an ended result is charged: its body plus the bookkeeping around it
+/// (ids, map and queue entries), so empty bodies are not free.
+const ENTRY_OVERHEAD: u64 = 512;
+
+fn held_bytes(f: &Finished) -> u64 {
+    f.body.len() as u64 + ENTRY_OVERHEAD
 }
 
 /// An idempotency key's first request.
@@ -112,6 +157,9 @@ pub struct StoreLimits {
     pub result_ttl: Duration,
     /// Most invocations remembered at once.
     pub max_results: usize,
+    /// Most bytes of ended results' bodies held at once (the newest result is
+    /// kept even if it alone is larger).
+    pub max_result_bytes: u64,
     /// How long an idempotency key is remembered after its first request.
     pub idempotency_ttl: Duration,
     /// Most idempotency keys remembered at once.
@@ -132,6 +180,11 @@ pub enum KeyLookup {
 struct Inner {
     results: HashMap<String, Arc<Tracked>>,
     order: VecDeque<String>,
+    /// Remembered invocations that ended, in the order they ended; entries
+    /// whose body was already dropped are skipped (and compacted away).
+    ended: VecDeque<Arc<Tracked>>,
+    /// Bytes held by bodies of remembered ended invocations.
+    held: u64,
     keys: HashMap<(String, String), KeyEntry>,
 }
 
@@ -177,6 +230,38 @@ impl Store {
     /// Drops expired results and keys.
     pub fn purge(&self) {
         self.with_lock(|l| l.purge(Instant::now()));
+    }
+
+    /// Ends `tracked` with `finished`. If the store remembers it, its body is
+    /// charged to the byte budget and the oldest other ended bodies are
+    /// dropped until the budget holds.
+    pub fn publish(&self, tracked: &Arc<Tracked>, finished: Finished) {
+        let finished = Arc::new(finished);
+        let mut inner = self.inner.lock().expect("store lock");
+        tracked.end(finished.clone());
+        let remembered = inner
+            .results
+            .get(&tracked.id)
+            .is_some_and(|t| Arc::ptr_eq(t, tracked));
+        if !remembered {
+            return;
+        }
+        inner.held += held_bytes(&finished);
+        inner.ended.push_back(tracked.clone());
+        // The newest stays even alone over budget: its own caller may not
+        // have read it yet.
+        while inner.held > self.limits.max_result_bytes && inner.ended.len() > 1 {
+            let oldest = inner.ended.pop_front().expect("len > 1");
+            inner.held -= oldest.evict();
+        }
+        if inner.ended.len() > 2 * inner.results.len() + 16 {
+            inner.ended.retain(|t| matches!(t.phase(), Phase::Done(_)));
+        }
+    }
+
+    /// Bytes of result bodies held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.inner.lock().expect("store lock").held
     }
 }
 
@@ -239,7 +324,7 @@ impl Locked<'_> {
             match oldest_ended {
                 Some(at) => {
                     let id = self.inner.order.remove(at).expect("position is in range");
-                    self.inner.results.remove(&id);
+                    self.forget(&id);
                 }
                 // Everything remembered is still running: admission bounds that.
                 None => break,
@@ -250,6 +335,14 @@ impl Locked<'_> {
         self.inner.results.insert(tracked.id.clone(), tracked);
     }
 
+    /// Forgets result `id`, dropping its body: a key may still point at the
+    /// invocation (and answer `ResultEvicted`), but holds no body.
+    fn forget(&mut self, id: &str) {
+        if let Some(t) = self.inner.results.remove(id) {
+            self.inner.held -= t.evict();
+        }
+    }
+
     fn purge(&mut self, now: Instant) {
         let ttl = self.limits.result_ttl;
         while let Some(id) = self.inner.order.front() {
@@ -257,7 +350,7 @@ impl Locked<'_> {
                 Some(t) if !t.expired(now, ttl) => break,
                 _ => {
                     let id = self.inner.order.pop_front().expect("front exists");
-                    self.inner.results.remove(&id);
+                    self.forget(&id);
                 }
             }
         }
@@ -276,17 +369,26 @@ mod tests {
         StoreLimits {
             result_ttl: Duration::from_secs(60),
             max_results,
+            max_result_bytes: u64::MAX,
             idempotency_ttl: Duration::from_secs(60),
             max_keys,
         }
     }
 
-    fn done() -> Phase {
-        Phase::Done(Arc::new(Finished {
+    fn done(body_bytes: usize) -> Finished {
+        Finished {
             status: StatusCode::OK,
             state: "succeeded",
-            body: Bytes::new(),
-        }))
+            body: Bytes::from(vec![b'x'; body_bytes]),
+        }
+    }
+
+    fn body_of(t: &Tracked) -> (StatusCode, serde_json::Value) {
+        match t.phase() {
+            Phase::Evicted(f) => (f.status, serde_json::from_slice(&f.body).unwrap()),
+            Phase::Done(f) => (f.status, serde_json::Value::String(format!("{} bytes", f.body.len()))),
+            other => panic!("not ended: {}", other.name()),
+        }
     }
 
     #[test]
@@ -330,10 +432,80 @@ mod tests {
             l.remember(a.clone());
             l.remember(b.clone());
         });
-        b.set(done());
+        store.publish(&b, done(0));
         store.with_lock(|l| l.remember(c.clone()));
         assert!(store.get("a").is_some(), "a is still running: kept");
         assert!(store.get("b").is_none(), "b ended first: forgotten");
         assert!(store.get("c").is_some());
+    }
+
+    #[test]
+    fn ended_bodies_past_the_byte_budget_are_dropped_oldest_first() {
+        const BODY: usize = 1000;
+        let cost = BODY as u64 + ENTRY_OVERHEAD;
+        let store = Store::new(StoreLimits {
+            max_result_bytes: 3 * cost,
+            ..limits(100, 100)
+        });
+        let all: Vec<_> = (0..5)
+            .map(|i| Tracked::new(format!("i{i}"), "a".into()))
+            .collect();
+        store.with_lock(|l| {
+            l.reserve_key().unwrap();
+            l.bind_key("k0", [0; 32], all[0].clone());
+            for t in &all {
+                l.remember(t.clone());
+            }
+        });
+        for t in &all {
+            store.publish(t, done(BODY));
+        }
+        assert_eq!(store.held_bytes(), 3 * cost, "three bodies fit the budget");
+        for t in &all[2..] {
+            assert!(matches!(store.get(&t.id).unwrap().phase(), Phase::Done(_)));
+        }
+        for t in &all[..2] {
+            let (status, body) = body_of(&store.get(&t.id).expect("the id is still known"));
+            assert_eq!(status, StatusCode::GONE);
+            assert_eq!(body["error"]["code"], "ResultEvicted");
+            assert_eq!(body["state"], "succeeded", "the final state is still told");
+        }
+        // The key of an evicted result still replays (never runs again).
+        store.with_lock(|l| match l.lookup_key("a", "k0", &[0; 32]) {
+            KeyLookup::Replay(t) => assert!(matches!(t.phase(), Phase::Evicted(_))),
+            _ => panic!("a live key was forgotten"),
+        });
+    }
+
+    #[test]
+    fn a_result_larger_than_the_budget_is_kept_until_the_next_one_ends() {
+        let store = Store::new(StoreLimits {
+            max_result_bytes: 10,
+            ..limits(100, 100)
+        });
+        let a = Tracked::new("a".into(), "x".into());
+        let b = Tracked::new("b".into(), "x".into());
+        store.with_lock(|l| {
+            l.remember(a.clone());
+            l.remember(b.clone());
+        });
+        store.publish(&a, done(100));
+        assert!(matches!(a.phase(), Phase::Done(_)), "its caller may not have read it");
+        store.publish(&b, done(100));
+        assert!(matches!(a.phase(), Phase::Evicted(_)));
+        assert_eq!(store.held_bytes(), 100 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn forgetting_a_result_by_count_releases_its_bytes() {
+        let store = Store::new(limits(1, 10));
+        let a = Tracked::new("a".into(), "x".into());
+        let b = Tracked::new("b".into(), "x".into());
+        store.with_lock(|l| l.remember(a.clone()));
+        store.publish(&a, done(100));
+        store.with_lock(|l| l.remember(b.clone()));
+        assert!(store.get("a").is_none());
+        assert!(matches!(a.phase(), Phase::Evicted(_)), "no key or reader keeps the body alive");
+        assert_eq!(store.held_bytes(), 0);
     }
 }

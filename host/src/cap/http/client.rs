@@ -36,6 +36,8 @@ pub struct Destination<'a> {
     pub host: &'a url::Host<String>,
     /// Whether to speak TLS.
     pub tls: bool,
+    /// The request target that was checked; the guest's URI is not reused.
+    pub path_and_query: &'a str,
 }
 
 /// Sends `request` to `dest` under `options` (already clamped), capping the
@@ -72,14 +74,9 @@ pub async fn send(
     .map_err(|_| Error::ConnectionTimeout)??;
     let driver = tokio::spawn(conn);
 
-    // The request line carries only the path; the Host header names the server.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    // The request line carries only the checked path; the Host header names the server.
     *request.uri_mut() = http::Uri::builder()
-        .path_and_query(path)
+        .path_and_query(dest.path_and_query)
         .build()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
 

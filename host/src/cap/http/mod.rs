@@ -8,9 +8,11 @@
 //! The decision is made on the URL as a WHATWG parser reads it
 //! ([`HttpGrant::check`]): scheme, host (lower-cased, IDNA and numeric IPv4
 //! forms normalised, trailing dot removed), port (default filled in), then the
-//! path against the rule's prefix on segment boundaries. The address is then
-//! checked after DNS resolution ([`address`]) and that very address is
-//! connected to ([`client`]).
+//! path against the rule's prefix on segment boundaries. A path a server could
+//! read as another one (`\`, `%2F`/`%5C`/`%2E`, `..;`, or any raw form the
+//! parser would rewrite) is refused, and the request line carries exactly the
+//! checked path. The address is then checked after DNS resolution
+//! ([`address`]) and that very address is connected to ([`client`]).
 
 pub mod address;
 pub mod client;
@@ -97,6 +99,8 @@ pub struct Target {
     pub addresses: AddressPolicy,
     /// The matching rule, as written in the manifest.
     pub rule: String,
+    /// The request target to send: the path the rule matched, then the query.
+    pub path_and_query: String,
 }
 
 impl HttpGrant {
@@ -160,12 +164,21 @@ impl HttpGrant {
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(ambiguous("userinfo is not allowed in request URLs"));
         }
-        if has_dot_segment(uri.path()) {
-            return Err(ambiguous(
-                "dot segments (. or ..) are not allowed in request paths",
-            ));
+        let path = match uri.path() {
+            "" => "/",
+            p => p,
+        };
+        if let Some(reason) = path_confusion(path) {
+            return Err(ambiguous(reason));
         }
         let url = url::Url::parse(&raw).map_err(|_| ambiguous("not a valid absolute URL"))?;
+        // The rule is matched on the parsed path and the raw one is sent: they
+        // must be one path.
+        if url.path() != path {
+            return Err(ambiguous(
+                "the path is not in normal form (a URL parser rewrites it); percent-encode characters outside RFC 3986 paths",
+            ));
+        }
         let host = match url.host() {
             Some(url::Host::Domain(d)) => url::Host::Domain(d.trim_end_matches('.').to_string()),
             Some(other) => other.to_owned(),
@@ -185,7 +198,7 @@ impl HttpGrant {
                 r.scheme == url.scheme()
                     && r.host == host_str
                     && r.port == port
-                    && path_within(url.path(), &r.path_prefix)
+                    && path_within(path, &r.path_prefix)
                     && r.methods.contains(method)
             })
             .ok_or(Denial::NoRule {
@@ -198,6 +211,10 @@ impl HttpGrant {
             tls: url.scheme() == "https",
             addresses: rule.addresses.clone(),
             rule: rule.display.clone(),
+            path_and_query: match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            },
         })
     }
 }
@@ -217,13 +234,26 @@ fn path_within(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// `.`/`..` segments, literal or percent-encoded, which servers normalise away
-/// after our prefix check.
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
-        seg == "." || seg == ".."
-    })
+/// Why a server could read `path` as another path than the one checked, if it
+/// could: common servers turn `\` and `%2F`/`%5C` into separators, decode
+/// `%2E` into dot segments, and drop `;params` (`..;` is `..` to Tomcat) before
+/// resolving `.`/`..`.
+fn path_confusion(path: &str) -> Option<&'static str> {
+    let lower = path.to_ascii_lowercase();
+    if path.contains('\\') {
+        Some("backslashes are not allowed in request paths (servers read them as /)")
+    } else if lower.contains("%2f") || lower.contains("%5c") {
+        Some("encoded slashes (%2F, %5C) are not allowed in request paths")
+    } else if lower.contains("%2e") {
+        Some("encoded dots (%2E) are not allowed in request paths")
+    } else if path.split('/').any(|seg| {
+        let name = seg.split(';').next().unwrap_or_default();
+        name == "." || name == ".."
+    }) {
+        Some("dot segments (., .., ..;) are not allowed in request paths")
+    } else {
+        None
+    }
 }
 
 /// Headers a guest may not set: wasmtime's defaults (`Host`, `Connection`,
@@ -382,6 +412,7 @@ impl WasiHttpHooks for HttpPolicy {
                     addr,
                     host: &target.host,
                     tls: target.tls,
+                    path_and_query: &target.path_and_query,
                 };
                 client::send(request, dest, options, max_body).await
             },
@@ -481,6 +512,46 @@ mod tests {
             check(&g, "GET", "http://allowed.com/api/%2E%2e/admin"),
             Err(Denial::Ambiguous { .. })
         ));
+    }
+
+    #[test]
+    fn paths_a_server_could_read_as_another_path_are_refused() {
+        let g = grant(r#"[{url: "http://allowed.com/api/", methods: [GET]}]"#);
+        for path in [
+            r"/admin\..\api/x",
+            r"/api\x",
+            "/api/x/..;/admin",
+            "/api/..;/admin",
+            "/api/.;x/y",
+            "/api/%2e%2E/admin",
+            "/api/%2e/x",
+            "/api/x%2fy",
+            "/api/x%2F..%2Fadmin",
+            "/api/x%5c..%5Cadmin",
+            "/api/x%5C",
+            // Not encoded: a URL parser would percent-encode the braces.
+            "/api/{x}",
+        ] {
+            let uri: Uri = format!("http://allowed.com{path}").parse().unwrap();
+            assert!(
+                matches!(
+                    g.check(&http::Method::GET, &uri),
+                    Err(Denial::Ambiguous { .. })
+                ),
+                "{path} was allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_target_sent_is_the_path_that_was_checked() {
+        let g = grant(r#"[{url: "http://allowed.com/api/", methods: [GET]}]"#);
+        let uri: Uri = "http://allowed.com/api/x;v=1/y%20z?q=%2F..%5C".parse().unwrap();
+        let target = g.check(&http::Method::GET, &uri).unwrap();
+        assert_eq!(target.path_and_query, "/api/x;v=1/y%20z?q=%2F..%5C");
+        let bare: Uri = "http://allowed.com".parse().unwrap();
+        let root = grant(r#"[{url: "http://allowed.com/", methods: [GET]}]"#);
+        assert_eq!(root.check(&http::Method::GET, &bare).unwrap().path_and_query, "/");
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl Endpoint {
                 addr,
                 host: &host,
                 tls: url.scheme() == "https",
+                path_and_query: &url[url::Position::BeforePath..url::Position::AfterQuery],
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let options = wasmtime_wasi_http::RequestOptions {

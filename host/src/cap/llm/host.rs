@@ -1,6 +1,7 @@
-//! `agent-host:agent/llm` for guests: one `complete` call checks the
-//! invocation's budget, asks the provider through [`client::Endpoint`] and
-//! charges what the provider reports.
+//! `agent-host:agent/llm` for guests: one `complete` call reserves the
+//! prompt's estimate and the completion asked for in the invocation's budget,
+//! asks the provider through [`client::Endpoint`] and settles to what the
+//! provider reports.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,8 +83,9 @@ impl llm::Host for LlmView<'_> {
                 "spec.capabilities.llm is not granted".into(),
             )));
         };
-        let max_tokens = match session.budget.admit(request.options.max_tokens) {
-            Ok(n) => n,
+        let estimate = super::estimate_prompt_tokens(&request);
+        let admitted = match session.budget.admit(estimate, request.options.max_tokens) {
+            Ok(admitted) => admitted,
             Err(why) => {
                 session.record(Decision::Deny, "complete", Some(&why));
                 return Ok(Err(Error::BudgetExceeded(why)));
@@ -106,12 +108,14 @@ impl llm::Host for LlmView<'_> {
         let grant = session.grant.clone();
         match grant
             .endpoint
-            .complete(&request, max_tokens, session.deadline)
+            .complete(&request, admitted.max_tokens, session.deadline)
             .await
         {
             Ok((response, attempts)) => {
                 let u = &response.usage;
-                session.budget.charge(u.prompt_tokens, u.completion_tokens);
+                session
+                    .budget
+                    .settle(admitted, u.prompt_tokens, u.completion_tokens);
                 session.record(
                     Decision::Allow,
                     &format!(
@@ -122,8 +126,13 @@ impl llm::Host for LlmView<'_> {
                 );
                 Ok(Ok(response))
             }
-            Err(client::CallError::Invalid(why)) => Ok(Err(Error::InvalidRequest(why))),
-            Err(client::CallError::Upstream(why)) => Ok(Err(Error::Upstream(why))),
+            Err(e) => {
+                session.budget.release(admitted);
+                Ok(Err(match e {
+                    client::CallError::Invalid(why) => Error::InvalidRequest(why),
+                    client::CallError::Upstream(why) => Error::Upstream(why),
+                }))
+            }
         }
     }
 }

@@ -23,6 +23,34 @@ pub const DEFAULT_MAX_TOKENS_PER_INVOCATION: u64 = 100_000;
 pub const DEFAULT_MAX_REQUESTS_PER_INVOCATION: u32 = 20;
 /// Completion tokens asked for when the agent does not say.
 pub const DEFAULT_COMPLETION_TOKENS: u32 = 1024;
+/// Bytes of request text counted as one token before sending. Provider
+/// tokenizers average about 4 bytes per token on English and 3 or more on code
+/// and UTF-8 CJK, so text is over-counted and a prompt that cannot fit the
+/// budget is refused unsent instead of billed (one 4 MiB prompt cost ~1M
+/// tokens whatever the budget said). Denser adversarial text is still settled
+/// to the provider's reported usage, which then refuses the next request.
+pub const PROMPT_BYTES_PER_TOKEN: u64 = 3;
+
+/// Tokens the prompt of `request` is charged before it is sent: every byte
+/// of text the provider tokenizes (messages, tool calls and definitions, stop
+/// sequences) at [`PROMPT_BYTES_PER_TOKEN`], rounded up.
+pub fn estimate_prompt_tokens(request: &crate::bindings::agent_host::agent::llm::Request) -> u64 {
+    let messages = request.messages.iter().map(|m| {
+        m.content.len()
+            + m.tool_call_id.as_ref().map_or(0, String::len)
+            + m.tool_calls
+                .iter()
+                .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                .sum::<usize>()
+    });
+    let tools = request
+        .tools
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + t.parameters.len());
+    let stops = request.options.stop.iter().map(String::len);
+    let bytes: usize = messages.chain(tools).chain(stops).sum();
+    (bytes as u64).div_ceil(PROMPT_BYTES_PER_TOKEN)
+}
 
 /// The manifest's LLM grant, compiled once per agent.
 #[derive(Clone, Debug)]
@@ -111,10 +139,26 @@ pub struct Budget {
     pub requests_made: u32,
 }
 
+/// A request admitted by [`Budget::admit`]: what it may ask for and what was
+/// reserved for it until [`Budget::settle`] or [`Budget::release`].
+#[derive(Debug)]
+#[must_use = "settle or release the reservation"]
+pub struct Admitted {
+    /// Completion tokens to ask the provider for.
+    pub max_tokens: u32,
+    /// Prompt estimate plus `max_tokens`, taken from the invocation's budget.
+    reserved: u64,
+    /// The same reservation in the agent's per-minute window.
+    hold: Option<RateHold>,
+}
+
 impl Budget {
-    /// Admits one request asking for `wanted` completion tokens: the number to
-    /// ask the provider for, or why not (the request is then not sent).
-    pub fn admit(&mut self, wanted: Option<u32>) -> Result<u32, String> {
+    /// Admits one request whose prompt is estimated at `prompt_estimate`
+    /// tokens and which asks for `wanted` completion tokens: the prompt must
+    /// fit what is left, and the estimate plus the completion asked for (cut to
+    /// what is left) is reserved in the invocation's budget and the agent's
+    /// per-minute rate before anything is sent. Err: why not (nothing sent).
+    pub fn admit(&mut self, prompt_estimate: u64, wanted: Option<u32>) -> Result<Admitted, String> {
         if self.requests_left == 0 {
             return Err(format!(
                 "spec.capabilities.llm.maxRequestsPerInvocation: all {} requests used",
@@ -127,32 +171,87 @@ impl Budget {
                 self.tokens_used
             ));
         }
-        if let Some(rate) = &self.rate {
-            rate.check()?;
+        if prompt_estimate >= self.tokens_left {
+            return Err(format!(
+                "spec.capabilities.llm.maxTokensPerInvocation: the prompt counts as {prompt_estimate} tokens ({PROMPT_BYTES_PER_TOKEN} bytes of text per token) and only {} are left; it was not sent",
+                self.tokens_left
+            ));
         }
+        let wanted = u64::from(wanted.unwrap_or(DEFAULT_COMPLETION_TOKENS));
+        let mut completion = wanted.min(self.tokens_left - prompt_estimate);
+        let hold = match &self.rate {
+            Some(rate) => {
+                let hold = TokenRate::reserve(rate, prompt_estimate, completion)?;
+                completion = hold.tokens - prompt_estimate;
+                Some(hold)
+            }
+            None => None,
+        };
         self.requests_left -= 1;
         self.requests_made += 1;
-        let wanted = u64::from(wanted.unwrap_or(DEFAULT_COMPLETION_TOKENS));
-        Ok(wanted.min(self.tokens_left) as u32)
+        let reserved = prompt_estimate + completion;
+        self.tokens_left -= reserved;
+        Ok(Admitted {
+            max_tokens: u32::try_from(completion).expect("at most the u32 asked for"),
+            reserved,
+            hold,
+        })
     }
 
-    /// Charges what a request used. Prompt tokens are only known afterwards,
-    /// so a request may end past the budget; the next one is then refused.
-    pub fn charge(&mut self, prompt: u32, completion: u32) {
+    /// Replaces `admitted`'s reservation by what the provider reports it used.
+    /// A provider may report more than was reserved; the next request is then
+    /// refused.
+    pub fn settle(&mut self, admitted: Admitted, prompt: u32, completion: u32) {
         let used = u64::from(prompt) + u64::from(completion);
         self.tokens_used += used;
-        self.tokens_left = self.tokens_left.saturating_sub(used);
-        if let Some(rate) = &self.rate {
-            rate.record(used);
+        self.tokens_left = (self.tokens_left + admitted.reserved).saturating_sub(used);
+        if let Some(hold) = admitted.hold {
+            hold.settle(used);
         }
+    }
+
+    /// Gives `admitted`'s reservation back: the request failed with no usage
+    /// reported.
+    pub fn release(&mut self, admitted: Admitted) {
+        self.tokens_left += admitted.reserved;
     }
 }
 
-/// Tokens used by an agent in the last minute, across its invocations.
+/// Tokens used by an agent in the last minute, across its invocations, and
+/// tokens reserved by requests still in flight.
 #[derive(Debug)]
 pub struct TokenRate {
     per_minute: u64,
-    window: Mutex<VecDeque<(Instant, u64)>>,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    used: VecDeque<(Instant, u64)>,
+    reserved: u64,
+}
+
+/// Tokens reserved in a [`TokenRate`] by one request in flight; given back if
+/// dropped unsettled (the call failed or the invocation was cancelled).
+#[derive(Debug)]
+struct RateHold {
+    rate: Arc<TokenRate>,
+    tokens: u64,
+}
+
+impl RateHold {
+    fn settle(mut self, used: u64) {
+        let reserved = std::mem::take(&mut self.tokens);
+        self.rate.settle(reserved, used);
+    }
+}
+
+impl Drop for RateHold {
+    fn drop(&mut self) {
+        if self.tokens > 0 {
+            self.rate.settle(std::mem::take(&mut self.tokens), 0);
+        }
+    }
 }
 
 impl TokenRate {
@@ -160,36 +259,54 @@ impl TokenRate {
     pub fn new(per_minute: u64) -> Self {
         Self {
             per_minute,
-            window: Mutex::new(VecDeque::new()),
+            window: Mutex::default(),
         }
     }
 
-    fn used(&self, window: &mut VecDeque<(Instant, u64)>) -> u64 {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tokens used in the last minute plus those reserved now.
+    fn committed(window: &mut Window) -> u64 {
         let cutoff = Instant::now().checked_sub(Duration::from_secs(60));
         while window
+            .used
             .front()
             .is_some_and(|(t, _)| cutoff.is_some_and(|c| *t < c))
         {
-            window.pop_front();
+            window.used.pop_front();
         }
-        window.iter().map(|(_, n)| n).sum()
+        window.used.iter().map(|(_, n)| n).sum::<u64>() + window.reserved
     }
 
-    fn check(&self) -> Result<(), String> {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let used = self.used(&mut window);
-        if used >= self.per_minute {
+    /// Reserves the prompt estimate plus up to `completion` tokens (fewer if
+    /// the window has less room), so concurrent invocations cannot all be
+    /// admitted against the same room.
+    fn reserve(rate: &Arc<Self>, prompt: u64, completion: u64) -> Result<RateHold, String> {
+        let mut window = rate.lock();
+        let committed = Self::committed(&mut window);
+        let room = rate.per_minute.saturating_sub(committed);
+        if room <= prompt {
             return Err(format!(
-                "spec.capabilities.llm.tokensPerMinute: {used} of {} tokens used in the last minute",
-                self.per_minute
+                "spec.capabilities.llm.tokensPerMinute: {committed} of {} tokens used or reserved in the last minute; this prompt counts as {prompt}",
+                rate.per_minute
             ));
         }
-        Ok(())
+        let tokens = prompt + completion.min(room - prompt);
+        window.reserved += tokens;
+        Ok(RateHold {
+            rate: rate.clone(),
+            tokens,
+        })
     }
 
-    fn record(&self, tokens: u64) {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        window.push_back((Instant::now(), tokens));
+    fn settle(&self, reserved: u64, used: u64) {
+        let mut window = self.lock();
+        window.reserved -= reserved;
+        if used > 0 {
+            window.used.push_back((Instant::now(), used));
+        }
     }
 }
 

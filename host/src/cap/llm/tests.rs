@@ -309,6 +309,10 @@ mod grant {
         assert_eq!(err.field, "spec.capabilities.llm.apiKeySecretRef");
     }
 
+    fn compiled(yaml: &str) -> LlmGrant {
+        LlmGrant::configure(&manifest_grant(yaml), std::path::Path::new("/nonexistent")).unwrap()
+    }
+
     #[test]
     fn the_key_is_redacted_everywhere_and_never_printed_by_debug() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,28 +341,25 @@ mod grant {
 
     #[test]
     fn budgets_refuse_the_request_that_would_exceed_them() {
-        let g = manifest_grant(
+        let compiled = compiled(
             "{ provider: anthropic, model: m, maxTokensPerInvocation: 100, maxRequestsPerInvocation: 3, tokensPerMinute: 250 }",
         );
-        let compiled = LlmGrant::configure(&g, std::path::Path::new("/nonexistent")).unwrap();
         let mut budget = compiled.budget();
-        assert_eq!(
-            budget.admit(Some(500)),
-            Ok(100),
-            "asks for no more than is left"
-        );
-        budget.charge(60, 30);
-        assert_eq!(budget.admit(None), Ok(10));
-        budget.charge(20, 10);
-        let refused = budget.admit(None).unwrap_err();
+        let first = budget.admit(0, Some(500)).unwrap();
+        assert_eq!(first.max_tokens, 100, "asks for no more than is left");
+        budget.settle(first, 60, 30);
+        let second = budget.admit(0, None).unwrap();
+        assert_eq!(second.max_tokens, 10);
+        budget.settle(second, 20, 10);
+        let refused = budget.admit(0, None).unwrap_err();
         assert!(refused.contains("maxTokensPerInvocation"), "{refused}");
 
         // The per-minute rate is shared by the agent's invocations.
-        let mut second = compiled.budget();
-        assert_eq!(second.admit(None), Ok(100));
-        second.charge(100, 60);
-        let mut third = compiled.budget();
-        let refused = third.admit(None).unwrap_err();
+        let mut other = compiled.budget();
+        let a = other.admit(0, None).unwrap();
+        assert_eq!(a.max_tokens, 100);
+        other.settle(a, 100, 60);
+        let refused = compiled.budget().admit(0, None).unwrap_err();
         assert!(refused.contains("tokensPerMinute"), "{refused}");
 
         let rate_free = LlmGrant {
@@ -367,11 +368,64 @@ mod grant {
         };
         let mut r = rate_free.budget();
         for _ in 0..3 {
-            r.admit(Some(1)).unwrap();
+            let admitted = r.admit(0, Some(1)).unwrap();
+            r.release(admitted);
         }
         assert!(r
-            .admit(Some(1))
+            .admit(0, Some(1))
             .unwrap_err()
             .contains("maxRequestsPerInvocation"));
+    }
+
+    #[test]
+    fn a_prompt_that_cannot_fit_the_token_budget_is_refused_before_sending() {
+        let compiled = compiled("{ provider: openai, model: m, maxTokensPerInvocation: 1000 }");
+        let mut budget = compiled.budget();
+        let refused = budget.admit(1000, Some(1)).unwrap_err();
+        assert!(
+            refused.contains("maxTokensPerInvocation") && refused.contains("not sent"),
+            "{refused}"
+        );
+        assert_eq!((budget.requests_made, budget.tokens_used), (0, 0));
+        // A prompt that fits leaves the rest for the completion.
+        let admitted = budget.admit(900, None).unwrap();
+        assert_eq!(admitted.max_tokens, 100);
+        budget.release(admitted);
+        assert_eq!(budget.admit(999, None).unwrap().max_tokens, 1);
+    }
+
+    #[test]
+    fn the_prompt_estimate_counts_every_text_byte_at_three_per_token() {
+        use crate::cap::llm::{estimate_prompt_tokens, PROMPT_BYTES_PER_TOKEN};
+        let mut request = super::conversation();
+        let base = estimate_prompt_tokens(&request);
+        assert_eq!(base, 65, "194 bytes of text, rounded up");
+        request.messages[1].content.push_str(&"x".repeat(3 << 20));
+        assert_eq!(
+            estimate_prompt_tokens(&request),
+            base + (3 << 20) / PROMPT_BYTES_PER_TOKEN,
+            "a 3 MiB prompt counts as 1Mi tokens"
+        );
+    }
+
+    #[test]
+    fn concurrent_invocations_cannot_be_admitted_against_the_same_minute() {
+        let compiled = compiled("{ provider: openai, model: m, tokensPerMinute: 300 }");
+        let (mut a, mut b, mut c) = (compiled.budget(), compiled.budget(), compiled.budget());
+        // Three invocations ask before any is charged.
+        let first = a.admit(50, Some(200)).unwrap();
+        assert_eq!(first.max_tokens, 200);
+        let second = b.admit(30, Some(200)).unwrap();
+        assert_eq!(second.max_tokens, 20, "only what the first left is reserved");
+        let refused = c.admit(1, Some(1)).unwrap_err();
+        assert!(refused.contains("tokensPerMinute"), "{refused}");
+        // Settling to the actual usage gives back what was not used.
+        a.settle(first, 40, 60);
+        let third = c.admit(1, Some(1000)).unwrap();
+        assert_eq!(third.max_tokens, 300 - 100 - 50 - 1);
+        // A failed or cancelled call gives its reservation back.
+        b.release(second);
+        drop(third);
+        assert_eq!(c.admit(0, Some(1000)).unwrap().max_tokens, 200);
     }
 }
