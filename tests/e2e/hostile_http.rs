@@ -219,7 +219,10 @@ async fn a_silent_peer_cannot_hold_the_invocation_past_its_timeout() {
 
 /// A loopback server that records each raw request line (before any HTTP
 /// library could normalise it) and answers `200 {}`.
-async fn raw_line_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+async fn raw_line_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -238,9 +241,13 @@ async fn raw_line_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::M
                     }
                 }
                 let text = String::from_utf8_lossy(&head);
-                seen.lock().unwrap().push(text.lines().next().unwrap_or_default().to_string());
+                seen.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or_default().to_string());
                 let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
                     .await;
             });
         }
@@ -268,7 +275,11 @@ async fn paths_a_server_reads_as_another_path_never_leave_the_host() {
         let url = format!("http://{addr}{path}");
         let (out, inv) = probe(&agent, json!({"method": "GET", "url": url})).await;
         assert_eq!(out["denied"], true, "{path}: {out}");
-        assert_eq!((inv.usage.http_requests, inv.usage.http_denied), (0, 1), "{path}");
+        assert_eq!(
+            (inv.usage.http_requests, inv.usage.http_denied),
+            (0, 1),
+            "{path}"
+        );
     }
     assert!(
         lines.lock().unwrap().is_empty(),

@@ -264,7 +264,10 @@ async fn concurrent_invocations_cannot_overspend_tokens_per_minute() {
         guests::LLM_PROBE,
         &format!(
             "{}  limits: {{ maxConcurrency: 6 }}\n",
-            grant(&format!("http://{addr}"), &format!(", tokensPerMinute: {PER_MINUTE}"))
+            grant(
+                &format!("http://{addr}"),
+                &format!(", tokensPerMinute: {PER_MINUTE}")
+            )
         ),
     ));
     // All six ask while none has been charged yet.

@@ -386,7 +386,10 @@ mod tests {
     fn body_of(t: &Tracked) -> (StatusCode, serde_json::Value) {
         match t.phase() {
             Phase::Evicted(f) => (f.status, serde_json::from_slice(&f.body).unwrap()),
-            Phase::Done(f) => (f.status, serde_json::Value::String(format!("{} bytes", f.body.len()))),
+            Phase::Done(f) => (
+                f.status,
+                serde_json::Value::String(format!("{} bytes", f.body.len())),
+            ),
             other => panic!("not ended: {}", other.name()),
         }
     }
@@ -490,7 +493,10 @@ mod tests {
             l.remember(b.clone());
         });
         store.publish(&a, done(100));
-        assert!(matches!(a.phase(), Phase::Done(_)), "its caller may not have read it");
+        assert!(
+            matches!(a.phase(), Phase::Done(_)),
+            "its caller may not have read it"
+        );
         store.publish(&b, done(100));
         assert!(matches!(a.phase(), Phase::Evicted(_)));
         assert_eq!(store.held_bytes(), 100 + ENTRY_OVERHEAD);
@@ -505,7 +511,10 @@ mod tests {
         store.publish(&a, done(100));
         store.with_lock(|l| l.remember(b.clone()));
         assert!(store.get("a").is_none());
-        assert!(matches!(a.phase(), Phase::Evicted(_)), "no key or reader keeps the body alive");
+        assert!(
+            matches!(a.phase(), Phase::Evicted(_)),
+            "no key or reader keeps the body alive"
+        );
         assert_eq!(store.held_bytes(), 0);
     }
 }

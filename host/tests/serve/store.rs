@@ -80,7 +80,10 @@ fn remembered_results_stay_within_the_byte_budget_and_evicted_ones_answer_gone()
     assert_eq!(retry.body["error"]["code"], "ResultEvicted");
     assert_eq!(retry.body["id"], keyed_id.as_str());
     assert_eq!(retry.headers["idempotent-replayed"], "true");
-    let runs = format!("agent_host_invocations_total{{agent=\"big\",outcome=\"ok\"}} {}", 4 + 1 + CALLS);
+    let runs = format!(
+        "agent_host_invocations_total{{agent=\"big\",outcome=\"ok\"}} {}",
+        4 + 1 + CALLS
+    );
     let metrics = serve.metrics();
     assert!(metrics.contains(&runs), "{runs} not in\n{metrics}");
 

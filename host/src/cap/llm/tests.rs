@@ -416,7 +416,10 @@ mod grant {
         let first = a.admit(50, Some(200)).unwrap();
         assert_eq!(first.max_tokens, 200);
         let second = b.admit(30, Some(200)).unwrap();
-        assert_eq!(second.max_tokens, 20, "only what the first left is reserved");
+        assert_eq!(
+            second.max_tokens, 20,
+            "only what the first left is reserved"
+        );
         let refused = c.admit(1, Some(1)).unwrap_err();
         assert!(refused.contains("tokensPerMinute"), "{refused}");
         // Settling to the actual usage gives back what was not used.
