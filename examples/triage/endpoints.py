@@ -117,9 +117,7 @@ class ModelHandler(JsonHandler):
         offered = ", ".join(t.get("function", {}).get("name", "?") for t in request.get("tools") or [])
         with self.lock:
             ModelHandler.served += 1
-            print(f"completion {ModelHandler.served}: model {request.get('model')}, API key accepted, "
-                  f"{len(request['messages'])} messages, tools offered: {offered or 'none'}; "
-                  f"answered {chosen[0] if chosen else 'without a tool call'}", flush=True)
+            served = ModelHandler.served
         self.reply(200, {
             "id": "chatcmpl-demo",
             "object": "chat.completion",
@@ -131,6 +129,10 @@ class ModelHandler(JsonHandler):
                 "total_tokens": prompt + tokens(message),
             },
         })
+        # After the reply, so a closed stdout cannot cost the caller its answer.
+        print(f"completion {served}: model {request.get('model')}, API key accepted, "
+              f"{len(request['messages'])} messages, tools offered: {offered or 'none'}; "
+              f"answered {chosen[0] if chosen else 'without a tool call'}", flush=True)
 
 
 class PagerHandler(JsonHandler):
