@@ -6,22 +6,26 @@ GUEST_DIR  := target/guests
 GUEST_OUT  := $(GUEST_DIR)/wasm32-wasip2/release
 GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
-.PHONY: setup guests host demo test bench fuzz fmt clippy
+.PHONY: wasm-target setup guests host demo test bench fuzz fmt clippy
 
-## Install the guest target and the Debian and PyPI tools the tests use (idempotent).
-setup:
+## Install the guest target: all the demo needs besides Rust and python3.
+wasm-target:
 	rustup target add wasm32-wasip2
+
+## Also install the Debian and PyPI tools the tests and benchmarks use (idempotent).
+setup: wasm-target
 	./scripts/install-tools.sh
 
 ## Build the example agents to wasm32-wasip2 components.
-guests: setup
-	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder
+guests: wasm-target
+	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder -p triage
 
 ## Build the host binary.
 host:
 	$(CARGO) build -p agent-host
 
-## Main job: start the incident responder's endpoints and run both example agents.
+## Main job: start the examples' local endpoints (a model stand-in among them)
+## and run the three example agents.
 demo: guests host
 	./scripts/demo.sh
 

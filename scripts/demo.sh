@@ -1,22 +1,47 @@
 #!/usr/bin/env bash
-# The demo: starts the incident responder's local endpoints (metrics + tickets)
-# on loopback, then runs both example agents under their manifests.
+# The demo: starts the example agents' local endpoints on loopback (metrics +
+# tickets for the incident responder; a model stand-in + pager for triage),
+# then runs the three example agents under their manifests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+command -v python3 >/dev/null || {
+  echo "the demo needs python3 (its endpoints use the standard library only)" >&2
+  exit 1
+}
 
 BIN=${AGENT_HOST_BIN:-target/debug/agent-host}
 export AGENT_HOST_CACHE_DIR=${AGENT_HOST_CACHE_DIR:-$PWD/target/agent-host-cache}
 export AGENT_HOST_LOG=${AGENT_HOST_LOG:-warn,agent=info}
 
-ready=$(mktemp)
-python3 examples/incident-responder/endpoints.py 18090 18091 >"$ready" 2>&1 &
-endpoints=$!
-trap 'kill $endpoints 2>/dev/null || true; rm -f "$ready"' EXIT
-for _ in $(seq 50); do
-  grep -q ready "$ready" && break
-  kill -0 $endpoints 2>/dev/null || { cat "$ready"; echo "endpoints failed to start" >&2; exit 1; }
-  sleep 0.1
-done
+# Everything the demo creates outside target/: endpoint output, the model's
+# demo API key, the triage agent's key-value state. Removed on exit.
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# start NAME COMMAND...: runs COMMAND in the background until it prints "ready".
+start() {
+  local name=$1 out="$work/$1.out"
+  shift
+  "$@" >"$out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do
+    grep -q ready "$out" && return
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$out"; echo "$name failed to start" >&2; exit 1; }
+    sleep 0.1
+  done
+  cat "$out"; echo "$name did not become ready" >&2; exit 1
+}
+
+start incident-endpoints python3 examples/incident-responder/endpoints.py 18090 18091
+# The triage manifest names secret model-provider/api-key: a demo key under
+# --secrets-dir, which the model stand-in also reads to check what it is sent.
+mkdir -m 700 -p "$work/secrets/model-provider"
+python3 -c 'import secrets; print("sk-demo-" + secrets.token_hex(16))' \
+  >"$work/secrets/model-provider/api-key"
+start triage-endpoints python3 examples/triage/endpoints.py \
+  --api-key-file "$work/secrets/model-provider/api-key" 18092 18093
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -29,17 +54,50 @@ section "hello: echoes and logs"
 section "incident-responder: metrics query, runbook, ticket"
 "$BIN" run -f examples/incident-responder/agent.yaml --input @examples/incident-responder/alert.json
 
+section "triage: a model picks the tool, key-value state remembers the alert"
+# The shipped manifest as it is; the host flags give it the demo key and a
+# fresh embedded key-value store (redb) in the temp dir.
+triage=("$BIN" run -f examples/triage/agent.yaml --input @examples/triage/alert.json --json
+        --secrets-dir "$work/secrets" --state-dir "$work/state")
+summary=$work/triage-summary.py
+cat >"$summary" <<'PY'
+import json, sys
+r = json.load(sys.stdin)
+u, out = r["usage"], r["output"] or {}
+error = f": {r['error']['message']}" if r["error"] else ""
+print(f"  outcome     {r['outcome']}{error}")
+print(f"  output      {json.dumps(out)}")
+d = out.get("decision") or {}
+if out.get("duplicate"):
+    print(f"  duplicate   yes: the decision ({d.get('tool')}) was read from key-value bucket 'handled'")
+elif d:
+    print(f"  tool call   {d['tool']}({json.dumps(d['arguments'])})")
+model = " ".join(u.get("llmModel") or ["none"])
+print(f"  model       {model}: {u.get('llmRequests', 0)} request(s), {u.get('llmTokens', 0)} tokens")
+print(f"  key-value   {u.get('keyValue', 'nothing written')}")
+print(f"  http        {u['httpRequests']} sent, {u['httpDenied']} denied")
+print("  host calls  " + " ".join(f"{k}={v}" for k, v in u["hostCalls"].items()))
+PY
+echo "\$ agent-host run -f examples/triage/agent.yaml --input @examples/triage/alert.json --json \\"
+echo "      --secrets-dir <tmp>/secrets --state-dir <tmp>/state      (twice, summarised)"
+echo "first alert:"
+"${triage[@]}" | python3 "$summary"
+echo "the same alert again:"
+"${triage[@]}" | python3 "$summary"
+python3 -c 'import json,urllib.request; n=json.load(urllib.request.urlopen("http://127.0.0.1:18092/v1/requests"))["completions"]; print(f"the model stand-in served {n} completion(s) for the two runs:")'
+sed -n 's/^completion/  completion/p' "$work/triage-endpoints.out"
+
 section "tickets filed on the local tickets API"
 python3 -c 'import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen("http://127.0.0.1:18091/api/issues")), indent=2))'
 
 section "serve mode: both agents behind the HTTP API, with an audit log"
 audit=target/demo-audit.jsonl
 rm -f "$audit"
-serve_out=$(mktemp)
+serve_out=$work/serve.out
 "$BIN" serve -f examples/hello/agent.yaml -f examples/incident-responder/agent.yaml \
   --listen 127.0.0.1:0 --audit-log "$audit" --log-format text >"$serve_out" 2>/dev/null &
 server=$!
-trap 'kill $endpoints $server 2>/dev/null || true; rm -f "$ready" "$serve_out"' EXIT
+pids+=($server)
 for _ in $(seq 100); do grep -q listening "$serve_out" && break; sleep 0.1; done
 base=$(sed -n 's/^listening on //p' "$serve_out")
 echo "listening on $base"

@@ -87,3 +87,147 @@ async fn incident_responder_queries_metrics_reads_the_runbook_and_files_a_ticket
     assert!(inv.usage.host_calls.get("filesystem").copied().unwrap_or(0) > 0);
     assert!(inv.usage.host_calls.get("env").copied().unwrap_or(0) > 0);
 }
+
+/// A demo endpoints script (Python, standard library only) on free loopback
+/// ports, stopped on drop.
+struct DemoEndpoints {
+    child: std::process::Child,
+    /// Its stdout, kept open: the script logs there after the ready line.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// The ports of its `ready name=port ...` line, in order.
+    ports: Vec<u16>,
+}
+
+impl DemoEndpoints {
+    fn start(script: &str, args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut child = std::process::Command::new("python3")
+            .arg(workspace.join(script))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 {script}: {e}"));
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        let ports = ready
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("{script} did not start: {ready:?}"))
+            .split_whitespace()
+            .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+            .collect();
+        Self {
+            child,
+            _stdout: stdout,
+            ports,
+        }
+    }
+}
+
+impl Drop for DemoEndpoints {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET http://127.0.0.1:{port}{path}` answered with JSON (HTTP/1.0: the
+/// server closes the connection after the body).
+fn get_json(port: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (_, body) = reply.split_once("\r\n\r\n").unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+/// What `make demo` shows: the shipped triage manifest (only its component
+/// path and loopback ports changed), its model key from a mounted secret,
+/// against the demo's model stand-in and tickets API. The stand-in answers
+/// only with that key and with a tool call; the first alert files one ticket
+/// and reports the model's tokens, the same alert again is recognised through
+/// key-value state without the model or the ticket API.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_duplicate() {
+    let h = Harness::new();
+    let key = h.dir.path().join("secrets/model-provider/api-key");
+    std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+    std::fs::write(&key, "sk-demo-test\n").unwrap();
+    let model = DemoEndpoints::start(
+        "examples/triage/endpoints.py",
+        &["--api-key-file", key.to_str().unwrap(), "0", "0"],
+    );
+    let tickets = DemoEndpoints::start("examples/incident-responder/endpoints.py", &["0", "0"]);
+    let (model_port, pager_port, tickets_port) = (model.ports[0], model.ports[1], tickets.ports[1]);
+
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/triage/agent.yaml"),
+    )
+    .unwrap();
+    let manifest = shipped
+        .replace(
+            "../../target/guests/wasm32-wasip2/release/triage.wasm",
+            guests::TRIAGE,
+        )
+        .replace("127.0.0.1:18091", &format!("127.0.0.1:{tickets_port}"))
+        .replace("127.0.0.1:18092", &format!("127.0.0.1:{model_port}"))
+        .replace("127.0.0.1:18093", &format!("127.0.0.1:{pager_port}"));
+    let path = h.dir.path().join("triage.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let agent = h.load(&path).unwrap();
+
+    let alert: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/triage/alert.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let first = agent.invoke(task(alert.clone())).await;
+    let out = output_json(&first);
+    assert_eq!(out["duplicate"], false, "{out}");
+    assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
+    assert_eq!(first.usage.llm_requests, 1);
+    assert!(first.usage.llm_tokens > 0, "{:?}", first.usage);
+    assert_eq!(
+        first.usage.key_value,
+        Some(agent_host::cap::kv::KvCommit::Committed)
+    );
+    let filed = get_json(tickets_port, "/api/issues");
+    assert_eq!(filed.as_array().unwrap().len(), 1, "{filed}");
+    assert_eq!(filed[0]["alert"], alert["id"]);
+
+    let again = agent.invoke(task(alert)).await;
+    let out = output_json(&again);
+    assert_eq!(out["duplicate"], true, "{out}");
+    assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
+    assert_eq!(again.usage.llm_requests, 0);
+    assert_eq!(get_json(model_port, "/v1/requests")["completions"], 1);
+    assert_eq!(
+        get_json(tickets_port, "/api/issues")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `make demo` needs the wasm target, not the Debian and PyPI tools of the
+/// tests (prometheus, wrk, redis: about 340 MB), and builds every example it runs.
+#[test]
+fn make_demo_installs_only_the_wasm_target_and_builds_triage() {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let plan = std::process::Command::new("make")
+        .args(["-n", "demo"])
+        .current_dir(&workspace)
+        .output()
+        .expect("make");
+    assert!(plan.status.success(), "{plan:?}");
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    assert!(!plan.contains("install-tools"), "{plan}");
+    assert!(plan.contains("rustup target add wasm32-wasip2"), "{plan}");
+    assert!(plan.contains("-p triage"), "{plan}");
+}

@@ -10,10 +10,10 @@ use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
 use serde_json::json;
 
-/// Writes `text` (WAT, which the host's compiler accepts like binary) to `<name>.wasm`.
+/// Writes `text` (WAT) in the binary format, the only one the host loads, to `<name>.wasm`.
 fn write_component(h: &Harness, name: &str, text: &str) -> PathBuf {
     let path = h.dir.path().join(format!("{name}.wasm"));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, wat::parse_str(text).expect("valid WAT")).unwrap();
     path
 }
 
@@ -133,8 +133,11 @@ fn component_larger_than_the_configured_limit_is_refused_before_compiling() {
     let size = std::fs::metadata(&hello).unwrap().len().to_string();
     let manifest = h.manifest("hello-big", hello.to_str().unwrap(), "");
     assert_too_large(h.load(&manifest), &hello, &size, 4096);
-    // At exactly the limit the file is read and handed to the compiler.
-    std::fs::write(&garbage, vec![0xa5; 4096]).unwrap();
+    // At exactly the limit the file is read and handed to the compiler (with
+    // the binary header: without it the file is refused before compiling).
+    let mut at_limit = b"\0asm".to_vec();
+    at_limit.resize(4096, 0xa5);
+    std::fs::write(&garbage, at_limit).unwrap();
     assert!(matches!(
         h.runtime.compile(&garbage),
         Err(LoadError::Compile { .. })

@@ -85,17 +85,13 @@ fn bad_manifests_fail_with_the_specific_error() {
     );
 }
 
+/// Files with the WebAssembly header that are not loadable components. (Empty
+/// and random files were cases here too; they are now refused before the
+/// compiler, see `files_without_the_wasm_header_are_refused_as_not_webassembly`.)
 #[test]
 fn bad_component_files_fail_with_a_specific_error() {
     let h = Harness::new();
-    let cases: [(&str, Vec<u8>); 4] = [
-        ("empty", vec![]),
-        (
-            "random",
-            (0..4096u32)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect(),
-        ),
+    let cases: [(&str, Vec<u8>); 2] = [
         (
             "truncated",
             std::fs::read(guests::HELLO).unwrap()[..1000].to_vec(),
@@ -117,6 +113,13 @@ fn bad_component_files_fail_with_a_specific_error() {
 /// `(module)` in binary form: a core module, not a component.
 fn wat_core_module() -> Vec<u8> {
     vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
+}
+
+/// 4 KiB of pseudo-random bytes (not UTF-8, no header).
+fn random_bytes() -> Vec<u8> {
+    (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,4 +160,40 @@ async fn corrupted_cache_entry_is_detected_and_rebuilt() {
         runtime.prepare(&loaded).unwrap().cache_status,
         CacheStatus::Hit
     );
+}
+
+/// A file that is not binary WebAssembly is refused on its first bytes, naming
+/// the file, and never reaches the compiler: wasmtime also reads the text
+/// format, which made an empty file a core module and random bytes a UTF-8
+/// error of the text parser.
+#[test]
+fn files_without_the_wasm_header_are_refused_as_not_webassembly() {
+    let h = Harness::new();
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("empty", vec![]),
+        ("random", random_bytes()),
+        ("short", b"\0as".to_vec()),
+        ("text", b"(component)".to_vec()),
+        ("script", b"#!/bin/sh\necho not wasm\n".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let file = h.dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&file, bytes).unwrap();
+        let manifest = h.manifest(name, file.to_str().unwrap(), "");
+        match h.load(&manifest) {
+            Err(e @ LoadError::Component { .. }) => {
+                let text = e.to_string();
+                let file = file.canonicalize().unwrap();
+                assert!(
+                    text.starts_with(&format!(
+                        "{}: not a WebAssembly component (no `\\0asm` header)",
+                        file.display()
+                    )),
+                    "{name}: {text}"
+                );
+            }
+            Err(other) => panic!("{name}: expected a Component error, got {other:?}"),
+            Ok(_) => panic!("{name}: accepted"),
+        }
+    }
 }

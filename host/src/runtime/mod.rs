@@ -349,10 +349,15 @@ impl Inspection {
     }
 }
 
+/// The first bytes of every binary WebAssembly module and component.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
 /// Reads a component file of at most `limit` bytes. A file whose metadata
 /// says it is larger is refused before it is read; the read itself is bounded
 /// too, so a file that grows after the check (or a device such as `/dev/zero`,
 /// whose size reads as 0) cannot make the host buffer more than `limit + 1` bytes.
+/// Only the binary format is loaded: anything else is refused here, before a
+/// compiler could take it for another format (text) and report on that.
 fn read_component(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
     use std::io::Read as _;
     let err = |message: String| LoadError::Component {
@@ -383,6 +388,13 @@ fn read_component(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
         .map_err(cannot_read)?;
     if wasm.len() as u64 > limit {
         return Err(too_large(format!("more than {limit}")));
+    }
+    if !wasm.starts_with(WASM_MAGIC) {
+        return Err(err(
+            "not a WebAssembly component (no `\\0asm` header); the host loads binary \
+             components such as `cargo build --target wasm32-wasip2` produces"
+                .into(),
+        ));
     }
     Ok(wasm)
 }
