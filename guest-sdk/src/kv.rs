@@ -146,23 +146,9 @@ impl Store {
 
     /// Every key in the bucket, following the host's pages to the end.
     pub fn keys(&self) -> Result<Vec<String>, Error> {
-        let mut keys = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self.bucket.list_keys(cursor).map_err(|e| self.error(e))?;
-            keys.extend(page.keys);
-            match page.cursor {
-                None => return Ok(keys),
-                // A cursor that does not move forward would page forever.
-                Some(next) if cursor.is_some_and(|c| next <= c) => return Err(Error::Host {
-                    bucket: self.name.clone(),
-                    message: format!(
-                        "list-keys returned cursor {next}, which does not advance past {cursor:?}"
-                    ),
-                }),
-                next => cursor = next,
-            }
-        }
+        all_pages(&self.name, |cursor| {
+            self.bucket.list_keys(cursor).map_err(|e| self.error(e))
+        })
     }
 
     /// The JSON value at `key` decoded into `T`, or `None` if it is absent.
@@ -219,6 +205,32 @@ impl Store {
     }
 }
 
+/// Concatenates the pages `list_keys` returns from the first (`None`) cursor
+/// on. A cursor that does not move forward is an error, not an endless loop.
+fn all_pages(
+    bucket: &str,
+    mut list_keys: impl FnMut(Option<u64>) -> Result<store::KeyResponse, Error>,
+) -> Result<Vec<String>, Error> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = list_keys(cursor)?;
+        keys.extend(page.keys);
+        match page.cursor {
+            None => return Ok(keys),
+            Some(next) if cursor.is_some_and(|c| next <= c) => {
+                return Err(Error::Host {
+                    bucket: bucket.to_owned(),
+                    message: format!(
+                        "list-keys returned cursor {next}, which does not advance past {cursor:?}"
+                    ),
+                })
+            }
+            next => cursor = next,
+        }
+    }
+}
+
 /// The one mapping from `wasi:keyvalue` errors to [`Error`].
 fn host_error(bucket: &str, e: store::Error) -> Error {
     let bucket = bucket.to_owned();
@@ -251,6 +263,51 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn page(keys: &[&str], cursor: Option<u64>) -> store::KeyResponse {
+        store::KeyResponse {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            cursor,
+        }
+    }
+
+    #[test]
+    fn keys_follow_every_page_of_the_host() {
+        let mut asked = Vec::new();
+        let keys = all_pages("state", |cursor| {
+            asked.push(cursor);
+            Ok(match cursor {
+                None => page(&["a", "b"], Some(2)),
+                Some(2) => page(&["c"], Some(3)),
+                _ => page(&["d"], None),
+            })
+        })
+        .unwrap();
+        assert_eq!(keys, ["a", "b", "c", "d"]);
+        assert_eq!(asked, [None, Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn a_cursor_that_does_not_advance_is_an_error_not_an_endless_loop() {
+        let mut calls = 0;
+        let e = all_pages("state", |_| {
+            calls += 1;
+            // Bounded here so that a missing guard fails the test instead of hanging it.
+            if calls > 10 {
+                return Err(host_error(
+                    "state",
+                    store::Error::Other("asked forever".into()),
+                ));
+            }
+            Ok(page(&["a"], Some(1)))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 2);
+        assert!(
+            matches!(e, Error::Host { ref message, .. } if message.contains("does not advance")),
+            "{e}"
+        );
     }
 
     #[test]
