@@ -6,7 +6,7 @@
 //! The host creates a fresh instance for every task, calls [`Agent::run`] once
 //! and drops the instance. Everything the agent reaches outside its sandbox goes
 //! through a capability its manifest grants: [`http`] (outgoing requests to
-//! declared URLs), [`env`] (declared variables), files under declared
+//! declared URLs), [`env`](mod@env) (declared variables), files under declared
 //! directories (plain [`std::fs`]), [`kv`] (key-value state committed with
 //! the invocation), [`llm`] (the granted model) and [`log`] (structured records).
 //!
