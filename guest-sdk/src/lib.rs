@@ -6,8 +6,9 @@
 //! The host creates a fresh instance for every task, calls [`Agent::run`] once
 //! and drops the instance. Everything the agent reaches outside its sandbox goes
 //! through a capability its manifest grants: [`http`] (outgoing requests to
-//! declared URLs), [`env`] (declared variables), files under declared
-//! directories (plain [`std::fs`]) and [`log`] (structured records).
+//! declared URLs), [`env`](mod@env) (declared variables), files under declared
+//! directories (plain [`std::fs`]), [`kv`] (key-value state committed with
+//! the invocation), [`llm`] (the granted model) and [`log`] (structured records).
 //!
 //! # A complete agent
 //!
@@ -46,6 +47,8 @@
 
 pub mod env;
 pub mod http;
+pub mod kv;
+pub mod llm;
 pub mod log;
 mod task;
 

@@ -389,3 +389,51 @@ async fn a_commit_redis_never_answers_is_reported_as_unknown() {
     );
     assert_eq!(inv.usage.key_value, Some(KvCommit::Unknown));
 }
+
+/// The guest SDK's `kv::Store` through the real host: JSON values round-trip
+/// and persist, `increment` keeps counters in the host's format (the raw
+/// `kv_counter` probe, same agent name so same keys, reads and writes the
+/// same counter), `keys`/`delete`/`exists` agree, and each refusal arrives as
+/// the SDK's typed error with the `AgentError` case `?` reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_store_round_trips_json_and_counters_and_types_its_errors() {
+    let h = Harness::new();
+    let spec = "  capabilities:\n    keyValue: { maxBytes: 1Mi, buckets: [state] }\n";
+    let raw = h.agent("shared", guests::KV_COUNTER, spec);
+    let sdk = h.agent("shared", guests::KV_SDK, spec);
+    assert_eq!(count(&raw).await, 1);
+
+    let first = sdk.invoke(task(json!({}))).await;
+    let out = output_json(&first);
+    assert_eq!(out["counterBefore"], 1, "reads the host's counter: {out}");
+    assert_eq!(out["counterAfter"], 6, "{out}");
+    assert_eq!(out["counterRead"], 6, "{out}");
+    assert_eq!(out["previousProfile"], Value::Null, "{out}");
+    assert_eq!(out["profileService"], "db", "{out}");
+    assert_eq!(out["scratchListed"], true, "{out}");
+    assert_eq!(out["scratchExists"], false, "{out}");
+    assert_eq!(
+        out["keys"],
+        json!(["counter", "last", "mirror", "profile"]),
+        "{out}"
+    );
+    let typed = |field: &str, variant: &str, case: &str| {
+        assert_eq!(out[field]["variant"], variant, "{field}: {out}");
+        assert_eq!(out[field]["agentError"], case, "{field}: {out}");
+    };
+    typed("wrongType", "Json", "internal");
+    typed("notACounter", "NotACounter", "internal");
+    typed("forbidden", "Denied", "capability-denied");
+    let denial = out["forbidden"]["message"].as_str().unwrap();
+    assert!(
+        denial.contains("`forbidden`") && denial.contains("spec.capabilities.keyValue"),
+        "{denial}"
+    );
+
+    // Committed: the raw probe continues the SDK's counter, and the next SDK
+    // invocation finds the profile the first one stored.
+    assert_eq!(count(&raw).await, 7);
+    let second = output_json(&sdk.invoke(task(json!({}))).await);
+    assert_eq!(second["previousProfile"], first.id.as_str(), "{second}");
+    assert_eq!(second["counterAfter"], 12, "{second}");
+}

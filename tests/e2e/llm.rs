@@ -382,3 +382,56 @@ async fn model_calls_are_audited_without_the_prompt_unless_switched_on() {
         );
     }
 }
+
+/// The guest SDK's `llm::complete` through the real host: messages, tools and
+/// options built with the SDK reach the model as the provider expects, tool
+/// calls come back decoded, the tool result goes back in the next turn, and
+/// the request budget's refusal is the SDK's `BudgetExceeded` (reported by
+/// `?` as a capability denial), never sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_runs_a_tool_conversation_and_types_the_budget_refusal() {
+    let server = TestServer::start(|_, _, _| (200, REPLY.to_string())).await;
+    let h = Harness::new();
+    let agent = h.agent(
+        "sdk",
+        guests::LLM_SDK,
+        &grant(&server.base(), ", maxRequestsPerInvocation: 2"),
+    );
+    let inv = agent
+        .invoke(task(json!({ "prompt": "db-1 is down", "calls": 3 })))
+        .await;
+    let out = output_json(&inv);
+    let turns = out["turns"].as_array().unwrap();
+    assert_eq!(turns[0]["pagedTeams"], json!(["db"]), "{out}");
+    assert_eq!(turns[0]["tokens"], 49, "{out}");
+    assert_eq!(turns[1]["pagedTeams"], json!(["db"]), "{out}");
+    let refused = &turns[2]["error"];
+    assert_eq!(refused["variant"], "BudgetExceeded", "{out}");
+    assert_eq!(refused["agentError"], "capability-denied", "{out}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxRequestsPerInvocation"),
+        "{out}"
+    );
+    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (2, 98));
+
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2, "the refused turn was never sent");
+    let first: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert_eq!(first["messages"][1]["content"], "db-1 is down");
+    let tool = &first["tools"][0]["function"];
+    assert_eq!(tool["name"], "page_oncall");
+    assert_eq!(tool["parameters"]["properties"]["team"]["type"], "string");
+    assert_eq!(first["max_tokens"], 64);
+    let second: Value = serde_json::from_str(&seen[1].body).unwrap();
+    let messages = second["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{second}");
+    assert_eq!(messages[2]["role"], "assistant");
+    assert_eq!(messages[2]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(messages[3]["role"], "tool");
+    assert_eq!(messages[3]["tool_call_id"], "call_1");
+    assert_eq!(messages[3]["content"], "paged db");
+}

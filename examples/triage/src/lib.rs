@@ -7,12 +7,10 @@
 //! (granted in the manifest's `http` rules). State: bucket `handled`, one key
 //! per alert id holding the decision.
 
-use agent_host_guest::bindings::agent_host::agent::llm::{
-    self, Message, Options, Request, Role, Tool,
-};
-use agent_host_guest::bindings::wasi::keyvalue::store;
+use agent_host_guest::kv::Store;
+use agent_host_guest::llm::{self, Message, Options, Tool};
 use agent_host_guest::{env, http, Agent, AgentError, Output, Task};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 #[derive(Deserialize)]
@@ -24,92 +22,88 @@ struct Alert {
     summary: String,
 }
 
+/// What was done about an alert, kept in the `handled` bucket.
+#[derive(Serialize, Deserialize)]
+struct Decision {
+    tool: String,
+    arguments: Value,
+}
+
 struct Triage;
 
-fn kv(e: store::Error) -> AgentError {
-    AgentError::Upstream(format!("key-value: {e:?}"))
-}
-
-fn text(role: Role, content: String) -> Message {
-    Message {
-        role,
-        content,
-        tool_calls: vec![],
-        tool_call_id: None,
-    }
-}
-
-fn tools() -> Vec<Tool> {
-    vec![
-        Tool {
-            name: "create_ticket".into(),
-            description: "Opens a ticket for the owning team; for problems that can wait".into(),
-            parameters: r#"{"type":"object","properties":{"title":{"type":"string"},"severity":{"type":"string","enum":["low","medium","high"]}},"required":["title","severity"]}"#.into(),
-        },
-        Tool {
-            name: "page_oncall".into(),
-            description: "Pages the on-call engineer now; for outages".into(),
-            parameters: r#"{"type":"object","properties":{"reason":{"type":"string"}},"required":["reason"]}"#.into(),
-        },
+fn tools() -> [Tool; 2] {
+    [
+        Tool::new(
+            "create_ticket",
+            "Opens a ticket for the owning team; for problems that can wait",
+            &json!({
+                "type": "object",
+                "properties": {
+                    "title": { "type": "string" },
+                    "severity": { "type": "string", "enum": ["low", "medium", "high"] }
+                },
+                "required": ["title", "severity"]
+            }),
+        ),
+        Tool::new(
+            "page_oncall",
+            "Pages the on-call engineer now; for outages",
+            &json!({
+                "type": "object",
+                "properties": { "reason": { "type": "string" } },
+                "required": ["reason"]
+            }),
+        ),
     ]
 }
 
 impl Agent for Triage {
     fn run(task: Task) -> Result<Output, AgentError> {
         let alert: Alert = task.input_json()?;
-        let handled = store::open("handled").map_err(kv)?;
-        if let Some(previous) = handled.get(&alert.id).map_err(kv)? {
-            let decision: Value = serde_json::from_slice(&previous).unwrap_or(Value::Null);
+        let handled = Store::open("handled")?;
+        if let Some(decision) = handled.get_json::<Decision>(&alert.id)? {
             return Output::json(
                 &json!({ "alert": alert.id, "duplicate": true, "decision": decision }),
             );
         }
 
-        let request = Request {
-            messages: vec![
-                text(
-                    Role::System,
-                    "You triage production alerts. Call exactly one tool: page_oncall for outages, create_ticket otherwise.".into(),
-                ),
-                text(
-                    Role::User,
-                    format!(
-                        "Alert {} on service {}: {}",
-                        alert.alert, alert.service, alert.summary
-                    ),
-                ),
-            ],
-            tools: tools(),
-            options: Options {
-                max_tokens: Some(256),
-                temperature: Some(0.0),
-                top_p: None,
-                stop: vec![],
-            },
+        let messages = [
+            Message::system(
+                "You triage production alerts. Call exactly one tool: page_oncall for outages, create_ticket otherwise.",
+            ),
+            Message::user(format!(
+                "Alert {} on service {}: {}",
+                alert.alert, alert.service, alert.summary
+            )),
+        ];
+        let options = Options {
+            max_tokens: Some(256),
+            temperature: Some(0.0),
+            ..Options::default()
         };
-        let answer =
-            llm::complete(&request).map_err(|e| AgentError::Upstream(format!("model: {e:?}")))?;
+        let answer = llm::complete(&messages, &tools(), options)?;
         let call = answer
-            .message
-            .tool_calls
+            .tool_calls()
             .first()
             .ok_or_else(|| AgentError::Upstream("the model chose no tool".into()))?;
-        let args: Value = serde_json::from_str(&call.arguments)
-            .map_err(|e| AgentError::Upstream(format!("tool arguments: {e}")))?;
+        let arguments: Value = call.arguments_json()?;
         let url = match call.name.as_str() {
             "create_ticket" => env::require("TICKETS_URL")?,
             "page_oncall" => env::require("PAGER_URL")?,
-            other => return Err(AgentError::Upstream(format!("unknown tool {other}"))),
+            other => {
+                return Err(AgentError::Upstream(format!(
+                    "the model called unknown tool `{other}`"
+                )))
+            }
         };
-        let body = json!({ "alert": alert.id, "service": alert.service, "arguments": args });
-        http::post_json(&url, &body)
-            .and_then(http::Response::error_for_status)
-            .map_err(|e| AgentError::Upstream(format!("{}: {e}", call.name)))?;
+        let body = json!({ "alert": alert.id, "service": alert.service, "arguments": arguments });
+        http::post_json(&url, &body)?;
 
-        let decision = json!({ "tool": call.name, "arguments": args });
-        handled
-            .set(&alert.id, decision.to_string().as_bytes())
-            .map_err(kv)?;
+        let decision = Decision {
+            tool: call.name.clone(),
+            arguments,
+        };
+        handled.set_json(&alert.id, &decision)?;
         Output::json(&json!({ "alert": alert.id, "duplicate": false, "decision": decision }))
     }
 }
