@@ -250,7 +250,7 @@ fn run_reports_model_tokens_refusals_and_file_bytes_written() {
     let data = env.dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let spec = format!(
-        "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data }}\n",
+        "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data, readOnly: false }}\n",
         data.display()
     );
     let fs = env.manifest("fs", guests::FS_PROBE, &spec);
