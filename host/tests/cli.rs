@@ -275,3 +275,18 @@ fn run_reports_model_tokens_refusals_and_file_bytes_written() {
         "{files}"
     );
 }
+
+/// A model call refused by its budget is charged to `spec.limits.maxDenials`
+/// like a spent HTTP request budget: a guest retrying it in a loop is stopped.
+#[test]
+fn model_budget_refusals_count_toward_max_denials() {
+    let env = Env::new();
+    let model = model::Model::start();
+    let spec = model.grant(", maxRequestsPerInvocation: 1") + "  limits: { maxDenials: 1 }\n";
+    let probe = env.manifest("probe", guests::LLM_PROBE, &spec);
+    let input = r#"{"prompt":"db-1 is down","calls":3}"#;
+    let out = env.run(&["run", "-f", p(&probe), "--input", input, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["outcome"], "DenialLimit", "{report}");
+}
