@@ -407,7 +407,8 @@ fn effective_grants(agent: &Agent) -> Vec<String> {
                 .map(|n| format!("{n} tokens per invocation")),
             llm.max_requests_per_invocation
                 .map(|n| format!("{n} requests per invocation")),
-            llm.tokens_per_minute.map(|n| format!("{n} tokens per minute")),
+            llm.tokens_per_minute
+                .map(|n| format!("{n} tokens per minute")),
         ];
         let caps: Vec<String> = caps.into_iter().flatten().collect();
         if !caps.is_empty() {

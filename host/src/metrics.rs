@@ -389,10 +389,14 @@ impl Metrics {
             decision,
         };
         let Some(sent) = &call.sent else {
-            self.tool_call_decisions.get_or_create(&decision("denied")).inc();
+            self.tool_call_decisions
+                .get_or_create(&decision("denied"))
+                .inc();
             return;
         };
-        self.tool_call_decisions.get_or_create(&decision("allowed")).inc();
+        self.tool_call_decisions
+            .get_or_create(&decision("allowed"))
+            .inc();
         self.tool_call_duration
             .get_or_create(&labels)
             .observe(sent.latency.as_secs_f64());

@@ -254,9 +254,8 @@ fn run_reports_model_tokens_refusals_and_file_bytes_written() {
         data.display()
     );
     let fs = env.manifest("fs", guests::FS_PROBE, &spec);
-    let write = |file: &str| {
-        format!(r#"{{"op":"write","path":"/data/{file}","data":"twelve bytes"}}"#)
-    };
+    let write =
+        |file: &str| format!(r#"{{"op":"write","path":"/data/{file}","data":"twelve bytes"}}"#);
     let out = env.run(&["run", "-f", p(&fs), "--input", &write("a.txt"), "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "ok", "{report}");

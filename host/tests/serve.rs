@@ -962,7 +962,8 @@ fn audit_llm_prompts_flag_puts_the_prompt_in_the_audit_log() {
     let model = model::Model::start();
     for (flag, expected) in [(None, false), (Some("--audit-llm-prompts"), true)] {
         let dir = tempfile::tempdir().unwrap();
-        let probe = guests::write_manifest(dir.path(), "probe", guests::LLM_PROBE, &model.grant(""));
+        let probe =
+            guests::write_manifest(dir.path(), "probe", guests::LLM_PROBE, &model.grant(""));
         let extra: Vec<&str> = flag.into_iter().collect();
         let mut serve = Serve::start(dir.path(), &[&probe], &extra);
         let r = serve.invoke("probe", r#"{"prompt":"db-1 is down"}"#);
@@ -990,7 +991,8 @@ fn tool_call_metrics_show_allowed_and_denied_http_calls_by_rule() {
     let upstream = model::Model::start();
     let dir = tempfile::tempdir().unwrap();
     let rule = format!("{}/api/", upstream.base);
-    let spec = format!("  capabilities:\n    http:\n      - {{ url: \"{rule}\", methods: [GET] }}\n");
+    let spec =
+        format!("  capabilities:\n    http:\n      - {{ url: \"{rule}\", methods: [GET] }}\n");
     let probe = guests::write_manifest(dir.path(), "probe", guests::HTTP_PROBE, &spec);
     let serve = Serve::start(dir.path(), &[&probe], &[]);
     let allowed = serve.invoke(
@@ -1013,7 +1015,12 @@ fn tool_call_metrics_show_allowed_and_denied_http_calls_by_rule() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = check.wait_with_output().unwrap();
     assert!(
         out.status.success(),

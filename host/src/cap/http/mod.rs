@@ -421,23 +421,24 @@ impl WasiHttpHooks for HttpPolicy {
                     failure,
                     retries: 0,
                 };
-                let addr =
-                    match address::resolve(&target.host, target.port, &target.addresses).await {
-                        Ok(addr) => addr,
-                        Err(ResolveError::Prohibited(why)) => {
-                            counters.refused(Some(target.label.clone()));
-                            deny(&audit, &method, &uri, &why);
-                            return Err(HttpError::DestinationIpProhibited);
-                        }
-                        Err(ResolveError::Dns(why)) => {
-                            let call = sent(Some(Failure::Dns));
-                            counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
-                            return Err(HttpError::DnsError {
-                                rcode: Some(why),
-                                info_code: None,
-                            });
-                        }
-                    };
+                let addr = match address::resolve(&target.host, target.port, &target.addresses)
+                    .await
+                {
+                    Ok(addr) => addr,
+                    Err(ResolveError::Prohibited(why)) => {
+                        counters.refused(Some(target.label.clone()));
+                        deny(&audit, &method, &uri, &why);
+                        return Err(HttpError::DestinationIpProhibited);
+                    }
+                    Err(ResolveError::Dns(why)) => {
+                        let call = sent(Some(Failure::Dns));
+                        counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
+                        return Err(HttpError::DnsError {
+                            rcode: Some(why),
+                            info_code: None,
+                        });
+                    }
+                };
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 let url = uri.to_string();
                 audit.record(
@@ -595,12 +596,19 @@ mod tests {
     #[test]
     fn the_request_target_sent_is_the_path_that_was_checked() {
         let g = grant(r#"[{url: "http://allowed.com/api/", methods: [GET]}]"#);
-        let uri: Uri = "http://allowed.com/api/x;v=1/y%20z?q=%2F..%5C".parse().unwrap();
+        let uri: Uri = "http://allowed.com/api/x;v=1/y%20z?q=%2F..%5C"
+            .parse()
+            .unwrap();
         let target = g.check(&http::Method::GET, &uri).unwrap();
         assert_eq!(target.path_and_query, "/api/x;v=1/y%20z?q=%2F..%5C");
         let bare: Uri = "http://allowed.com".parse().unwrap();
         let root = grant(r#"[{url: "http://allowed.com/", methods: [GET]}]"#);
-        assert_eq!(root.check(&http::Method::GET, &bare).unwrap().path_and_query, "/");
+        assert_eq!(
+            root.check(&http::Method::GET, &bare)
+                .unwrap()
+                .path_and_query,
+            "/"
+        );
     }
 
     #[test]

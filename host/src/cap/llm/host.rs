@@ -102,7 +102,9 @@ impl llm::Host for LlmView<'_> {
             Err(why) => {
                 session.denied += 1;
                 let rule = session.rule();
-                session.calls.push(ToolCall::denied(Capability::Llm, Some(rule)));
+                session
+                    .calls
+                    .push(ToolCall::denied(Capability::Llm, Some(rule)));
                 // Charged to spec.limits.maxDenials like a spent HTTP request
                 // budget: a guest retrying a refused call in a loop is stopped.
                 session.record(Decision::Deny, "complete", Some(&why));
@@ -128,7 +130,12 @@ impl llm::Host for LlmView<'_> {
         let mut attempts = 0;
         let result = grant
             .endpoint
-            .complete_counted(&request, admitted.max_tokens, session.deadline, &mut attempts)
+            .complete_counted(
+                &request,
+                admitted.max_tokens,
+                session.deadline,
+                &mut attempts,
+            )
             .await;
         let failure = match &result {
             Ok(_) => None,
@@ -141,7 +148,9 @@ impl llm::Host for LlmView<'_> {
             retries: attempts.saturating_sub(1),
         };
         let rule = session.rule();
-        session.calls.push(ToolCall::sent(Capability::Llm, rule, sent));
+        session
+            .calls
+            .push(ToolCall::sent(Capability::Llm, rule, sent));
         match result {
             Ok(response) => {
                 let u = &response.usage;
