@@ -596,19 +596,12 @@ mod tests {
     #[test]
     fn the_request_target_sent_is_the_path_that_was_checked() {
         let g = grant(r#"[{url: "http://allowed.com/api/", methods: [GET]}]"#);
-        let uri: Uri = "http://allowed.com/api/x;v=1/y%20z?q=%2F..%5C"
-            .parse()
-            .unwrap();
+        let uri: Uri = "http://allowed.com/api/x;v=1/y%20z?q=%2F..%5C".parse().unwrap();
         let target = g.check(&http::Method::GET, &uri).unwrap();
         assert_eq!(target.path_and_query, "/api/x;v=1/y%20z?q=%2F..%5C");
         let bare: Uri = "http://allowed.com".parse().unwrap();
         let root = grant(r#"[{url: "http://allowed.com/", methods: [GET]}]"#);
-        assert_eq!(
-            root.check(&http::Method::GET, &bare)
-                .unwrap()
-                .path_and_query,
-            "/"
-        );
+        assert_eq!(root.check(&http::Method::GET, &bare).unwrap().path_and_query, "/");
     }
 
     #[test]
