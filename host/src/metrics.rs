@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::cap::tool_call::ToolCall;
 use crate::runtime::{CacheStatus, Invocation};
 
 /// `agent` label.
@@ -47,6 +48,44 @@ pub struct CapabilityLabels {
     pub capability: String,
 }
 
+/// `agent`, `capability`, `rule` labels of calls that leave the host.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// Agent name.
+    pub agent: String,
+    /// `http` or `llm`.
+    pub capability: String,
+    /// The manifest rule (HTTP: its URL prefix; model: `provider model`), or
+    /// `none` for a refusal that matched no rule.
+    pub rule: String,
+}
+
+/// [`ToolLabels`] plus `decision`: `allowed` or `denied`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// Agent name.
+    pub agent: String,
+    /// `http` or `llm`.
+    pub capability: String,
+    /// As in [`ToolLabels::rule`].
+    pub rule: String,
+    /// `allowed` or `denied`.
+    pub decision: &'static str,
+}
+
+/// [`ToolLabels`] plus `kind`, one of [`crate::cap::tool_call::Failure`]'s labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// Agent name.
+    pub agent: String,
+    /// `http` or `llm`.
+    pub capability: String,
+    /// As in [`ToolLabels::rule`].
+    pub rule: String,
+    /// How the call failed (`dns`, `connect`, `timeout`, `upstream`...).
+    pub kind: &'static str,
+}
+
 /// `agent`, `reason` labels of refused requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
@@ -64,6 +103,7 @@ pub struct CacheLabel {
 }
 
 type HistogramFamily = Family<AgentLabel, Histogram, fn() -> Histogram>;
+type ToolHistogramFamily = Family<ToolLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric the host exports.
 pub struct Metrics {
@@ -80,11 +120,20 @@ pub struct Metrics {
     compile_cache: Family<CacheLabel, Counter>,
     llm_tokens: Family<ModelLabels, Counter>,
     llm_requests: Family<ModelLabels, Counter>,
+    tool_call_duration: ToolHistogramFamily,
+    tool_call_decisions: Family<DecisionLabels, Counter>,
+    tool_call_failures: Family<FailureLabels, Counter>,
+    tool_call_retries: Family<ToolLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
     // 100 µs .. ~52 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+}
+
+fn tool_call_histogram() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 fn fuel_histogram() -> Histogram {
@@ -182,6 +231,32 @@ impl Metrics {
             "Model calls answered, by agent, provider and model",
             llm_requests.clone(),
         );
+        let tool_call_duration: ToolHistogramFamily =
+            Family::new_with_constructor(tool_call_histogram);
+        r.register_with_unit(
+            "tool_call_duration",
+            "Latency of allowed outgoing HTTP and model calls (retries included), by agent, capability and grant rule",
+            Unit::Seconds,
+            tool_call_duration.clone(),
+        );
+        let tool_call_decisions = Family::<DecisionLabels, Counter>::default();
+        r.register(
+            "tool_call_decisions",
+            "Policy decisions on outgoing HTTP and model calls, by agent, capability, grant rule and decision",
+            tool_call_decisions.clone(),
+        );
+        let tool_call_failures = Family::<FailureLabels, Counter>::default();
+        r.register(
+            "tool_call_failures",
+            "Allowed outgoing HTTP and model calls that failed, by agent, capability, grant rule and kind",
+            tool_call_failures.clone(),
+        );
+        let tool_call_retries = Family::<ToolLabels, Counter>::default();
+        r.register(
+            "tool_call_retries",
+            "Attempts beyond the first of outgoing calls (model calls), by agent, capability and grant rule",
+            tool_call_retries.clone(),
+        );
         Self {
             registry: root,
             invocations,
@@ -196,6 +271,10 @@ impl Metrics {
             compile_cache,
             llm_tokens,
             llm_requests,
+            tool_call_duration,
+            tool_call_decisions,
+            tool_call_failures,
+            tool_call_retries,
         }
     }
 
@@ -282,6 +361,9 @@ impl Metrics {
                 .get_or_create(&labels)
                 .inc_by(u64::from(u.llm_requests));
         }
+        for call in &u.tool_calls {
+            self.tool_call(&inv.agent, call);
+        }
         for (cap, n) in u.denials() {
             self.denials
                 .get_or_create(&CapabilityLabels {
@@ -289,6 +371,47 @@ impl Metrics {
                     capability: cap.as_str().to_string(),
                 })
                 .inc_by(n);
+        }
+    }
+
+    /// Records one outgoing call: its decision and, once allowed, its latency,
+    /// failure and retries.
+    fn tool_call(&self, agent: &str, call: &ToolCall) {
+        let labels = ToolLabels {
+            agent: agent.to_string(),
+            capability: call.capability.as_str().to_string(),
+            rule: call.rule_label().to_string(),
+        };
+        let decision = |decision| DecisionLabels {
+            agent: labels.agent.clone(),
+            capability: labels.capability.clone(),
+            rule: labels.rule.clone(),
+            decision,
+        };
+        let Some(sent) = &call.sent else {
+            self.tool_call_decisions
+                .get_or_create(&decision("denied"))
+                .inc();
+            return;
+        };
+        self.tool_call_decisions
+            .get_or_create(&decision("allowed"))
+            .inc();
+        self.tool_call_duration
+            .get_or_create(&labels)
+            .observe(sent.latency.as_secs_f64());
+        self.tool_call_retries
+            .get_or_create(&labels)
+            .inc_by(u64::from(sent.retries));
+        if let Some(failure) = sent.failure {
+            self.tool_call_failures
+                .get_or_create(&FailureLabels {
+                    agent: labels.agent.clone(),
+                    capability: labels.capability.clone(),
+                    rule: labels.rule.clone(),
+                    kind: failure.as_str(),
+                })
+                .inc();
         }
     }
 
@@ -318,6 +441,78 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 mod tests {
     use super::*;
     use crate::Usage;
+
+    #[test]
+    fn refused_buckets_and_model_budget_refusals_are_counted_as_denials() {
+        let metrics = Metrics::new();
+        metrics.finished(&Invocation {
+            id: "i".into(),
+            agent: "triage".into(),
+            result: Ok("{}".into()),
+            usage: Usage {
+                key_value_denied: 2,
+                llm_denied: 1,
+                ..Usage::default()
+            },
+        });
+        let text = metrics.encode();
+        for line in [
+            r#"agent_host_capability_denials_total{agent="triage",capability="keyvalue"} 2"#,
+            r#"agent_host_capability_denials_total{agent="triage",capability="llm"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn tool_calls_are_timed_and_counted_by_capability_and_rule() {
+        use crate::cap::tool_call::{Failure, Sent};
+        use crate::cap::Capability;
+        use std::time::Duration;
+        let metrics = Metrics::new();
+        let rule: std::sync::Arc<str> = "openai gpt-4o-mini".into();
+        metrics.finished(&Invocation {
+            id: "i".into(),
+            agent: "triage".into(),
+            result: Ok("{}".into()),
+            usage: Usage {
+                tool_calls: vec![
+                    ToolCall::sent(
+                        Capability::Llm,
+                        rule.clone(),
+                        Sent {
+                            latency: Duration::from_millis(30),
+                            failure: None,
+                            retries: 2,
+                        },
+                    ),
+                    ToolCall::sent(
+                        Capability::Llm,
+                        rule.clone(),
+                        Sent {
+                            latency: Duration::from_millis(5),
+                            failure: Some(Failure::Upstream),
+                            retries: 4,
+                        },
+                    ),
+                    ToolCall::denied(Capability::Llm, Some(rule)),
+                    ToolCall::denied(Capability::Http, None),
+                ],
+                ..Usage::default()
+            },
+        });
+        let text = metrics.encode();
+        for line in [
+            r#"agent_host_tool_call_duration_seconds_count{agent="triage",capability="llm",rule="openai gpt-4o-mini"} 2"#,
+            r#"agent_host_tool_call_decisions_total{agent="triage",capability="llm",rule="openai gpt-4o-mini",decision="allowed"} 2"#,
+            r#"agent_host_tool_call_decisions_total{agent="triage",capability="llm",rule="openai gpt-4o-mini",decision="denied"} 1"#,
+            r#"agent_host_tool_call_decisions_total{agent="triage",capability="http",rule="none",decision="denied"} 1"#,
+            r#"agent_host_tool_call_failures_total{agent="triage",capability="llm",rule="openai gpt-4o-mini",kind="upstream"} 1"#,
+            r#"agent_host_tool_call_retries_total{agent="triage",capability="llm",rule="openai gpt-4o-mini"} 6"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn model_tokens_are_counted_by_agent_provider_and_model() {

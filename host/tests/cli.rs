@@ -219,3 +219,73 @@ fn without_home_a_temp_state_dir_others_can_write_is_refused_naming_the_flag() {
     let out = run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[path = "common/model.rs"]
+mod model;
+
+/// The text report and `--json` show model tokens, model refusals and file
+/// bytes written.
+#[test]
+fn run_reports_model_tokens_refusals_and_file_bytes_written() {
+    let env = Env::new();
+    let model = model::Model::start();
+    let probe = env.manifest(
+        "probe",
+        guests::LLM_PROBE,
+        &model.grant(", maxRequestsPerInvocation: 1"),
+    );
+    let input = r#"{"prompt":"db-1 is down","calls":2}"#;
+    let out = env.run(&["run", "-f", p(&probe), "--input", input]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("  model       openai test-model: 1 requests, 49 tokens, 1 denied"),
+        "{stdout}"
+    );
+    let out = env.run(&["run", "-f", p(&probe), "--input", input, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["usage"]["llmTokens"], 49, "{report}");
+    assert_eq!(report["usage"]["llmDenied"], 1, "{report}");
+
+    let data = env.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let spec = format!(
+        "  capabilities:\n    filesystem:\n      - {{ hostPath: {}, guestPath: /data, readOnly: false }}\n",
+        data.display()
+    );
+    let fs = env.manifest("fs", guests::FS_PROBE, &spec);
+    let write =
+        |file: &str| format!(r#"{{"op":"write","path":"/data/{file}","data":"twelve bytes"}}"#);
+    let out = env.run(&["run", "-f", p(&fs), "--input", &write("a.txt"), "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "ok", "{report}");
+    assert!(
+        report["usage"]["fileWriteBytes"].as_u64().unwrap() >= 12,
+        "{report}"
+    );
+    let out = env.run(&["run", "-f", p(&fs), "--input", &write("b.txt")]);
+    let stdout = text(&out.stdout);
+    let files = stdout
+        .lines()
+        .find(|l| l.starts_with("  files       "))
+        .unwrap_or_else(|| panic!("no files line: {stdout}"));
+    assert!(
+        files.contains(" written of ") && !files.contains(" 0 B written"),
+        "{files}"
+    );
+}
+
+/// A model call refused by its budget is charged to `spec.limits.maxDenials`
+/// like a spent HTTP request budget: a guest retrying it in a loop is stopped.
+#[test]
+fn model_budget_refusals_count_toward_max_denials() {
+    let env = Env::new();
+    let model = model::Model::start();
+    let spec = model.grant(", maxRequestsPerInvocation: 1") + "  limits: { maxDenials: 1 }\n";
+    let probe = env.manifest("probe", guests::LLM_PROBE, &spec);
+    let input = r#"{"prompt":"db-1 is down","calls":3}"#;
+    let out = env.run(&["run", "-f", p(&probe), "--input", input, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["outcome"], "DenialLimit", "{report}");
+}

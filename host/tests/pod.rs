@@ -402,6 +402,7 @@ impl Host {
             .arg(dir.join("audit.jsonl"))
             .env("KUBECONFIG", kubeconfig(dir, api))
             .env("AGENT_HOST_CACHE_DIR", dir.join("cache"))
+            .env("AGENT_HOST_STATE_DIR", dir.join("state"))
             .env("AGENT_HOST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -691,4 +692,40 @@ fn a_spec_nesting_a_mount_in_the_outgoing_specs_writable_mount_waits_until_that_
         refused_at < served_at,
         "generation 2 was served while generation 1 still held its writable mount\n{logs}"
     );
+}
+
+/// A bucket the Agent does not list is refused like any other capability:
+/// the aggregated CapabilityDenied Warning event counts it, and the status's
+/// effective grants show the key-value grant it was refused under.
+#[test]
+fn a_refused_bucket_reaches_the_capability_denied_event_and_the_status_lists_key_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, cluster) = stand_in();
+    cluster.create(json!({
+        "component": { "path": guests::KV_COUNTER },
+        "capabilities": { "keyValue": { "maxBytes": "1Mi", "buckets": ["state"] } },
+    }));
+    let host = Host::start(dir.path(), &api);
+    host.wait("readiness", || host.ready());
+    host.wait("status of generation 1", || {
+        cluster.generation_observed() == Some(1)
+    });
+    let status = cluster.cluster.lock().unwrap().agent.clone().unwrap()["status"].clone();
+    assert!(
+        status["effectiveGrants"]
+            .to_string()
+            .contains("keyValue: buckets state, at most 1Mi"),
+        "{status}"
+    );
+    let (code, body) = host.invoke(r#"{"bucket":"other"}"#);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["usage"]["keyValueDenied"], 1, "{body}");
+    host.wait("a CapabilityDenied event counting the bucket", || {
+        cluster.cluster.lock().unwrap().events.iter().any(|e| {
+            e["reason"] == "CapabilityDenied"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("keyvalue: 1"))
+        })
+    });
 }

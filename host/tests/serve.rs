@@ -951,3 +951,89 @@ fn sigkill_while_committing(extra: &[&str]) {
         "every acknowledged commit survived: {acked} acknowledged, now {count}"
     );
 }
+
+#[path = "common/model.rs"]
+mod model;
+
+/// `--audit-llm-prompts` puts the prompt in the model call's audit record;
+/// without it the record has the model and tokens only.
+#[test]
+fn audit_llm_prompts_flag_puts_the_prompt_in_the_audit_log() {
+    let model = model::Model::start();
+    for (flag, expected) in [(None, false), (Some("--audit-llm-prompts"), true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let probe =
+            guests::write_manifest(dir.path(), "probe", guests::LLM_PROBE, &model.grant(""));
+        let extra: Vec<&str> = flag.into_iter().collect();
+        let mut serve = Serve::start(dir.path(), &[&probe], &extra);
+        let r = serve.invoke("probe", r#"{"prompt":"db-1 is down"}"#);
+        assert_eq!(r.body["usage"]["llmTokens"], 49, "{}", r.body);
+        serve.signal("TERM");
+        assert_eq!(serve.wait_exit(Duration::from_secs(10)), Some(0));
+        let records = audit_records(&serve.audit);
+        let call = records
+            .iter()
+            .find(|r| r["capability"] == "llm")
+            .unwrap_or_else(|| panic!("no llm record: {records:?}"));
+        assert_eq!(
+            call.to_string().contains("db-1 is down"),
+            expected,
+            "{flag:?}: {call}"
+        );
+    }
+}
+
+/// After one allowed and one denied HTTP call, the tool-call series name the
+/// rule that allowed the first and `none` for the second, and promtool
+/// accepts the exposition.
+#[test]
+fn tool_call_metrics_show_allowed_and_denied_http_calls_by_rule() {
+    let upstream = model::Model::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rule = format!("{}/api/", upstream.base);
+    let spec =
+        format!("  capabilities:\n    http:\n      - {{ url: \"{rule}\", methods: [GET] }}\n");
+    let probe = guests::write_manifest(dir.path(), "probe", guests::HTTP_PROBE, &spec);
+    let serve = Serve::start(dir.path(), &[&probe], &[]);
+    let allowed = serve.invoke(
+        "probe",
+        &format!(r#"{{"method":"GET","url":"{}/api/x"}}"#, upstream.base),
+    );
+    assert_eq!(allowed.body["usage"]["httpRequests"], 1, "{}", allowed.body);
+    let denied = serve.invoke(
+        "probe",
+        &format!(r#"{{"method":"GET","url":"{}/admin"}}"#, upstream.base),
+    );
+    assert_eq!(denied.body["usage"]["httpDenied"], 1, "{}", denied.body);
+
+    let text = serve.metrics();
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        format!(r#"agent_host_tool_call_decisions_total{{agent="probe",capability="http",rule="{rule}",decision="allowed"}} 1"#),
+        r#"agent_host_tool_call_decisions_total{agent="probe",capability="http",rule="none",decision="denied"} 1"#.to_string(),
+        format!(r#"agent_host_tool_call_duration_seconds_count{{agent="probe",capability="http",rule="{rule}"}} 1"#),
+        format!(r#"agent_host_tool_call_retries_total{{agent="probe",capability="http",rule="{rule}"}} 0"#),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}

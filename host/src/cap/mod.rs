@@ -17,6 +17,7 @@ pub mod kv;
 pub mod llm;
 pub mod log;
 pub mod stdio;
+pub mod tool_call;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -58,6 +58,10 @@ pub struct HostArgs {
     /// OTLP/HTTP to this collector, e.g. http://otel-collector:4318; off when unset
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
     otlp_endpoint: Option<String>,
+    /// Put model prompts (the last user message, redacted, at most 2 KiB) in
+    /// the audit log's model-call records; off by default
+    #[arg(long, env = "AGENT_HOST_AUDIT_LLM_PROMPTS", global = true)]
+    audit_llm_prompts: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `agent=debug,agent_host=warn`
     #[arg(long, env = "AGENT_HOST_LOG", global = true, default_value = "info")]
     log: String,
@@ -98,6 +102,7 @@ impl HostArgs {
                 .clone()
                 .map_or(KvStore::Embedded, KvStore::Redis),
             allocator,
+            audit_llm_prompts: self.audit_llm_prompts,
             ..HostConfig::new(cache_dir, state_dir)
         })
     }

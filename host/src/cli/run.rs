@@ -129,6 +129,29 @@ fn print_report(inv: &Invocation, limits: &agent_host::manifest::Limits) {
         u.http_requests, u.http_denied, limits.max_http_requests
     );
     println!(
+        "  files       {} written of {}, {} denied",
+        human_bytes(u.file_write_bytes),
+        limits.max_write_bytes,
+        u.file_denied
+    );
+    if let Some((provider, model)) = &u.llm_model {
+        println!(
+            "  model       {provider} {model}: {} requests, {} tokens, {} denied",
+            u.llm_requests, u.llm_tokens, u.llm_denied
+        );
+    }
+    if u.key_value.is_some() || u.key_value_denied > 0 {
+        let commit = match u.key_value {
+            Some(agent_host::cap::kv::KvCommit::Committed) => "committed",
+            Some(agent_host::cap::kv::KvCommit::Unknown) => "commit unknown",
+            _ => "not committed",
+        };
+        println!(
+            "  key-value   {commit}, {} buckets denied",
+            u.key_value_denied
+        );
+    }
+    println!(
         "  log         {} records, {} bytes dropped",
         u.log_records, u.log_dropped_bytes
     );

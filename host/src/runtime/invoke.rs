@@ -215,6 +215,16 @@ pub struct Usage {
     /// Prompt plus completion tokens the provider reported (`llm`).
     #[serde(skip_serializing_if = "is_zero")]
     pub llm_tokens: u64,
+    /// Model calls refused by the budget (`llm`).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub llm_denied: u32,
+    /// Bucket opens refused (`keyValue.buckets`).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub key_value_denied: u32,
+    /// Outgoing HTTP and model calls, one record each, for the tool-call
+    /// metrics (empty, and unallocated, for an agent that made none).
+    #[serde(skip)]
+    pub tool_calls: Vec<crate::cap::tool_call::ToolCall>,
     /// `provider model` of the granted model, when the agent has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_model: Option<(&'static str, String)>,
@@ -233,6 +243,8 @@ impl Usage {
         [
             (Capability::Http, u64::from(self.http_denied)),
             (Capability::Filesystem, u64::from(self.file_denied)),
+            (Capability::KeyValue, u64::from(self.key_value_denied)),
+            (Capability::Llm, u64::from(self.llm_denied)),
         ]
         .into_iter()
         .filter(|(_, n)| *n > 0)
@@ -423,6 +435,7 @@ impl PreparedAgent {
             kv: self.kv.as_ref().map(|(grant, backend)| {
                 grant.begin(backend.clone(), started + limits.timeout.as_duration())
             }),
+            kv_denied: 0,
             llm,
         };
         let mut store = Store::new(self.pre.engine(), state);
@@ -490,10 +503,14 @@ impl PreparedAgent {
         usage.http_denied = data.http_policy.counters().denied();
         usage.file_write_bytes = data.write_quota.used();
         usage.file_denied = data.file_denied;
+        usage.key_value_denied = data.kv_denied;
+        usage.tool_calls = data.http_policy.counters().take_calls();
         usage.capability_records_suppressed = data.audit.suppressed();
         if let Some(llm) = &data.llm {
             usage.llm_requests = llm.budget.requests_made;
             usage.llm_tokens = llm.budget.tokens_used;
+            usage.llm_denied = llm.denied;
+            usage.tool_calls.extend_from_slice(&llm.calls);
             let (provider, model) = llm.model();
             usage.llm_model = Some((provider, model.to_string()));
         }
@@ -638,6 +655,25 @@ fn agent_error_to_invocation(e: AgentError) -> InvocationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denials_include_refused_buckets_and_model_budget_refusals() {
+        let usage = Usage {
+            http_denied: 1,
+            key_value_denied: 2,
+            llm_denied: 3,
+            ..Usage::default()
+        };
+        let denials: Vec<_> = usage.denials().collect();
+        assert_eq!(
+            denials,
+            [
+                (Capability::Http, 1),
+                (Capability::KeyValue, 2),
+                (Capability::Llm, 3)
+            ]
+        );
+    }
 
     #[test]
     fn panic_message_is_taken_from_the_last_panic_lines() {

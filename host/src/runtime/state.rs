@@ -38,6 +38,8 @@ pub struct InvocationState {
     pub(crate) preopens: crate::cap::fs::Preopens,
     /// The invocation's key-value transaction, when the manifest grants state.
     pub(crate) kv: Option<crate::cap::kv::Transaction>,
+    /// Bucket opens refused (buckets the manifest does not list).
+    pub(crate) kv_denied: u32,
     /// The invocation's model access, when the manifest grants it.
     pub(crate) llm: Option<crate::cap::llm::host::LlmSession>,
 }
@@ -128,6 +130,8 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
         crate::cap::kv::host::KvView {
             table: &mut s.table,
             txn: s.kv.as_mut(),
+            audit: &s.audit,
+            denied: &mut s.kv_denied,
         }
     })?;
     crate::bindings::agent_host::agent::llm::add_to_linker::<S, crate::cap::llm::host::HasLlm>(

@@ -137,3 +137,35 @@ fn a_stalled_redis_fails_key_value_calls_at_the_deadline_and_stalls_nothing_else
         r.body
     );
 }
+
+/// Opening a bucket the manifest does not list is a denial like any other:
+/// in the usage report, the denial metric and the audit log.
+#[test]
+fn a_refused_bucket_reaches_the_usage_metrics_and_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = guests::write_manifest(
+        dir.path(),
+        "counter",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 1Mi, buckets: [state] }\n",
+    );
+    let mut serve = Serve::start(dir.path(), &[&counter], &[]);
+    let r = serve.invoke("counter", r#"{"bucket":"other"}"#);
+    assert_eq!(r.body["usage"]["keyValueDenied"], 1, "{}", r.body);
+    let metrics = serve.metrics();
+    assert!(
+        metrics.lines().any(|l| l
+            == "agent_host_capability_denials_total{agent=\"counter\",capability=\"keyvalue\"} 1"),
+        "{metrics}"
+    );
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(10)), Some(0));
+    let records = super::audit_records(&serve.audit);
+    assert!(
+        records.iter().any(|r| r["capability"] == "keyvalue"
+            && r["action"] == "open"
+            && r["target"] == "other"
+            && r["decision"] == "deny"),
+        "{records:?}"
+    );
+}

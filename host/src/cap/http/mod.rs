@@ -18,8 +18,8 @@ pub mod address;
 pub mod client;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use http::uri::Uri;
 use http::HeaderName;
@@ -28,6 +28,7 @@ use wasmtime_wasi_http::{
 };
 
 use self::address::{AddressPolicy, ResolveError};
+use super::tool_call::{Failure, Sent, ToolCall};
 use super::Capability;
 use crate::audit::{CapabilityAudit, Decision};
 use crate::manifest::{HttpMethod, HttpRule};
@@ -51,6 +52,8 @@ pub struct Rule {
     addresses: AddressPolicy,
     /// The rule as written in the manifest, for logs and `check`.
     pub display: String,
+    /// The rule's URL prefix: its `rule` label in the tool-call metrics.
+    pub label: Arc<str>,
 }
 
 /// The outgoing-HTTP grant of one agent.
@@ -99,6 +102,8 @@ pub struct Target {
     pub addresses: AddressPolicy,
     /// The matching rule, as written in the manifest.
     pub rule: String,
+    /// The matching rule's metric label ([`Rule::label`]).
+    pub label: Arc<str>,
     /// The request target to send: the path the rule matched, then the query.
     pub path_and_query: String,
 }
@@ -139,6 +144,7 @@ impl HttpGrant {
                         .join(","),
                     r.url
                 ),
+                label: r.url.to_string().into(),
             })
             .collect();
         Self { rules }
@@ -211,6 +217,7 @@ impl HttpGrant {
             tls: url.scheme() == "https",
             addresses: rule.addresses.clone(),
             rule: rule.display.clone(),
+            label: rule.label.clone(),
             path_and_query: match uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
@@ -274,6 +281,8 @@ static FORBIDDEN_HEADERS: LazyLock<ForbiddenHeaderFilter> = LazyLock::new(|| {
 pub struct HttpCounters {
     sent: AtomicU32,
     denied: AtomicU32,
+    /// Each request's decision and outcome, for the tool-call metrics.
+    calls: Mutex<Vec<ToolCall>>,
 }
 
 impl HttpCounters {
@@ -285,6 +294,23 @@ impl HttpCounters {
     /// Requests refused (by rule, budget or address).
     pub fn denied(&self) -> u32 {
         self.denied.load(Ordering::Relaxed)
+    }
+
+    /// The calls recorded so far, leaving none behind.
+    pub fn take_calls(&self) -> Vec<ToolCall> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, call: ToolCall) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
+    fn refused(&self, rule: Option<Arc<str>>) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        self.push(ToolCall::denied(Capability::Http, rule));
     }
 }
 
@@ -328,15 +354,22 @@ impl HttpPolicy {
         &self.counters
     }
 
-    fn decide(&mut self, method: &http::Method, uri: &Uri) -> Result<Target, (Denial, HttpError)> {
+    /// The allowed target, or why not, the error the guest sees and the
+    /// rule that matched (`None` when none did).
+    fn decide(
+        &mut self,
+        method: &http::Method,
+        uri: &Uri,
+    ) -> Result<Target, (Denial, HttpError, Option<Arc<str>>)> {
         let target = self
             .grant
             .check(method, uri)
-            .map_err(|d| (d, HttpError::HttpRequestDenied))?;
+            .map_err(|d| (d, HttpError::HttpRequestDenied, None))?;
         if self.remaining == 0 {
             return Err((
                 Denial::Budget { limit: self.limit },
                 HttpError::ConnectionLimitReached,
+                Some(target.label),
             ));
         }
         self.remaining -= 1;
@@ -368,8 +401,8 @@ impl WasiHttpHooks for HttpPolicy {
         let counters = self.counters.clone();
         let audit = self.audit.clone();
         let target = match decision {
-            Err((denial, code)) => {
-                counters.denied.fetch_add(1, Ordering::Relaxed);
+            Err((denial, code, rule)) => {
+                counters.refused(rule);
                 deny(&audit, &method, &uri, &denial.to_string());
                 return Box::new(async move { Err(code) });
             }
@@ -382,21 +415,30 @@ impl WasiHttpHooks for HttpPolicy {
         let span = tracing::info_span!("http.request", %method, url = %shown, rule = %target.rule);
         Box::new(tracing::Instrument::instrument(
             async move {
-                let addr =
-                    match address::resolve(&target.host, target.port, &target.addresses).await {
-                        Ok(addr) => addr,
-                        Err(ResolveError::Prohibited(why)) => {
-                            counters.denied.fetch_add(1, Ordering::Relaxed);
-                            deny(&audit, &method, &uri, &why);
-                            return Err(HttpError::DestinationIpProhibited);
-                        }
-                        Err(ResolveError::Dns(why)) => {
-                            return Err(HttpError::DnsError {
-                                rcode: Some(why),
-                                info_code: None,
-                            });
-                        }
-                    };
+                let started = Instant::now();
+                let sent = |failure| Sent {
+                    latency: started.elapsed(),
+                    failure,
+                    retries: 0,
+                };
+                let addr = match address::resolve(&target.host, target.port, &target.addresses)
+                    .await
+                {
+                    Ok(addr) => addr,
+                    Err(ResolveError::Prohibited(why)) => {
+                        counters.refused(Some(target.label.clone()));
+                        deny(&audit, &method, &uri, &why);
+                        return Err(HttpError::DestinationIpProhibited);
+                    }
+                    Err(ResolveError::Dns(why)) => {
+                        let call = sent(Some(Failure::Dns));
+                        counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
+                        return Err(HttpError::DnsError {
+                            rcode: Some(why),
+                            info_code: None,
+                        });
+                    }
+                };
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 let url = uri.to_string();
                 audit.record(
@@ -414,7 +456,15 @@ impl WasiHttpHooks for HttpPolicy {
                     tls: target.tls,
                     path_and_query: &target.path_and_query,
                 };
-                client::send(request, dest, options, max_body).await
+                let response = client::send(request, dest, options, max_body).await;
+                let failure = match &response {
+                    Ok((r, _)) if r.status().is_server_error() => Some(Failure::ServerError),
+                    Ok(_) => None,
+                    Err(e) => Some(Failure::of_http(e)),
+                };
+                let call = sent(failure);
+                counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
+                response
             },
             span,
         ))
@@ -591,7 +641,7 @@ mod tests {
         assert!(p.decide(&http::Method::GET, &uri).is_ok());
         assert!(matches!(
             p.decide(&http::Method::GET, &uri),
-            Err((Denial::Budget { limit: 1 }, _))
+            Err((Denial::Budget { limit: 1 }, _, Some(_)))
         ));
     }
 

@@ -7,7 +7,9 @@
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use super::{Bucket, KvError, Transaction};
+use crate::audit::CapabilityAudit;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
+use crate::cap::Capability;
 
 /// What the key-value host calls work on: the handle table and, when the
 /// manifest grants key-value state, the invocation's transaction.
@@ -16,6 +18,10 @@ pub struct KvView<'a> {
     pub table: &'a mut ResourceTable,
     /// The invocation's transaction; `None` without the grant (every call denied).
     pub txn: Option<&'a mut Transaction>,
+    /// Where refused buckets are audited and charged to `spec.limits.maxDenials`.
+    pub audit: &'a CapabilityAudit,
+    /// Bucket opens refused so far in the invocation.
+    pub denied: &'a mut u32,
 }
 
 /// `HasData` marker for [`KvView`].
@@ -68,6 +74,12 @@ impl store::Host for KvView<'_> {
         };
         // Also bounds the name each handle keeps (MAX_BUCKET_NAME_BYTES).
         if let Err(e) = txn.check_bucket(&identifier) {
+            if let KvError::BucketDenied(_) = &e {
+                *self.denied += 1;
+                // Past spec.limits.maxDenials the invocation ends here.
+                self.audit
+                    .deny(Capability::KeyValue, "open", &identifier, &e.to_string())?;
+            }
             return outcome(Err(e));
         }
         Ok(Ok(self.table.push(Bucket { name: identifier })?))

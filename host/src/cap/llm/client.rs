@@ -112,6 +112,22 @@ impl Endpoint {
         max_tokens: u32,
         deadline: Instant,
     ) -> Result<(Response, u32), CallError> {
+        let mut attempts = 0;
+        let response = self
+            .complete_counted(request, max_tokens, deadline, &mut attempts)
+            .await?;
+        Ok((response, attempts))
+    }
+
+    /// [`Endpoint::complete`], keeping the attempts made in `attempts` whether
+    /// it succeeds or fails (the retry count of the tool-call metrics).
+    pub async fn complete_counted(
+        &self,
+        request: &Request,
+        max_tokens: u32,
+        deadline: Instant,
+        attempts: &mut u32,
+    ) -> Result<Response, CallError> {
         let body = serde_json::to_vec(&self.body(request, max_tokens)).expect("JSON");
         if body.len() > MAX_REQUEST_BYTES {
             return Err(CallError::Invalid(format!(
@@ -126,6 +142,7 @@ impl Endpoint {
         let port = url.port_or_known_default().unwrap_or(443);
         let mut last = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
+            *attempts = attempt;
             let addr = tokio::net::lookup_host((url.host_str().unwrap_or_default(), port))
                 .await
                 .map_err(|e| CallError::Upstream(format!("resolving {url}: {e}")))?
@@ -177,9 +194,7 @@ impl Endpoint {
                         LlmProvider::Openai => openai_response(&value),
                         LlmProvider::Anthropic => anthropic_response(&value),
                     };
-                    return parsed
-                        .map(|r| (r, attempt))
-                        .map_err(|e| CallError::Upstream(e.to_string()));
+                    return parsed.map_err(|e| CallError::Upstream(e.to_string()));
                 }
                 Ok((status, retry_after, bytes))
                     if status == http::StatusCode::TOO_MANY_REQUESTS

@@ -11,6 +11,7 @@ use wasmtime::component::HasData;
 use super::{client, Budget, LlmGrant};
 use crate::audit::{CapabilityAudit, Decision};
 use crate::bindings::agent_host::agent::llm::{self, Error, Request, Response};
+use crate::cap::tool_call::{Failure, Sent, ToolCall};
 use crate::cap::Capability;
 
 /// One invocation's model access: the grant, what is left of its budget, and
@@ -22,6 +23,10 @@ pub struct LlmSession {
     deadline: Instant,
     audit: CapabilityAudit,
     audit_prompts: bool,
+    /// Calls refused by the budget (`budget-exceeded`).
+    pub denied: u32,
+    /// Each call's decision and outcome, for the tool-call metrics.
+    pub calls: Vec<ToolCall>,
 }
 
 impl LlmSession {
@@ -39,7 +44,15 @@ impl LlmSession {
             deadline,
             audit,
             audit_prompts,
+            denied: 0,
+            calls: Vec::new(),
         }
+    }
+
+    /// `provider model`: the `rule` label of this grant's calls.
+    fn rule(&self) -> Arc<str> {
+        let (provider, model) = self.model();
+        format!("{provider} {model}").into()
     }
 
     /// `provider` and `model`, for reports and metric labels.
@@ -87,6 +100,13 @@ impl llm::Host for LlmView<'_> {
         let admitted = match session.budget.admit(estimate, request.options.max_tokens) {
             Ok(admitted) => admitted,
             Err(why) => {
+                session.denied += 1;
+                let rule = session.rule();
+                session
+                    .calls
+                    .push(ToolCall::denied(Capability::Llm, Some(rule)));
+                // Charged to spec.limits.maxDenials like a spent HTTP request
+                // budget: a guest retrying a refused call in a loop is stopped.
                 session.record(Decision::Deny, "complete", Some(&why));
                 return Ok(Err(Error::BudgetExceeded(why)));
             }
@@ -106,12 +126,33 @@ impl llm::Host for LlmView<'_> {
             format!("prompt: {}", &last[..cut])
         });
         let grant = session.grant.clone();
-        match grant
+        let started = Instant::now();
+        let mut attempts = 0;
+        let result = grant
             .endpoint
-            .complete(&request, admitted.max_tokens, session.deadline)
-            .await
-        {
-            Ok((response, attempts)) => {
+            .complete_counted(
+                &request,
+                admitted.max_tokens,
+                session.deadline,
+                &mut attempts,
+            )
+            .await;
+        let failure = match &result {
+            Ok(_) => None,
+            Err(client::CallError::Invalid(_)) => Some(Failure::InvalidRequest),
+            Err(client::CallError::Upstream(_)) => Some(Failure::Upstream),
+        };
+        let sent = Sent {
+            latency: started.elapsed(),
+            failure,
+            retries: attempts.saturating_sub(1),
+        };
+        let rule = session.rule();
+        session
+            .calls
+            .push(ToolCall::sent(Capability::Llm, rule, sent));
+        match result {
+            Ok(response) => {
                 let u = &response.usage;
                 session
                     .budget
