@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent_host_test_guests as guests;
 use axum::body::{Body, Bytes};
@@ -24,7 +23,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agent-host");
+use crate::support::HostProcess;
+
 const NS: &str = "sre-agents";
 const AGENTS: &str = "/apis/agent-host.dev/v1alpha1/namespaces/{ns}/agents";
 
@@ -378,107 +378,30 @@ fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
     path
 }
 
-struct Host {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    http: ureq::Agent,
+/// `agent-host serve --agent tally` following the stand-in
+/// (`crate::support::HostProcess`).
+struct Host(HostProcess);
+
+impl Deref for Host {
+    type Target = HostProcess;
+
+    fn deref(&self) -> &HostProcess {
+        &self.0
+    }
 }
 
 impl Host {
     fn start(dir: &Path, api: &str) -> Self {
-        let log = dir.join("host.log");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--agent",
-                "tally",
-                "--namespace",
-                NS,
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--event-interval", "300ms", "--audit-log"])
-            .arg(dir.join("audit.jsonl"))
-            .env("KUBECONFIG", kubeconfig(dir, api))
-            .env("AGENT_HOST_CACHE_DIR", dir.join("cache"))
-            .env("AGENT_HOST_STATE_DIR", dir.join("state"))
-            .env("AGENT_HOST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "host did not start: {line:?}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_string();
-        let http = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Host {
-            child,
-            base,
-            log,
-            http,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn ready(&self) -> bool {
-        self.http
-            .get(format!("{}/readyz", self.base))
-            .call()
-            .unwrap()
-            .status()
-            == 200
+        Host(HostProcess::start(dir, "host.log", |cmd| {
+            cmd.args(["--agent", "tally", "--namespace", NS])
+                .args(["--event-interval", "300ms"])
+                .env("KUBECONFIG", kubeconfig(dir, api));
+        }))
     }
 
     fn invoke(&self, body: &str) -> (u16, Value) {
-        let mut r = self
-            .http
-            .post(format!("{}/v1/agents/tally/invocations", self.base))
-            .content_type("application/json")
-            .send(body)
-            .unwrap();
-        let status = r.status().as_u16();
-        (
-            status,
-            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
-        )
-    }
-
-    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !f() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let reply = self.post("/v1/agents/tally/invocations", &[], body);
+        (reply.status, reply.body)
     }
 }
 

@@ -2,13 +2,16 @@
 //! loopback, a real HTTP client, real signals.
 
 use std::io::{BufRead, BufReader};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agent_host_test_guests as guests;
 use serde_json::Value;
+
+use crate::support::{HostProcess, Reply, BIN};
 
 // Hostile scenarios, one module per area; they share `Serve` and the helpers here.
 #[path = "serve/audit.rs"]
@@ -20,98 +23,34 @@ mod kv;
 #[path = "serve/store.rs"]
 mod store;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agent-host");
+/// `agent-host serve` of manifest files (`crate::support::HostProcess`).
+struct Serve(HostProcess);
 
-struct Serve {
-    child: Child,
-    base: String,
-    audit: PathBuf,
-    log: PathBuf,
-    http: ureq::Agent,
+impl Deref for Serve {
+    type Target = HostProcess;
+
+    fn deref(&self) -> &HostProcess {
+        &self.0
+    }
 }
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Value,
+impl DerefMut for Serve {
+    fn deref_mut(&mut self) -> &mut HostProcess {
+        &mut self.0
+    }
 }
 
 impl Serve {
     /// Starts `agent-host serve` on an ephemeral port with an audit log in `dir`.
     fn start(dir: &Path, manifests: &[&Path], extra: &[&str]) -> Self {
-        let audit = dir.join("audit.jsonl");
-        let log = dir.join("serve.log");
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--audit-log"])
-            .arg(&audit)
-            .args(extra)
-            .env("AGENT_HOST_CACHE_DIR", dir.join("cache"))
-            .env("AGENT_HOST_STATE_DIR", dir.join("state"))
-            .env("AGENT_HOST_LOG", "info")
-            .env_remove("AGENT_HOST_LOG_FORMAT")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for m in manifests {
-            cmd.arg("-f").arg(m);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(base) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.wait();
-            panic!(
-                "server did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let serve = Serve {
-            base: base.to_string(),
-            child,
-            audit,
-            log,
-            http,
-        };
+        let serve = Serve(HostProcess::start(dir, "serve.log", |cmd| {
+            cmd.args(extra);
+            for m in manifests {
+                cmd.arg("-f").arg(m);
+            }
+        }));
         assert_eq!(serve.get("/readyz").status, 200, "{}", serve.logs());
         serve
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn reply(resp: Result<http::Response<ureq::Body>, ureq::Error>) -> Reply {
-        let mut resp = resp.expect("HTTP exchange");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.body_mut().read_to_string().unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        Self::reply(self.http.get(format!("{}{path}", self.base)).call())
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .content_type("application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Self::reply(req.send(body))
     }
 
     fn invoke(&self, agent: &str, body: &str) -> Reply {
@@ -126,55 +65,6 @@ impl Serve {
             .unwrap();
         assert_eq!(resp.status(), 200);
         resp.body_mut().read_to_string().unwrap()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; its exit code.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server still running after {within:?}\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS:")
-    }
-
-    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmSize:`...).
-    fn status_kib(&self, key: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

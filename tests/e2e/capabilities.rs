@@ -7,8 +7,8 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_declared_env_vars_exist_in_the_guest() {
-    // A variable of the host's own environment that must not leak.
-    std::env::set_var("AGENT_HOST_E2E_HOST_ONLY", "leaked");
+    // Variables of the host's own environment that must not leak.
+    agent_host_e2e::support::pod_host_environment();
     let h = Harness::new();
     std::fs::create_dir_all(h.dir.path().join("secrets/tickets")).unwrap();
     std::fs::write(h.dir.path().join("secrets/tickets/token"), "tok-123\n").unwrap();

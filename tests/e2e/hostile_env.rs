@@ -8,23 +8,13 @@ use agent_host_e2e::support::{output_json, task, Harness};
 use serde_json::{json, Value};
 
 /// Variables a pod's host process typically has, none of which is declared.
-const HOST_VARS: [(&str, &str); 5] = [
-    ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
-    ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
-    ("AGENT_HOST_CACHE_DIR", "/var/cache/agent-host"),
-    ("HOME", "/root"),
-    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-];
+const HOST_VARS: [(&str, &str); 6] = agent_host_e2e::support::POD_HOST_VARS;
 
 const TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guest_sees_exactly_the_declared_variables_and_no_args() {
-    for (name, value) in HOST_VARS {
-        if std::env::var_os(name).is_none() {
-            std::env::set_var(name, value);
-        }
-    }
+    agent_host_e2e::support::pod_host_environment();
     let h = Harness::new();
     // HOME is declared with its own value: the guest gets that, not the host's.
     let agent = h.agent(

@@ -1,16 +1,20 @@
 //! Secret values handed to an agent never come back out through the host:
 //! not in its log (records, stdout, stderr, its own WARN lines), its spans,
-//! its audit log, nor in the invocation's error. This test binary installs one
-//! global log subscriber writing into a buffer, span creation (with every
-//! field a trace exporter would send) included.
+//! its audit log, nor in the invocation's error. This module installs the test
+//! binary's one global log subscriber writing into a buffer, span creation
+//! (with every field a trace exporter would send) included.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use agent_host::InvocationError;
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{task, Harness};
 use serde_json::json;
+use tracing_subscriber::filter::{dynamic_filter_fn, FilterExt};
+use tracing_subscriber::prelude::*;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -28,21 +32,97 @@ impl Write for Captured {
 
 const SECRET: &str = "tok-9f8e7d6c5b4a";
 
-/// Everything the host logs in this test binary, spans' fields included.
-fn captured() -> &'static Captured {
+/// One capture open at a time (the tests of this module take turns).
+static SERIAL: Mutex<()> = Mutex::new(());
+/// Whether a capture is open: the subscriber records nothing otherwise.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// The buffer of the global subscriber, installed on first use. Every test of
+/// the binary logs to it, so it records at trace level (the host's own filter,
+/// `--log trace`, as `serve` installs it) only while a capture is open:
+/// otherwise the whole suite would pay for trace logging, wasmtime's and
+/// cranelift's included, into a buffer growing for the whole run.
+fn subscriber() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
     CAPTURED.get_or_init(|| {
         let captured = Captured::default();
         let writer = captured.clone();
-        tracing_subscriber::fmt()
-            // The host's own filter (`--log trace`), as `serve` installs it.
-            .with_env_filter(agent_host::telemetry::log_filter("trace").unwrap())
-            .with_writer(move || writer.clone())
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-            .with_ansi(false)
+        // Asked at every call (never cached per call site): the answer changes.
+        let while_capturing = dynamic_filter_fn(|_, _| CAPTURING.load(Ordering::SeqCst));
+        let filter = agent_host::telemetry::log_filter("trace").unwrap();
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || writer.clone())
+                    .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+                    .with_ansi(false)
+                    .with_filter(while_capturing.and(filter)),
+            )
             .init();
         captured
     })
+}
+
+/// An open capture: everything the host logs until it is dropped (other
+/// tests' lines included, as they share the process), added to the buffer.
+struct Capture {
+    buffer: &'static Captured,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Capture {
+    fn open(turn: MutexGuard<'static, ()>) -> Self {
+        let buffer = subscriber();
+        CAPTURING.store(true, Ordering::SeqCst);
+        Capture {
+            buffer,
+            _turn: turn,
+        }
+    }
+}
+
+impl Deref for Capture {
+    type Target = Captured;
+
+    fn deref(&self) -> &Captured {
+        self.buffer
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // Before `_turn` is released: the next capture starts after this one ends.
+        CAPTURING.store(false, Ordering::SeqCst);
+    }
+}
+
+fn turn() -> MutexGuard<'static, ()> {
+    // A failed test must not fail the next one with a poisoned lock.
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Everything the host logs from now until the returned capture is dropped,
+/// spans' fields included.
+fn captured() -> Capture {
+    Capture::open(turn())
+}
+
+/// The subscriber is global to the test binary: other modules' tests, run
+/// while no capture is open, neither log at trace level nor fill the buffer.
+#[test]
+fn the_shared_subscriber_records_nothing_while_no_capture_is_open() {
+    let turn = turn();
+    subscriber();
+    tracing::error!(target: "agent_host", "a line outside any capture");
+    let capture = Capture::open(turn);
+    tracing::error!(target: "agent_host", "a line inside a capture");
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("a line inside a capture"), "{logs}");
+    assert!(
+        !logs.contains("a line outside any capture"),
+        "a line logged while no capture was open was recorded:\n{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

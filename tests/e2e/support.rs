@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use agent_host::config::{Allocator, HostConfig};
 use agent_host::manifest::LoadedAgent;
@@ -79,6 +79,33 @@ fn shared_cache_dir() -> PathBuf {
         "agent-host-e2e-cache-{}",
         env!("CARGO_PKG_VERSION")
     ))
+}
+
+/// Variables a pod's host process typically has (Kubernetes service
+/// variables, the host's own settings, HOME, PATH), plus one only this suite
+/// sets: none is declared to any agent, so none may reach a guest.
+pub const POD_HOST_VARS: [(&str, &str); 6] = [
+    ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+    ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+    ("AGENT_HOST_CACHE_DIR", "/var/cache/agent-host"),
+    ("HOME", "/root"),
+    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ("AGENT_HOST_E2E_HOST_ONLY", "leaked"),
+];
+
+/// Gives this test process the environment of a pod's host: each variable of
+/// [`POD_HOST_VARS`] that is not set yet is added. Every e2e test shares the
+/// process and its environment, so it is written in one place, once, and
+/// only added to: no test sees a variable change or vanish under it.
+pub fn pod_host_environment() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for (name, value) in POD_HOST_VARS {
+            if std::env::var_os(name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
+    });
 }
 
 /// A task with this JSON input.
