@@ -220,8 +220,7 @@ fn without_home_a_temp_state_dir_others_can_write_is_refused_naming_the_flag() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
-#[path = "common/model.rs"]
-mod model;
+use crate::model;
 
 /// The text report and `--json` show model tokens, model refusals and file
 /// bytes written.

@@ -4,6 +4,9 @@
 
 mod cli;
 mod deploy;
+/// A standard-library model stand-in shared by `cli` and `serve`.
+#[path = "common/model.rs"]
+mod model;
 mod pod;
 mod serve;
 mod support;

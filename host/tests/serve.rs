@@ -842,8 +842,7 @@ fn sigkill_while_committing(extra: &[&str]) {
     );
 }
 
-#[path = "common/model.rs"]
-mod model;
+use crate::model;
 
 /// `--audit-llm-prompts` puts the prompt in the model call's audit record;
 /// without it the record has the model and tokens only.
