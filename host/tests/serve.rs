@@ -1,7 +1,7 @@
 //! `agent-host serve` as a platform runs it: a real server process on
 //! loopback, a real HTTP client, real signals.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agent_host_test_guests as guests;
 use serde_json::Value;
 
-use crate::support::{HostProcess, Reply, BIN};
+use crate::support::{read_http_request, HostProcess, Reply, BIN};
 
 // Hostile scenarios, one module per area; they share `Serve` and the helpers here.
 #[path = "serve/audit.rs"]
@@ -431,6 +431,31 @@ fn promtool() -> PathBuf {
     found.expect("promtool not found: install Debian's prometheus package (make setup does)")
 }
 
+/// Fails the test unless `promtool check metrics` accepts `text`.
+fn assert_promtool_accepts(text: &str) {
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn metrics_pass_promtool_and_count_the_invocations_made() {
     let dir = tempfile::tempdir().unwrap();
@@ -457,27 +482,7 @@ fn metrics_pass_promtool_and_count_the_invocations_made() {
     assert_eq!(serve.invoke("hello", "[1,").status, 400);
 
     let text = serve.metrics();
-    let mut check = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&text);
 
     let sample = |line: &str| text.lines().any(|l| l == line);
     assert!(
@@ -573,7 +578,7 @@ type ReceivedSpans = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 fn otlp_receiver() -> (String, ReceivedSpans) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message as _;
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -586,24 +591,9 @@ fn otlp_receiver() -> (String, ReceivedSpans) {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap();
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
+                    let Some((_, body)) = read_http_request(&mut reader) else {
+                        return;
+                    };
                     let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
                     for rs in request.resource_spans {
                         for ss in rs.scope_spans {
@@ -896,27 +886,7 @@ fn tool_call_metrics_show_allowed_and_denied_http_calls_by_rule() {
     assert_eq!(denied.body["usage"]["httpDenied"], 1, "{}", denied.body);
 
     let text = serve.metrics();
-    let mut check = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    check
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&text);
     for line in [
         format!(r#"agent_host_tool_call_decisions_total{{agent="probe",capability="http",rule="{rule}",decision="allowed"}} 1"#),
         r#"agent_host_tool_call_decisions_total{agent="probe",capability="http",rule="none",decision="denied"} 1"#.to_string(),

@@ -177,3 +177,30 @@ impl Drop for HostProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Reads one HTTP/1.1 request from `reader`: its head (request line and
+/// headers, up to and including the blank line) and its `content-length` body.
+/// `None` once the peer has closed the connection or sent a short body.
+pub fn read_http_request(reader: &mut impl BufRead) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        head.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((head, body))
+}

@@ -182,7 +182,8 @@ fn a_torn_last_audit_line_is_sealed_on_restart_and_the_chain_verifies() {
 /// body; keeps the raw bytes it received (an OTLP export is protobuf, whose
 /// strings are plain UTF-8, so a secret in a span attribute shows up as is).
 fn raw_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use crate::support::read_http_request;
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -195,28 +196,13 @@ fn raw_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 let mut conn = conn;
                 loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        sink.lock().unwrap().extend_from_slice(line.as_bytes());
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                length = v.trim().parse().unwrap();
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
+                    let Some((head, body)) = read_http_request(&mut reader) else {
                         return;
-                    }
-                    sink.lock().unwrap().extend_from_slice(&body);
+                    };
+                    let mut sink = sink.lock().unwrap();
+                    sink.extend_from_slice(&head);
+                    sink.extend_from_slice(&body);
+                    drop(sink);
                     if conn
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                         .is_err()
