@@ -73,8 +73,6 @@ impl EnvGrant {
     }
 }
 
-pub use crate::redact::redact;
-
 // Values are deliberately left out: they may be secrets.
 impl fmt::Debug for EnvGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

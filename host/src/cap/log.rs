@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::env::redact;
 use crate::bindings::agent_host::agent::log::{Host, Level};
+use crate::redact::redact;
 
 /// Lines of stderr kept to explain a trap (a Rust panic prints its message there).
 const STDERR_TAIL_LINES: usize = 4;

@@ -15,12 +15,12 @@ use super::limiter::{Limiter, MemoryLimitExceeded};
 use super::state::InvocationState;
 use super::PreparedAgent;
 use crate::bindings::{AgentError, Task};
-use crate::cap::env::redact;
 use crate::cap::fs::quota::WriteQuota;
 use crate::cap::http::HttpPolicy;
 use crate::cap::log::GuestLog;
 use crate::cap::stdio::CapturedOutput;
 use crate::cap::{Capability, HostCalls};
+use crate::redact::redact;
 
 /// A task for an agent.
 #[derive(Clone, Debug, Default)]
