@@ -254,10 +254,13 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             server
         }
     };
+    // Handlers installed before the announcement, so a SIGTERM right after
+    // it drains instead of killing the process.
+    let shutdown = shutdown_signal();
     tracing::info!(%addr, "serving");
     // Printed for scripts and tests that listen on port 0.
     println!("listening on http://{addr}");
-    let served = server.run(listener, shutdown_signal()).await;
+    let served = server.run(listener, shutdown).await;
     stop_following.cancel();
     match served {
         Ok(()) => ExitCode::SUCCESS,
