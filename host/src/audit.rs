@@ -30,7 +30,6 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cap::Capability;
 pub use crate::redact::MAX_FIELD_BYTES;
 use crate::redact::{clean, clip};
 
@@ -629,13 +628,14 @@ impl CapabilityAudit {
     /// reason; see [`CapabilityAudit::deny`], which this calls for denials).
     pub fn record(
         &self,
-        capability: Capability,
+        capability: impl Into<&'static str>,
         action: &str,
         target: &str,
         decision: Decision,
         rule: Option<&str>,
         reason: Option<&str>,
     ) {
+        let capability = capability.into();
         match decision {
             Decision::Deny => {
                 let _ = self.deny(capability, action, target, reason.unwrap_or("denied"));
@@ -651,11 +651,12 @@ impl CapabilityAudit {
     /// [`CapabilityAudit::denial_limit_reached`] fires for the runtime.
     pub fn deny(
         &self,
-        capability: Capability,
+        capability: impl Into<&'static str>,
         action: &str,
         target: &str,
         reason: &str,
     ) -> Result<(), DenialLimitExceeded> {
+        let capability: &'static str = capability.into();
         let n = self
             .denials
             .count
@@ -664,7 +665,7 @@ impl CapabilityAudit {
         let (agent, invocation) = (&*self.agent, &*self.invocation);
         if n <= DENIAL_WARN_LINES {
             tracing::warn!(
-                target: "agent_host::deny", agent, invocation, capability = capability.as_str(),
+                target: "agent_host::deny", agent, invocation, capability,
                 action = %self.clean(action), resource = %self.clean(target), reason = %self.clean(reason),
                 "capability denied"
             );
@@ -694,7 +695,7 @@ impl CapabilityAudit {
 
     fn write(
         &self,
-        capability: Capability,
+        capability: impl Into<&'static str>,
         action: &str,
         target: &str,
         decision: Decision,
@@ -704,6 +705,7 @@ impl CapabilityAudit {
         if !self.log.enabled() {
             return;
         }
+        let capability = capability.into();
         let admitted = self
             .remaining
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -715,7 +717,7 @@ impl CapabilityAudit {
         self.log.record(Event::Capability {
             agent: self.agent.to_string(),
             invocation: self.invocation.to_string(),
-            capability: capability.as_str(),
+            capability,
             action: self.clean(action),
             target: self.clean(target),
             decision,
@@ -995,7 +997,7 @@ mod tests {
         for _ in 0..MAX_CAPABILITY_RECORDS + 5 {
             let url = "https://x.test/?token=s3cr3t";
             audit.record(
-                Capability::Http,
+                "http",
                 "GET",
                 url,
                 Decision::Deny,
@@ -1024,7 +1026,7 @@ mod tests {
         let huge = format!("/data/../{}s3cr3t", "x".repeat(MAX_FIELD_BYTES - 12));
         audit
             .deny(
-                Capability::Filesystem,
+                "filesystem",
                 "open-read",
                 &huge,
                 &format!("no: {huge}"),
@@ -1125,7 +1127,7 @@ mod tests {
         let audit = AuditLog::disabled().for_invocation("a".into(), "i".into(), Arc::from([]), 3);
         for _ in 0..3 {
             audit
-                .deny(Capability::Http, "GET", "http://x/", "no rule")
+                .deny("http", "GET", "http://x/", "no rule")
                 .unwrap();
         }
         assert_eq!(audit.denial_limit(), None);
@@ -1134,7 +1136,7 @@ mod tests {
             async move { audit.denial_limit_reached().await }
         });
         assert_eq!(
-            audit.deny(Capability::Http, "GET", "http://x/", "no rule"),
+            audit.deny("http", "GET", "http://x/", "no rule"),
             Err(DenialLimitExceeded { limit: 3 })
         );
         let reached = tokio::time::timeout(Duration::from_secs(5), waiter)

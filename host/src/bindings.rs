@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
         "wasi:filesystem": wasmtime_wasi::p2::bindings::filesystem,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "wasi:keyvalue/store.bucket": crate::cap::kv::Bucket,
+        "wasi:keyvalue/store.bucket": crate::bindings::Bucket,
     },
     imports: {
         "wasi:keyvalue": async | trappable,
@@ -26,3 +26,11 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::agent_host::agent::log::Level;
+
+/// A bucket the guest opened (`wasi:keyvalue/store.bucket`): just its name;
+/// the transaction behind it is the invocation's.
+#[derive(Debug)]
+pub struct Bucket {
+    /// The bucket's name, as granted.
+    pub name: String,
+}

@@ -335,7 +335,7 @@ fn ready_status(agent: &Agent, loaded: &LoadedAgent, prepared: &PreparedAgent) -
         ],
         component_digest: Some(format!("sha256:{}", prepared.digest)),
         imports,
-        effective_grants: effective_grants(agent),
+        effective_grants: prepared.grants().describe(),
     }
 }
 
@@ -346,109 +346,5 @@ fn binding_name(b: &Binding) -> String {
         }
         Binding::Inert { detail } => format!("inert ({detail})"),
         Binding::Refused { reason } => format!("refused ({reason})"),
-    }
-}
-
-/// One line per grant, as the agent will see it.
-fn effective_grants(agent: &Agent) -> Vec<String> {
-    let caps = &agent.spec.capabilities;
-    let mut lines = Vec::new();
-    for r in &caps.http {
-        let methods: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
-        let mut line = format!("http: {} {}", methods.join(","), r.url);
-        if !r.allowed_cidrs.is_empty() {
-            line.push_str(&format!(" (addresses {})", r.allowed_cidrs.join(", ")));
-        }
-        if r.allow_all_addresses {
-            line.push_str(" (any address)");
-        }
-        lines.push(line);
-    }
-    for m in &caps.filesystem {
-        let mode = if m.read_only {
-            "read-only"
-        } else {
-            "read-write"
-        };
-        lines.push(format!(
-            "filesystem: {} <- {} ({mode})",
-            m.guest_path,
-            m.host_path.display()
-        ));
-    }
-    for v in &caps.env {
-        let source = if v.value_from.is_some() {
-            "secret"
-        } else {
-            "value"
-        };
-        lines.push(format!("env: {} ({source})", v.name));
-    }
-    if let Some(kv) = &caps.key_value {
-        let buckets = if kv.buckets.is_empty() {
-            "any bucket".to_string()
-        } else {
-            format!("buckets {}", kv.buckets.join(", "))
-        };
-        lines.push(format!("keyValue: {buckets}, at most {}", kv.max_bytes));
-    }
-    if let Some(llm) = &caps.llm {
-        let provider = match llm.provider {
-            crate::manifest::LlmProvider::Openai => "openai",
-            crate::manifest::LlmProvider::Anthropic => "anthropic",
-        };
-        let mut line = format!("llm: {provider} {}", llm.model);
-        match &llm.endpoint {
-            Some(url) => line.push_str(&format!(" at {url}")),
-            None => line.push_str(" at the provider's public endpoint"),
-        }
-        let caps = [
-            llm.max_tokens_per_invocation
-                .map(|n| format!("{n} tokens per invocation")),
-            llm.max_requests_per_invocation
-                .map(|n| format!("{n} requests per invocation")),
-            llm.tokens_per_minute
-                .map(|n| format!("{n} tokens per minute")),
-        ];
-        let caps: Vec<String> = caps.into_iter().flatten().collect();
-        if !caps.is_empty() {
-            line.push_str(&format!(" ({})", caps.join(", ")));
-        }
-        lines.push(line);
-    }
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn effective_grants_list_key_value_and_llm_grants() {
-        let agent = Agent::from_yaml(
-            r#"
-apiVersion: agent-host.dev/v1alpha1
-kind: Agent
-metadata: { name: triage }
-spec:
-  component: { path: ./triage.wasm }
-  capabilities:
-    keyValue: { maxBytes: 1Mi, buckets: [alerts] }
-    llm: { provider: openai, model: gpt-4o-mini, endpoint: "http://127.0.0.1:9/v1/", maxTokensPerInvocation: 2000 }
-"#,
-        )
-        .unwrap();
-        let lines = effective_grants(&agent);
-        assert!(
-            lines.contains(&"keyValue: buckets alerts, at most 1Mi".to_string()),
-            "{lines:?}"
-        );
-        assert!(
-            lines.contains(
-                &"llm: openai gpt-4o-mini at http://127.0.0.1:9/v1/ (2000 tokens per invocation)"
-                    .to_string()
-            ),
-            "{lines:?}"
-        );
     }
 }

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::runtime::MAX_COMPONENT_BYTES;
 
 /// Which instance allocator the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +53,10 @@ pub enum KvStore {
     /// A Redis server (`redis://host:port/db`): replicas of an agent share state.
     Redis(String),
 }
+
+/// Largest component file the host will read and compile: compiling is the
+/// most expensive thing a (possibly hostile) artifact can make the host do.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
 /// How the host runs. Every field has a safe default (see [`HostConfig::default`]).
 #[derive(Clone, Debug)]

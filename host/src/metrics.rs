@@ -350,16 +350,16 @@ impl Metrics {
                 })
                 .inc_by(*n);
         }
-        if let Some((provider, model)) = &u.llm_model {
+        if let Some((provider, model)) = &u.caps.llm.llm_model {
             let labels = ModelLabels {
                 agent: inv.agent.clone(),
                 provider: provider.to_string(),
                 model: model.clone(),
             };
-            self.llm_tokens.get_or_create(&labels).inc_by(u.llm_tokens);
+            self.llm_tokens.get_or_create(&labels).inc_by(u.caps.llm.llm_tokens);
             self.llm_requests
                 .get_or_create(&labels)
-                .inc_by(u64::from(u.llm_requests));
+                .inc_by(u64::from(u.caps.llm.llm_requests));
         }
         for call in &u.tool_calls {
             self.tool_call(&inv.agent, call);
@@ -449,15 +449,16 @@ mod tests {
             id: "i".into(),
             agent: "triage".into(),
             result: Ok("{}".into()),
-            usage: Usage {
-                key_value_denied: 2,
-                llm_denied: 1,
-                ..Usage::default()
+            usage: {
+                let mut usage = Usage::default();
+                usage.caps.key_value.key_value_denied = 2;
+                usage.caps.llm.llm_denied = 1;
+                usage
             },
         });
         let text = metrics.encode();
         for line in [
-            r#"agent_host_capability_denials_total{agent="triage",capability="keyvalue"} 2"#,
+            r#"agent_host_capability_denials_total{agent="triage",capability="keyValue"} 2"#,
             r#"agent_host_capability_denials_total{agent="triage",capability="llm"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
@@ -465,9 +466,33 @@ mod tests {
     }
 
     #[test]
+    fn every_capability_in_the_list_is_a_label_of_host_calls() {
+        use crate::cap::Kind;
+        let metrics = Metrics::new();
+        let mut usage = Usage::default();
+        for kind in Kind::GRANTABLE {
+            usage.host_calls.insert(kind.as_str(), 1);
+        }
+        metrics.finished(&Invocation {
+            id: "i".into(),
+            agent: "a".into(),
+            result: Ok("{}".into()),
+            usage,
+        });
+        let text = metrics.encode();
+        for kind in Kind::GRANTABLE {
+            let line = format!(
+                r#"agent_host_host_calls_total{{agent="a",capability="{}"}} 1"#,
+                kind.as_str()
+            );
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
     fn tool_calls_are_timed_and_counted_by_capability_and_rule() {
         use crate::cap::tool_call::{Failure, Sent};
-        use crate::cap::Capability;
+        use crate::cap::Kind;
         use std::time::Duration;
         let metrics = Metrics::new();
         let rule: std::sync::Arc<str> = "openai gpt-4o-mini".into();
@@ -478,7 +503,7 @@ mod tests {
             usage: Usage {
                 tool_calls: vec![
                     ToolCall::sent(
-                        Capability::Llm,
+                        Kind::Llm,
                         rule.clone(),
                         Sent {
                             latency: Duration::from_millis(30),
@@ -487,7 +512,7 @@ mod tests {
                         },
                     ),
                     ToolCall::sent(
-                        Capability::Llm,
+                        Kind::Llm,
                         rule.clone(),
                         Sent {
                             latency: Duration::from_millis(5),
@@ -495,8 +520,8 @@ mod tests {
                             retries: 4,
                         },
                     ),
-                    ToolCall::denied(Capability::Llm, Some(rule)),
-                    ToolCall::denied(Capability::Http, None),
+                    ToolCall::denied(Kind::Llm, Some(rule)),
+                    ToolCall::denied(Kind::Http, None),
                 ],
                 ..Usage::default()
             },
@@ -521,11 +546,12 @@ mod tests {
             id: "i".into(),
             agent: "triage".into(),
             result: Ok("{}".into()),
-            usage: Usage {
-                llm_requests: 2,
-                llm_tokens: 49,
-                llm_model: Some(("openai", "gpt-4o-mini".into())),
-                ..Usage::default()
+            usage: {
+                let mut usage = Usage::default();
+                usage.caps.llm.llm_requests = 2;
+                usage.caps.llm.llm_tokens = 49;
+                usage.caps.llm.llm_model = Some(("openai", "gpt-4o-mini".into()));
+                usage
             },
         };
         metrics.finished(&inv);

@@ -238,7 +238,7 @@ fn run_reports_model_tokens_refusals_and_file_bytes_written() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(
-        stdout.contains("  model       openai test-model: 1 requests, 49 tokens, 1 denied"),
+        stdout.contains("  llm         openai test-model: 1 requests, 49 tokens, 1 denied"),
         "{stdout}"
     );
     let out = env.run(&["run", "-f", p(&probe), "--input", input, "--json"]);
@@ -266,7 +266,7 @@ fn run_reports_model_tokens_refusals_and_file_bytes_written() {
     let stdout = text(&out.stdout);
     let files = stdout
         .lines()
-        .find(|l| l.starts_with("  files       "))
+        .find(|l| l.starts_with("  filesystem  "))
         .unwrap_or_else(|| panic!("no files line: {stdout}"));
     assert!(
         files.contains(" written of ") && !files.contains(" 0 B written"),

@@ -5,14 +5,89 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use wasmtime::component::Linker;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::ConfigureError;
-use crate::manifest::EnvVar;
+use super::imports::Binding;
+use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
+use crate::config::HostConfig;
+use crate::manifest::{EnvVar, Limits};
+
+/// The `env` capability: `wasi:cli/environment` with the declared variables.
+pub struct Env;
+
+impl Capability for Env {
+    const KIND: Kind = Kind::Env;
+    const INTERFACES: &'static [&'static str] = &["wasi:cli/environment"];
+    type Host = ();
+    type Grant = EnvGrant;
+    type State = ();
+    type Usage = super::NoUsage;
+
+    fn host(_: &HostConfig) {}
+
+    fn link<T: HasCapability<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::bindings::cli::environment::add_to_linker::<T, WasiCli>(linker, |s| {
+            s.capability().core.count(Kind::Env).cli()
+        })
+    }
+
+    fn configure(_: &(), cx: &ConfigureCx<'_>) -> Result<EnvGrant, ConfigureError> {
+        EnvGrant::configure(&cx.agent.spec.capabilities.env, cx.secrets_dir)
+    }
+
+    fn secrets(grant: &EnvGrant) -> Vec<String> {
+        grant.secrets.to_vec()
+    }
+
+    fn prepare(_: &(), grant: &EnvGrant, cx: &mut PrepareCx<'_>) {
+        grant.prepare(cx.wasi);
+    }
+
+    async fn finish(
+        (): (),
+        _: &mut super::NoUsage,
+        _: &mut Vec<super::tool_call::ToolCall>,
+    ) -> Option<super::CommitIntent> {
+        None
+    }
+
+    fn bind(_: &str, grant: &EnvGrant, _: &Limits) -> Binding {
+        if grant.is_empty() {
+            return Binding::inert("empty environment, no arguments");
+        }
+        Binding::granted(
+            Kind::Env,
+            format!(
+                "{} declared variable(s): {}",
+                grant.len(),
+                grant.names().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    }
+
+    fn describe(grant: &EnvGrant) -> Vec<String> {
+        grant
+            .vars
+            .iter()
+            .zip(&grant.from_secret)
+            .map(|((name, _), secret)| {
+                format!("{name} ({})", if *secret { "secret" } else { "value" })
+            })
+            .collect()
+    }
+
+    fn report(grant: &EnvGrant, _: &super::NoUsage, _: &Limits) -> Option<String> {
+        (!grant.is_empty()).then(|| format!("{} variable(s) declared", grant.len()))
+    }
+}
 
 /// The resolved environment of one agent.
 pub struct EnvGrant {
     vars: Vec<(String, String)>,
+    /// Per variable, whether its value came from a secret.
+    from_secret: Vec<bool>,
     secrets: Arc<[String]>,
 }
 
@@ -23,6 +98,7 @@ impl EnvGrant {
     pub fn configure(decls: &[EnvVar], secrets_dir: &Path) -> Result<Self, ConfigureError> {
         let mut vars = Vec::with_capacity(decls.len());
         let mut secrets = Vec::new();
+        let from_secret = decls.iter().map(|d| d.value.is_none() && d.value_from.is_some()).collect();
         for (i, decl) in decls.iter().enumerate() {
             let value = match (&decl.value, &decl.value_from) {
                 (Some(value), _) => value.clone(),
@@ -42,6 +118,7 @@ impl EnvGrant {
         secrets.retain(|s| !s.is_empty());
         Ok(Self {
             vars,
+            from_secret,
             secrets: secrets.into(),
         })
     }

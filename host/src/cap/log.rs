@@ -171,6 +171,64 @@ impl GuestLog {
     }
 }
 
+/// The `log` capability, always granted: structured records to the host log,
+/// under the invocation's `maxLogBytes`.
+pub struct Log;
+
+impl super::Capability for Log {
+    const KIND: super::Kind = super::Kind::Log;
+    const INTERFACES: &'static [&'static str] = &["agent-host:agent/log"];
+    type Host = ();
+    type Grant = ();
+    type State = ();
+    type Usage = super::NoUsage;
+
+    fn host(_: &crate::config::HostConfig) {}
+
+    fn link<T: super::HasCapability<Self>>(
+        linker: &mut wasmtime::component::Linker<T>,
+    ) -> wasmtime::Result<()> {
+        crate::bindings::agent_host::agent::log::add_to_linker::<T, HasLog>(linker, |s| {
+            LogView(&s.capability().core.count(super::Kind::Log).log)
+        })
+    }
+
+    fn configure(
+        _: &(),
+        _: &super::ConfigureCx<'_>,
+    ) -> Result<(), super::ConfigureError> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: &(), _: &mut super::PrepareCx<'_>) {}
+
+    async fn finish(
+        (): (),
+        _: &mut super::NoUsage,
+        _: &mut Vec<super::tool_call::ToolCall>,
+    ) -> Option<super::CommitIntent> {
+        None
+    }
+
+    fn bind(_: &str, _: &(), limits: &crate::manifest::Limits) -> super::imports::Binding {
+        super::imports::Binding::granted(
+            super::Kind::Log,
+            format!(
+                "structured records to the host log, {} per invocation (maxLogBytes)",
+                limits.max_log_bytes
+            ),
+        )
+    }
+
+    fn describe(_: &()) -> Vec<String> {
+        vec!["structured records to the host log".into()]
+    }
+
+    fn report(_: &(), _: &super::NoUsage, _: &crate::manifest::Limits) -> Option<String> {
+        None
+    }
+}
+
 /// Borrowed view on which the `log` interface is implemented.
 pub struct LogView<'a>(pub &'a GuestLog);
 

@@ -1,111 +1,64 @@
-//! Capabilities: one module per thing an agent can be granted.
+//! Capabilities: one module per thing an agent can be granted, each an
+//! implementation of [`Capability`] (its phases: host, link, configure,
+//! prepare, finish), composed by the one list at the bottom of this file.
 //!
-//! Each capability goes through three phases:
-//! * **link** (once per engine): its host functions are added to the shared linker
-//!   ([`crate::runtime::linker`]);
-//! * **configure** (once per agent): its part of the manifest is compiled into a
-//!   grant, and anything that names something nonexistent fails here, at load;
-//! * **prepare** (per invocation, cheap): the grant becomes per-invocation state.
+//! Adding a capability: its module under `cap/` implementing [`Capability`],
+//! one line in [`capabilities!`]'s invocation below, its declaration type in
+//! `manifest/`, its WIT. Everything that enumerates capabilities (grants,
+//! store state, import table, status, usage, denials, metrics, the CLI
+//! report) iterates that list.
 //!
 //! Absent from the manifest means denied.
 
+pub mod capability;
 pub mod env;
 pub mod fs;
 pub mod http;
 pub mod imports;
-pub mod kv;
+pub mod key_value;
 pub mod llm;
 pub mod log;
 pub mod stdio;
 pub mod tool_call;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::manifest::Agent;
+use wasmtime::component::Linker;
 
-/// What a host call touches. Used to count calls and denials per invocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Capability {
-    /// `wasi:cli/environment`: declared variables only.
-    Env,
-    /// `wasi:filesystem`: declared preopens only.
-    Filesystem,
-    /// `wasi:cli/stdin|stdout|stderr|terminal-*`: captured and bounded.
-    Stdio,
-    /// `wasi:clocks`.
-    Clocks,
-    /// `wasi:random`.
-    Random,
-    /// `wasi:io`: streams and polling on resources granted elsewhere.
-    Io,
-    /// `wasi:cli/exit`.
-    Exit,
-    /// `wasi:http`: declared URLs and methods only.
-    Http,
-    /// `agent-host:agent/log`.
-    Log,
-    /// `wasi:keyvalue`: the agent's own buckets, transactional per invocation.
-    KeyValue,
-    /// `agent-host:agent/llm`: the granted model, within the token budgets.
-    Llm,
-}
+pub use capability::{
+    Capability, ConfigureCx, Core, HasCapability, PrepareCx, StoreData, View,
+};
+use imports::Binding;
+use tool_call::ToolCall;
 
-impl Capability {
-    /// Every capability, in report order.
-    pub const ALL: [Capability; 11] = [
-        Capability::Env,
-        Capability::Filesystem,
-        Capability::Stdio,
-        Capability::Clocks,
-        Capability::Random,
-        Capability::Io,
-        Capability::Exit,
-        Capability::Http,
-        Capability::Log,
-        Capability::KeyValue,
-        Capability::Llm,
-    ];
-
-    /// Stable lower-case name, used in reports, logs and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Env => "env",
-            Capability::Filesystem => "filesystem",
-            Capability::Stdio => "stdio",
-            Capability::Clocks => "clocks",
-            Capability::Random => "random",
-            Capability::Io => "io",
-            Capability::Exit => "exit",
-            Capability::Http => "http",
-            Capability::Log => "log",
-            Capability::KeyValue => "keyvalue",
-            Capability::Llm => "llm",
-        }
-    }
-}
+use crate::config::HostConfig;
+use crate::manifest::{Agent, Limits};
 
 /// Per-invocation counters of host calls, by capability.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostCalls {
-    counts: [u64; Capability::ALL.len()],
+    counts: [u64; Kind::ALL.len()],
 }
 
 impl HostCalls {
-    /// Counts one call to `cap`.
-    pub fn record(&mut self, cap: Capability) {
-        self.counts[cap as usize] += 1;
+    /// Counts one call to `kind`.
+    pub fn record(&mut self, kind: Kind) {
+        self.counts[kind as usize] += 1;
     }
 
-    /// Calls made to `cap` so far.
-    pub fn get(&self, cap: Capability) -> u64 {
-        self.counts[cap as usize]
+    /// Calls made to `kind` so far.
+    pub fn get(&self, kind: Kind) -> u64 {
+        self.counts[kind as usize]
     }
 
     /// Capabilities with at least one call, by name.
     pub fn to_map(&self) -> BTreeMap<&'static str, u64> {
-        Capability::ALL
+        Kind::ALL
             .iter()
             .filter(|c| self.get(**c) > 0)
             .map(|c| (c.as_str(), self.get(*c)))
@@ -132,63 +85,216 @@ impl ConfigureError {
     }
 }
 
-/// Every capability grant of one agent, compiled once at load.
-#[derive(Debug)]
-pub struct Grants {
-    /// Environment variables (values resolved, secrets included).
-    pub env: env::EnvGrant,
-    /// Filesystem preopens.
-    pub fs: fs::FsGrant,
-    /// Outgoing HTTP rules, shared with every invocation's policy.
-    pub http: Arc<http::HttpGrant>,
-    /// Key-value state: quota and buckets (absent: denied).
-    pub kv: Option<kv::KvGrant>,
-    /// Model access: endpoint, key, budgets (absent: denied).
-    pub llm: Option<Arc<llm::LlmGrant>>,
-    /// Everything redacted from what the host prints for this agent: secret
-    /// env values and the model API key, multi-line ones line by line too.
-    secrets: crate::redact::SecretSet,
+/// What a capability's finish step hands the runtime to make durable with the
+/// invocation's result; written only if `run` returned ok.
+pub enum CommitIntent {
+    /// The invocation's key-value writes.
+    KeyValue(key_value::Transaction),
 }
 
-impl Grants {
-    /// Compiles the grants of `agent`. `secrets_dir` is where referenced secrets are
-    /// mounted; `base_dir` resolves relative host paths (the manifest's directory).
-    pub fn configure(
-        agent: &Agent,
-        secrets_dir: &Path,
-        base_dir: &Path,
-    ) -> Result<Self, ConfigureError> {
-        let caps = &agent.spec.capabilities;
-        let env = env::EnvGrant::configure(&caps.env, secrets_dir)?;
-        let fs = fs::FsGrant::configure(&caps.filesystem, base_dir)?;
-        let llm = caps
-            .llm
-            .as_ref()
-            .map(|g| llm::LlmGrant::configure(g, secrets_dir).map(Arc::new))
-            .transpose()?;
-        let api_key = llm.as_ref().and_then(|l| l.endpoint.api_key.clone());
-        let secrets = crate::redact::SecretSet(crate::redact::secret_set(
-            env.secrets().iter().cloned().chain(api_key),
-        ));
-        Ok(Self {
-            env,
-            fs,
-            http: Arc::new(http::HttpGrant::configure(&caps.http)),
-            kv: caps.key_value.as_ref().map(|g| kv::KvGrant {
-                scope: kv::Scope {
-                    namespace: agent.metadata.namespace.clone().unwrap_or_default(),
-                    agent: agent.name().to_string(),
-                },
-                buckets: g.buckets.clone(),
-                max_bytes: g.max_bytes.bytes(),
-            }),
-            llm,
-            secrets,
-        })
-    }
+/// The usage of a capability that reports none of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NoUsage {}
 
-    /// The agent's redaction set (see [`crate::redact::secret_set`]).
-    pub fn secrets(&self) -> &Arc<[String]> {
-        &self.secrets.0
+impl From<Kind> for &'static str {
+    fn from(kind: Kind) -> &'static str {
+        kind.as_str()
+    }
+}
+
+/// Composes the capabilities listed in its invocation: the [`Kind`] enum
+/// (core kinds first), and [`HostStates`], [`Grants`], [`States`] and
+/// [`CapabilityUsage`] with one field per capability, and what iterates them.
+macro_rules! capabilities {
+    (
+        core { $($core:ident = $core_name:literal, $core_doc:literal;)* }
+        granted { $($kind:ident = $name:literal, $field:ident: $ty:ty;)* }
+    ) => {
+        /// Everything a host call can touch: the always-linked WASI basics and
+        /// the grantable capabilities. Used to count calls and denials.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Kind {
+            $(#[doc = $core_doc] $core,)*
+            $(#[doc = concat!("`", stringify!($field), "`: see [`", stringify!($ty), "`].")] $kind,)*
+        }
+
+        impl Kind {
+            /// Every kind, in report order.
+            pub const ALL: [Kind; [$(Kind::$core,)* $(Kind::$kind,)*].len()] =
+                [$(Kind::$core,)* $(Kind::$kind,)*];
+
+            /// The grantable capabilities: the list.
+            pub const GRANTABLE: [Kind; [$(Kind::$kind,)*].len()] = [$(Kind::$kind,)*];
+
+            /// Stable name, used in reports, logs, audit records and metric labels
+            /// (spelled as the manifest spells the capability).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$core => $core_name,)*
+                    $(Kind::$kind => $name,)*
+                }
+            }
+
+            /// The grantable capability providing `interface` (`package/name`).
+            pub fn providing(interface: &str) -> Option<Kind> {
+                $(if <$ty as Capability>::INTERFACES.contains(&interface) {
+                    return Some(Kind::$kind);
+                })*
+                None
+            }
+
+            /// The interfaces a grantable capability provides (none for core kinds).
+            pub fn interfaces(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$kind => <$ty as Capability>::INTERFACES,)*
+                    _ => &[],
+                }
+            }
+        }
+
+        /// Host-wide state of every capability, built once per host.
+        pub struct HostStates {
+            $(#[doc = concat!("`", $name, "`.")] pub $field: <$ty as Capability>::Host,)*
+        }
+
+        impl HostStates {
+            /// Each capability's host-wide state for `config`.
+            pub fn new(config: &HostConfig) -> Self {
+                Self { $($field: <$ty as Capability>::host(config),)* }
+            }
+        }
+
+        /// Every capability grant of one agent, compiled once at load.
+        #[derive(Debug)]
+        pub struct Grants {
+            $(#[doc = concat!("`", $name, "`.")] pub $field: <$ty as Capability>::Grant,)*
+            /// Everything redacted from what the host prints for this agent.
+            secrets: crate::redact::SecretSet,
+        }
+
+        impl Grants {
+            /// Compiles every capability's declaration in `agent`. `secrets_dir` is
+            /// where referenced secrets are mounted; `base_dir` resolves relative
+            /// host paths (the manifest's directory); `inspect` validates only.
+            pub fn configure(
+                host: &HostStates,
+                agent: &Agent,
+                secrets_dir: &Path,
+                base_dir: &Path,
+                inspect: bool,
+            ) -> Result<Self, ConfigureError> {
+                let cx = ConfigureCx { agent, secrets_dir, base_dir, inspect };
+                $(let $field = <$ty as Capability>::configure(&host.$field, &cx)?;)*
+                let secrets = crate::redact::SecretSet(crate::redact::secret_set(
+                    std::iter::empty()$(.chain(<$ty as Capability>::secrets(&$field)))*,
+                ));
+                Ok(Self { $($field,)* secrets })
+            }
+
+            /// What `import` (`package/name@version`) is bound to.
+            pub fn bind(&self, interface: &str, limits: &Limits) -> Option<Binding> {
+                $(if <$ty as Capability>::INTERFACES.contains(&interface) {
+                    return Some(<$ty as Capability>::bind(interface, &self.$field, limits));
+                })*
+                None
+            }
+
+            /// One line per thing granted, prefixed by the capability's name.
+            pub fn describe(&self) -> Vec<String> {
+                let mut lines = Vec::new();
+                $(lines.extend(
+                    <$ty as Capability>::describe(&self.$field)
+                        .into_iter()
+                        .map(|line| format!("{}: {line}", $name)),
+                );)*
+                lines
+            }
+
+            /// The `agent-host run` report: one line per capability with something to say.
+            pub fn report(&self, usage: &CapabilityUsage, limits: &Limits) -> Vec<(Kind, String)> {
+                let mut lines = Vec::new();
+                $(if let Some(line) = <$ty as Capability>::report(&self.$field, &usage.$field, limits) {
+                    lines.push((Kind::$kind, line));
+                })*
+                lines
+            }
+
+            /// The agent's redaction set (see [`crate::redact::secret_set`]).
+            pub fn secrets(&self) -> &Arc<[String]> {
+                &self.secrets.0
+            }
+        }
+
+        /// Every capability's state in one invocation's store.
+        pub struct States {
+            $(#[doc = concat!("`", $name, "`.")] pub $field: <$ty as Capability>::State,)*
+        }
+
+        impl States {
+            /// Phase *prepare* of every capability.
+            pub fn prepare(host: &HostStates, grants: &Grants, cx: &mut PrepareCx<'_>) -> Self {
+                Self { $($field: <$ty as Capability>::prepare(&host.$field, &grants.$field, cx),)* }
+            }
+
+            /// Phase *finish* of every capability: usage recorded, intents returned.
+            pub async fn finish(
+                self,
+                usage: &mut CapabilityUsage,
+                tool_calls: &mut Vec<ToolCall>,
+            ) -> Vec<CommitIntent> {
+                let mut intents = Vec::new();
+                $(intents.extend(
+                    <$ty as Capability>::finish(self.$field, &mut usage.$field, tool_calls).await,
+                );)*
+                intents
+            }
+        }
+
+        /// The per-capability part of an invocation's usage; each capability's
+        /// fields are flattened into the report (`httpRequests`, `llmTokens`, ...).
+        #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct CapabilityUsage {
+            $(#[doc = concat!("`", $name, "`.")] #[serde(flatten)] pub $field: <$ty as Capability>::Usage,)*
+        }
+
+        impl CapabilityUsage {
+            /// Uses refused, by capability (only those with refusals).
+            pub fn denials(&self) -> impl Iterator<Item = (Kind, u64)> {
+                [$((Kind::$kind, <$ty as Capability>::denials(&self.$field)),)*]
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+            }
+        }
+
+        $(impl<T: StoreData> HasCapability<$ty> for T {
+            fn capability(&mut self) -> View<'_, $ty> {
+                let (core, states) = self.parts();
+                View { state: &mut states.$field, core }
+            }
+        })*
+
+        /// Phase *link* of every capability.
+        pub fn link<T: StoreData>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+            $(<$ty as Capability>::link(linker)?;)*
+            Ok(())
+        }
+    };
+}
+
+capabilities! {
+    core {
+        Clocks = "clocks", "`wasi:clocks`.";
+        Random = "random", "`wasi:random`.";
+        Io = "io", "`wasi:io`: streams and polling on resources granted elsewhere.";
+        Exit = "exit", "`wasi:cli/exit`.";
+    }
+    granted {
+        Env = "env", env: env::Env;
+        Filesystem = "filesystem", filesystem: fs::Filesystem;
+        Stdio = "stdio", stdio: stdio::Stdio;
+        Http = "http", http: http::Http;
+        Log = "log", log: log::Log;
+        KeyValue = "keyValue", key_value: key_value::KeyValue;
+        Llm = "llm", llm: llm::Llm;
     }
 }

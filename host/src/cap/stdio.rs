@@ -8,9 +8,95 @@ use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use wasmtime::component::Linker;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+
+use super::imports::Binding;
 use super::log::GuestLog;
+use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, NoUsage, PrepareCx};
 use crate::bindings::Level;
+use crate::config::HostConfig;
+use crate::manifest::Limits;
 use crate::redact::safe_cut;
+
+/// The `stdio` capability, always granted: stdin empty, stdout and stderr
+/// captured to the invocation's log, no terminal.
+pub struct Stdio;
+
+impl Capability for Stdio {
+    const KIND: Kind = Kind::Stdio;
+    const INTERFACES: &'static [&'static str] = &[
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:cli/stderr",
+        "wasi:cli/terminal-input",
+        "wasi:cli/terminal-output",
+        "wasi:cli/terminal-stdin",
+        "wasi:cli/terminal-stdout",
+        "wasi:cli/terminal-stderr",
+    ];
+    type Host = ();
+    type Grant = ();
+    type State = ();
+    type Usage = NoUsage;
+
+    fn host(_: &HostConfig) {}
+
+    fn link<T: HasCapability<Self>>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+        use wasmtime_wasi::p2::bindings::cli;
+        fn view<T: HasCapability<Stdio>>(s: &mut T) -> wasmtime_wasi::cli::WasiCliCtxView<'_> {
+            s.capability().core.count(Kind::Stdio).cli()
+        }
+        cli::stdin::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::stdout::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::stderr::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::terminal_input::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::terminal_output::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, view)?;
+        cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, view)
+    }
+
+    fn configure(_: &(), _: &ConfigureCx<'_>) -> Result<(), ConfigureError> {
+        Ok(())
+    }
+
+    fn prepare(_: &(), _: &(), cx: &mut PrepareCx<'_>) {
+        cx.wasi
+            .stdout(CapturedOutput::stdout(cx.log.clone()))
+            .stderr(CapturedOutput::stderr(cx.log.clone()));
+    }
+
+    async fn finish(
+        (): (),
+        _: &mut NoUsage,
+        _: &mut Vec<super::tool_call::ToolCall>,
+    ) -> Option<super::CommitIntent> {
+        None
+    }
+
+    fn bind(interface: &str, _: &(), limits: &Limits) -> Binding {
+        match interface {
+            "wasi:cli/stdin" => Binding::inert("always empty"),
+            "wasi:cli/stdout" | "wasi:cli/stderr" => Binding::granted(
+                Kind::Stdio,
+                format!(
+                    "captured to the host log, {} per invocation (maxLogBytes)",
+                    limits.max_log_bytes
+                ),
+            ),
+            _ => Binding::inert("no terminal is attached"),
+        }
+    }
+
+    fn describe(_: &()) -> Vec<String> {
+        vec!["stdout and stderr captured to the host log, stdin empty".into()]
+    }
+
+    fn report(_: &(), _: &NoUsage, _: &Limits) -> Option<String> {
+        None
+    }
+}
 
 /// Longest partial line held before it is forwarded anyway, so a guest writing
 /// without newlines cannot make the host buffer without bound.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Capability;
+use super::Kind;
 
 /// `rule` label of a refused call that matched no rule of the manifest.
 pub const NO_RULE: &str = "none";
@@ -17,7 +17,7 @@ pub const NO_RULE: &str = "none";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolCall {
     /// `http` or `llm`.
-    pub capability: Capability,
+    pub capability: Kind,
     /// The manifest rule that decided the call (HTTP: the rule's URL prefix;
     /// model: `provider model`); `None` when it was refused matching no rule.
     pub rule: Option<Arc<str>>,
@@ -98,7 +98,7 @@ impl Failure {
 
 impl ToolCall {
     /// A call policy refused before anything left the host.
-    pub fn denied(capability: Capability, rule: Option<Arc<str>>) -> Self {
+    pub fn denied(capability: Kind, rule: Option<Arc<str>>) -> Self {
         Self {
             capability,
             rule,
@@ -107,7 +107,7 @@ impl ToolCall {
     }
 
     /// A call the rule `rule` allowed, and what came of it.
-    pub fn sent(capability: Capability, rule: Arc<str>, sent: Sent) -> Self {
+    pub fn sent(capability: Kind, rule: Arc<str>, sent: Sent) -> Self {
         Self {
             capability,
             rule: Some(rule),

@@ -7,7 +7,8 @@ use agent_host::config::Allocator;
 use agent_host::manifest::LoadedAgent;
 use agent_host::{Invocation, Runtime, TaskInput};
 
-use super::{fail, human_bytes, HostArgs};
+use super::{fail, HostArgs};
+use agent_host::manifest::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -71,7 +72,7 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
             serde_json::to_string_pretty(&report_json(&invocation)).expect("serialisable")
         );
     } else {
-        print_report(&invocation, agent.limits());
+        print_report(&invocation, &agent);
     }
     if invocation.result.is_ok() {
         ExitCode::SUCCESS
@@ -103,8 +104,8 @@ pub fn report_json(inv: &Invocation) -> serde_json::Value {
     })
 }
 
-fn print_report(inv: &Invocation, limits: &agent_host::manifest::Limits) {
-    let u = &inv.usage;
+fn print_report(inv: &Invocation, agent: &agent_host::PreparedAgent) {
+    let (u, limits) = (&inv.usage, agent.limits());
     println!("agent       {}", inv.agent);
     println!("invocation  {}", inv.id);
     println!("outcome     {}", inv.outcome());
@@ -124,32 +125,8 @@ fn print_report(inv: &Invocation, limits: &agent_host::manifest::Limits) {
         u.wall_time_us as f64 / 1000.0,
         limits.timeout
     );
-    println!(
-        "  http        {} sent, {} denied (max {})",
-        u.http_requests, u.http_denied, limits.max_http_requests
-    );
-    println!(
-        "  files       {} written of {}, {} denied",
-        human_bytes(u.file_write_bytes),
-        limits.max_write_bytes,
-        u.file_denied
-    );
-    if let Some((provider, model)) = &u.llm_model {
-        println!(
-            "  model       {provider} {model}: {} requests, {} tokens, {} denied",
-            u.llm_requests, u.llm_tokens, u.llm_denied
-        );
-    }
-    if u.key_value.is_some() || u.key_value_denied > 0 {
-        let commit = match u.key_value {
-            Some(agent_host::cap::kv::KvCommit::Committed) => "committed",
-            Some(agent_host::cap::kv::KvCommit::Unknown) => "commit unknown",
-            _ => "not committed",
-        };
-        println!(
-            "  key-value   {commit}, {} buckets denied",
-            u.key_value_denied
-        );
+    for (kind, line) in agent.grants().report(&u.caps, limits) {
+        println!("  {:<11} {line}", kind.as_str());
     }
     println!(
         "  log         {} records, {} bytes dropped",

@@ -157,6 +157,10 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// Longest bucket name, bytes: every open bucket handle keeps its name, and
+/// `maxResources` bounds only how many handles there are.
+pub const MAX_BUCKET_NAME_BYTES: usize = 256;
+
 /// Access to the host's key-value store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -23,14 +23,14 @@ mod tests;
 
 pub use capabilities::{
     Capabilities, EnvVar, EnvVarSource, FsMount, HttpMethod, HttpRule, KeyValueGrant, LlmGrant,
-    LlmProvider, SecretKeyRef,
+    LlmProvider, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
 };
 pub use duration::KubeDuration;
 pub use error::ManifestError;
 pub use limits::*;
 pub use load::LoadedAgent;
 pub use parse::{API_VERSION, KIND};
-pub use quantity::Quantity;
+pub use quantity::{human_bytes, Quantity};
 pub use spec::{Agent, AgentSpec, AgentStatus, ComponentSource};
 pub use url_prefix::UrlPrefix;
 

@@ -292,13 +292,13 @@ fn validate_key_value(kv: &KeyValueGrant) -> Result {
         if bucket.is_empty() {
             return fail(path, "must not be empty");
         }
-        if bucket.len() > crate::cap::kv::MAX_BUCKET_NAME_BYTES {
+        if bucket.len() > super::capabilities::MAX_BUCKET_NAME_BYTES {
             return fail(
                 path,
                 format!(
                     "is {} bytes; bucket names are at most {} bytes",
                     bucket.len(),
-                    crate::cap::kv::MAX_BUCKET_NAME_BYTES
+                    super::capabilities::MAX_BUCKET_NAME_BYTES
                 ),
             );
         }

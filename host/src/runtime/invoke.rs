@@ -9,17 +9,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::limiter::{Limiter, MemoryLimitExceeded};
 use super::state::InvocationState;
 use super::PreparedAgent;
 use crate::bindings::{AgentError, Task};
-use crate::cap::fs::quota::WriteQuota;
-use crate::cap::http::HttpPolicy;
+use crate::cap::key_value::{KvCommit, KvError};
 use crate::cap::log::GuestLog;
-use crate::cap::stdio::CapturedOutput;
-use crate::cap::{Capability, HostCalls};
+use crate::cap::{CommitIntent, Core, HostCalls, Kind, PrepareCx, States};
 use crate::redact::redact;
 
 /// A task for an agent.
@@ -130,7 +127,7 @@ pub enum InvocationError {
     #[error("key-value commit refused, nothing was written: {error}")]
     KeyValue {
         /// Why (a conflicting commit, the quota, the backend).
-        error: crate::cap::kv::KvError,
+        error: crate::cap::key_value::KvError,
     },
     /// A host-side fault unrelated to the guest's behaviour.
     #[error("host error: {message}")]
@@ -173,8 +170,8 @@ impl InvocationError {
             InvocationError::Capacity { .. } => "Capacity",
             InvocationError::DenialLimit { .. } => "DenialLimit",
             InvocationError::KeyValue { error } => match error {
-                crate::cap::kv::KvError::Conflict { .. } => "KeyValueConflict",
-                crate::cap::kv::KvError::Quota { .. } => "KeyValueQuota",
+                crate::cap::key_value::KvError::Conflict { .. } => "KeyValueConflict",
+                crate::cap::key_value::KvError::Quota { .. } => "KeyValueQuota",
                 _ => "KeyValueError",
             },
             InvocationError::Host { .. } => "HostError",
@@ -194,44 +191,19 @@ pub struct Usage {
     pub wall_time_us: u64,
     /// Host calls by capability (only capabilities that were called).
     pub host_calls: BTreeMap<&'static str, u64>,
-    /// Outgoing HTTP requests sent.
-    pub http_requests: u32,
-    /// Outgoing HTTP requests refused.
-    pub http_denied: u32,
     /// Log records and output lines forwarded.
     pub log_records: u64,
     /// Log bytes dropped by the budget.
     pub log_dropped_bytes: u64,
-    /// Bytes charged to `maxWriteBytes`: file data, growth past the end of a
-    /// file, and `cap::fs::quota::ENTRY_COST` per created entry.
-    pub file_write_bytes: u64,
-    /// File opens refused (outside every mount, or a write to a read-only one).
-    pub file_denied: u32,
     /// Size of the output, bytes.
     pub output_bytes: u64,
-    /// Model calls made (`llm`).
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub llm_requests: u32,
-    /// Prompt plus completion tokens the provider reported (`llm`).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub llm_tokens: u64,
-    /// Model calls refused by the budget (`llm`).
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub llm_denied: u32,
-    /// Bucket opens refused (`keyValue.buckets`).
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub key_value_denied: u32,
+    /// Each capability's part (`httpRequests`, `fileWriteBytes`, `llmTokens`, ...).
+    #[serde(flatten)]
+    pub caps: crate::cap::CapabilityUsage,
     /// Outgoing HTTP and model calls, one record each, for the tool-call
     /// metrics (empty, and unallocated, for an agent that made none).
     #[serde(skip)]
     pub tool_calls: Vec<crate::cap::tool_call::ToolCall>,
-    /// `provider model` of the granted model, when the agent has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub llm_model: Option<(&'static str, String)>,
-    /// Whether the invocation's key-value writes were committed (absent when
-    /// it buffered none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_value: Option<crate::cap::kv::KvCommit>,
     /// Capability audit records not written past the per-invocation cap.
     #[serde(skip_serializing_if = "is_zero")]
     pub capability_records_suppressed: u64,
@@ -239,23 +211,12 @@ pub struct Usage {
 
 impl Usage {
     /// Capability uses refused, by capability (only those with refusals).
-    pub fn denials(&self) -> impl Iterator<Item = (Capability, u64)> {
-        [
-            (Capability::Http, u64::from(self.http_denied)),
-            (Capability::Filesystem, u64::from(self.file_denied)),
-            (Capability::KeyValue, u64::from(self.key_value_denied)),
-            (Capability::Llm, u64::from(self.llm_denied)),
-        ]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
+    pub fn denials(&self) -> impl Iterator<Item = (Kind, u64)> {
+        self.caps.denials()
     }
 }
 
 fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -392,51 +353,38 @@ impl PreparedAgent {
             self.grants.secrets().clone(),
         );
 
+        let deadline = started + limits.timeout.as_duration();
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(CapturedOutput::stdout(log.clone()))
-            .stderr(CapturedOutput::stderr(log.clone()));
-        self.grants.env.prepare(&mut wasi);
-
+        let caps = States::prepare(
+            &self.host,
+            &self.grants,
+            &mut PrepareCx {
+                wasi: &mut wasi,
+                audit: &audit,
+                log: &log,
+                agent: &self.name,
+                invocation: &invocation,
+                deadline,
+                limits,
+            },
+        );
         let mut table = wasmtime::component::ResourceTable::new();
         table.set_max_capacity(limits.max_resources as usize);
-        let llm = self.grants.llm.as_ref().map(|grant| {
-            crate::cap::llm::host::LlmSession::new(
-                grant.clone(),
-                started + limits.timeout.as_duration(),
-                audit.clone(),
-                self.audit_llm_prompts,
-            )
-        });
         let state = InvocationState {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            http_policy: HttpPolicy::new(
-                self.grants.http.clone(),
-                self.name.clone(),
-                invocation,
-                limits.max_http_requests,
-                limits.max_http_response_bytes.bytes(),
-                audit.clone(),
-            ),
-            table,
-            log: log.clone(),
+            core: Core {
+                table,
+                wasi: wasi.build(),
+                calls: HostCalls::default(),
+                audit,
+                log: log.clone(),
+                deadline,
+            },
+            caps,
             limiter: Limiter::new(
                 limits.memory.bytes(),
                 limits.max_table_elements as usize,
                 limits.max_instances as usize,
             ),
-            calls: HostCalls::default(),
-            deadline: started + limits.timeout.as_duration(),
-            write_quota: WriteQuota::new(limits.max_write_bytes.bytes()),
-            audit,
-            file_denied: 0,
-            dir_paths: Default::default(),
-            preopens: self.grants.fs.prepare(),
-            kv: self.kv.as_ref().map(|(grant, backend)| {
-                grant.begin(backend.clone(), started + limits.timeout.as_duration())
-            }),
-            kv_denied: 0,
-            llm,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -449,10 +397,10 @@ impl PreparedAgent {
             // otherwise yield so a CPU-bound guest cannot monopolise an executor thread.
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(|ctx| {
-                if let Some(e) = ctx.data().audit.denial_limit() {
+                if let Some(e) = ctx.data().core.audit.denial_limit() {
                     return Err(e.into());
                 }
-                if Instant::now() >= ctx.data().deadline {
+                if Instant::now() >= ctx.data().core.deadline {
                     Ok(UpdateDeadline::Interrupt)
                 } else {
                     Ok(UpdateDeadline::Yield(1))
@@ -483,7 +431,7 @@ impl PreparedAgent {
         // The epoch deadline stops guest code; this outer timeout also covers time
         // spent blocked in host calls (sleeps, slow HTTP peers). A spent denial
         // budget ends the invocation the same way, wherever the guest is.
-        let denials = store.data().audit.clone();
+        let denials = store.data().core.audit.clone();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(timeout, async {
                 let agent = self.pre.instantiate_async(&mut store).await?;
@@ -496,36 +444,33 @@ impl PreparedAgent {
             let fuel_left = store.get_fuel().unwrap_or(0);
             usage.fuel_consumed = self.limits.fuel.saturating_sub(fuel_left);
         }
-        let data = store.data();
-        usage.peak_memory_bytes = data.limiter.peak_memory;
-        usage.host_calls = data.calls.to_map();
-        usage.http_requests = data.http_policy.counters().sent();
-        usage.http_denied = data.http_policy.counters().denied();
-        usage.file_write_bytes = data.write_quota.used();
-        usage.file_denied = data.file_denied;
-        usage.key_value_denied = data.kv_denied;
-        usage.tool_calls = data.http_policy.counters().take_calls();
-        usage.capability_records_suppressed = data.audit.suppressed();
-        if let Some(llm) = &data.llm {
-            usage.llm_requests = llm.budget.requests_made;
-            usage.llm_tokens = llm.budget.tokens_used;
-            usage.llm_denied = llm.denied;
-            usage.tool_calls.extend_from_slice(&llm.calls);
-            let (provider, model) = llm.model();
-            usage.llm_model = Some((provider, model.to_string()));
-        }
-        let memory_exceeded = data.limiter.memory_exceeded;
+        let InvocationState {
+            core,
+            caps,
+            limiter,
+        } = store.into_data();
+        usage.peak_memory_bytes = limiter.peak_memory;
+        let memory_exceeded = limiter.memory_exceeded;
+        let Core {
+            calls,
+            audit,
+            table,
+            wasi,
+            ..
+        } = core;
+        // The guest's streams go now: a partial line they hold reaches the log.
+        drop((table, wasi));
+        usage.host_calls = calls.to_map();
+        usage.capability_records_suppressed = audit.suppressed();
         // Decided on the count, not on how the guest ended: past the budget
         // nothing it did counts (no output, no commit).
-        let denial_limit = data.audit.denial_limit();
-        // Taken before the store goes; committed below only if `run` returned ok.
-        let kv = store
-            .data_mut()
-            .kv
-            .take()
-            .filter(|t| t.pending_writes() > 0);
-        usage.key_value = kv.as_ref().map(|_| crate::cap::kv::KvCommit::NotCommitted);
-        drop(store);
+        let denial_limit = audit.denial_limit();
+        // Usage taken, and what must be made durable set aside: written below
+        // only if `run` returned ok. The core (its handles, the log streams) is
+        // gone by now, so the log's figures are final.
+        let intents = caps
+            .finish(&mut usage.caps, &mut usage.tool_calls)
+            .await;
         let stats = log.stats();
         usage.log_records = stats.records;
         usage.log_dropped_bytes = stats.dropped_bytes;
@@ -546,16 +491,18 @@ impl PreparedAgent {
                         limit,
                     });
                 }
-                if let Some(txn) = kv {
-                    // Starts only before the deadline; once started it runs to its end.
-                    let committed = txn.commit().await;
-                    usage.key_value = Some(crate::cap::kv::KvCommit::of(&committed));
-                    committed.map_err(|error| match error {
-                        crate::cap::kv::KvError::Deadline => {
-                            InvocationError::Timeout { limit: timeout }
+                for intent in intents {
+                    match intent {
+                        CommitIntent::KeyValue(txn) => {
+                            // Starts only before the deadline; once started it runs to its end.
+                            let committed = txn.commit().await;
+                            usage.caps.key_value.key_value = Some(KvCommit::of(&committed));
+                            committed.map_err(|error| match error {
+                                KvError::Deadline => InvocationError::Timeout { limit: timeout },
+                                error => InvocationError::KeyValue { error },
+                            })?;
                         }
-                        error => InvocationError::KeyValue { error },
-                    })?;
+                    }
                 }
                 Ok(output.data)
             }
@@ -658,19 +605,17 @@ mod tests {
 
     #[test]
     fn denials_include_refused_buckets_and_model_budget_refusals() {
-        let usage = Usage {
-            http_denied: 1,
-            key_value_denied: 2,
-            llm_denied: 3,
-            ..Usage::default()
-        };
+        let mut usage = Usage::default();
+        usage.caps.http.http_denied = 1;
+        usage.caps.key_value.key_value_denied = 2;
+        usage.caps.llm.llm_denied = 3;
         let denials: Vec<_> = usage.denials().collect();
         assert_eq!(
             denials,
             [
-                (Capability::Http, 1),
-                (Capability::KeyValue, 2),
-                (Capability::Llm, 3)
+                (Kind::Http, 1),
+                (Kind::KeyValue, 2),
+                (Kind::Llm, 3)
             ]
         );
     }

@@ -21,17 +21,12 @@ pub use invoke::{Invocation, InvocationError, Slot, TaskInput, Usage};
 use crate::audit::AuditLog;
 use crate::bindings::AgentPre;
 use crate::cap::imports::{bind_imports, Binding, ImportBinding};
-use crate::cap::kv::redb_store::RedbBackend;
-use crate::cap::kv::redis_store::RedisBackend;
-use crate::cap::kv::{KvBackend, KvGrant};
-use crate::cap::{ConfigureError, Grants};
-use crate::config::{HostConfig, KvStore, Metering};
+use crate::cap::{ConfigureError, Grants, HostStates};
+use crate::config::{HostConfig, Metering};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
 use state::InvocationState;
 
-/// Largest component file the host will read and compile: compiling is the
-/// most expensive thing a (possibly hostile) artifact can make the host do.
-pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+pub use crate::config::MAX_COMPONENT_BYTES;
 
 /// Why an agent could not be loaded. Nothing is granted when loading fails.
 #[derive(Debug, thiserror::Error)]
@@ -99,10 +94,8 @@ pub struct Runtime {
     cache: cache::CompileCache,
     config: HostConfig,
     audit: AuditLog,
-    /// The key-value backend, opened by the first agent granted state.
-    kv: std::sync::Mutex<Option<Arc<dyn KvBackend>>>,
-    /// Every mount of every agent prepared and not yet dropped.
-    mounts: Arc<crate::cap::fs::registry::MountRegistry>,
+    /// Each capability's host-wide state (backends, registries, switches).
+    caps: Arc<HostStates>,
     _ticker: Option<engine::EpochTicker>,
 }
 
@@ -114,10 +107,8 @@ pub struct PreparedAgent {
     pub(crate) limits: Limits,
     /// Whether fuel and epoch deadlines are armed (the engine's metering).
     pub(crate) metering: Metering,
-    /// Whether model prompts go into the audit log (operator switch).
-    pub(crate) audit_llm_prompts: bool,
-    /// The key-value grant and the store behind it.
-    pub(crate) kv: Option<(KvGrant, Arc<dyn KvBackend>)>,
+    /// The capabilities' host-wide state, for their per-invocation state.
+    pub(crate) host: Arc<HostStates>,
     /// Permits for `spec.limits.maxConcurrency` invocations at once.
     pub(crate) concurrency: Arc<tokio::sync::Semaphore>,
     /// Where capability uses and denials are recorded.
@@ -140,6 +131,11 @@ impl PreparedAgent {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// The compiled grants.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
 }
 
 impl Runtime {
@@ -157,13 +153,12 @@ impl Runtime {
             .epoch()
             .then(|| engine::EpochTicker::start(engine.clone(), config.epoch_tick));
         Ok(Self {
+            caps: Arc::new(HostStates::new(&config)),
             engine,
             linker,
             cache,
             config,
             audit: AuditLog::disabled(),
-            kv: std::sync::Mutex::new(None),
-            mounts: Default::default(),
             _ticker: ticker,
         })
     }
@@ -201,7 +196,7 @@ impl Runtime {
     /// import (refusing the component if any import is not granted) and pre-links
     /// an instance. Fails closed: any error means the agent gets nothing.
     pub fn prepare(&self, loaded: &LoadedAgent) -> Result<PreparedAgent, LoadError> {
-        let (grants, component, inspection) = self.load_parts(loaded)?;
+        let (grants, component, inspection) = self.load_parts(loaded, false)?;
         let refused: Vec<ImportBinding> = inspection.refused().cloned().collect();
         if !refused.is_empty() {
             return Err(LoadError::UngrantedImports {
@@ -219,24 +214,13 @@ impl Runtime {
                 .map_err(wrong_world)?,
         )
         .map_err(wrong_world)?;
-        let kv = match &grants.kv {
-            None => None,
-            Some(grant) => Some((
-                grant.clone(),
-                self.kv_backend().map_err(|source| LoadError::Configure {
-                    manifest: loaded.manifest_path.display().to_string(),
-                    source,
-                })?,
-            )),
-        };
         Ok(PreparedAgent {
             name: inspection.agent.into(),
-            kv,
             pre,
             grants,
             limits: loaded.agent.spec.limits.clone(),
             metering: self.config.metering,
-            audit_llm_prompts: self.config.audit_llm_prompts,
+            host: self.caps.clone(),
             concurrency: Arc::new(tokio::sync::Semaphore::new(
                 loaded.agent.spec.limits.max_concurrency as usize,
             )),
@@ -247,65 +231,30 @@ impl Runtime {
         })
     }
 
-    /// The host's key-value store, opened on first use (once: redb locks its file).
-    fn kv_backend(&self) -> Result<Arc<dyn KvBackend>, ConfigureError> {
-        let mut kv = self.kv.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(kv) = kv.as_ref() {
-            return Ok(kv.clone());
-        }
-        let backend: Arc<dyn KvBackend> = match &self.config.kv_store {
-            KvStore::Embedded => {
-                let path = self.config.state_dir.join("kv.redb");
-                let opened = std::fs::create_dir_all(&self.config.state_dir)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
-                    .map_err(|e| {
-                        ConfigureError::new(
-                            "spec.capabilities.keyValue",
-                            format!("cannot open the key-value store {}: {e}", path.display()),
-                        )
-                    })?;
-                Arc::new(opened)
-            }
-            KvStore::Redis(url) => Arc::new(RedisBackend::connect(url).map_err(|e| {
-                ConfigureError::new(
-                    "spec.capabilities.keyValue",
-                    format!("cannot reach the key-value store: {e}"),
-                )
-            })?),
-        };
-        *kv = Some(backend.clone());
-        Ok(backend)
-    }
-
     /// Validates everything [`Runtime::prepare`] does, without refusing: the
     /// import table shows refused imports next to granted ones (`agent-host check`).
     pub fn inspect(&self, loaded: &LoadedAgent) -> Result<Inspection, LoadError> {
-        self.load_parts(loaded).map(|(_, _, inspection)| inspection)
+        self.load_parts(loaded, true).map(|(_, _, inspection)| inspection)
     }
 
     fn load_parts(
         &self,
         loaded: &LoadedAgent,
+        inspect: bool,
     ) -> Result<(Grants, Component, Inspection), LoadError> {
         let agent: &Agent = &loaded.agent;
         let base_dir = loaded.manifest_path.parent().unwrap_or(Path::new("."));
-        let mut grants =
-            Grants::configure(agent, &self.config.secrets_dir, base_dir).map_err(|source| {
-                LoadError::Configure {
-                    manifest: loaded.manifest_path.display().to_string(),
-                    source,
-                }
+        let grants = Grants::configure(
+            &self.caps,
+            agent,
+            &self.config.secrets_dir,
+            base_dir,
+            inspect,
+        )
+            .map_err(|source| LoadError::Configure {
+                manifest: loaded.manifest_path.display().to_string(),
+                source,
             })?;
-        // Host-wide: a mount inside a writable mount of any served agent is refused.
-        let owner = match &agent.metadata.namespace {
-            Some(ns) => format!("{ns}/{}", agent.name()),
-            None => agent.name().to_string(),
-        };
-        if let Err(source) = grants.fs.register(&self.mounts, &owner) {
-            let manifest = loaded.manifest_path.display().to_string();
-            return Err(LoadError::Configure { manifest, source });
-        }
         let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
         let import_names: Vec<String> = component
             .component_type()

@@ -16,9 +16,10 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 
 use super::quota::{charge_created_file, TYPES};
 use crate::audit::Decision;
-use crate::cap::Capability;
+use crate::cap::Kind;
 use crate::redact::{clip, MAX_FIELD_BYTES};
-use crate::runtime::state::InvocationState;
+use super::Filesystem;
+use crate::cap::HasCapability;
 
 /// The preopens instance (semver-compatible imports resolve to it).
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
@@ -63,33 +64,33 @@ type OpenAtArgs = (
 
 /// Re-links `preopens.get-directories` and `[method]descriptor.open-at`,
 /// after wasmtime-wasi's were added.
-pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: HasCapability<Filesystem>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     linker
         .instance(PREOPENS)?
         .func_wrap("get-directories", |mut store, (): ()| {
-            let state = store.data_mut();
-            state.calls.record(Capability::Filesystem);
+            let view = store.data_mut().capability();
+            let core = view.core.count(Kind::Filesystem);
             // The directories opened at configure, never reopened by path.
-            let dirs = state.preopens.push_into(&mut state.table)?;
+            let dirs = view.state.preopens.push_into(&mut core.table)?;
             for (fd, path) in &dirs {
-                state.dir_paths.remember(fd.rep(), path.clone());
+                view.state.dir_paths.remember(fd.rep(), path.clone());
             }
             Ok((dirs,))
         })?;
     linker.instance(TYPES)?.func_wrap_async(
         "[method]descriptor.open-at",
         |mut store, (fd, path_flags, path, oflags, flags): OpenAtArgs| {
-            let state = store.data_mut();
+            let view = store.data_mut().capability();
             // The path is guest text: redacted and bounded before the span carries it.
-            let span = tracing::info_span!("file.open", path = %state.audit.clean(&path));
+            let span = tracing::info_span!("file.open", path = %view.core.audit.clean(&path));
             let open = async move {
-                let state = store.data_mut();
-                state.calls.record(Capability::Filesystem);
-                let audit = state.audit.clone();
-                let target = state.dir_paths.resolve(fd.rep(), &path);
-                let quota = state.write_quota.clone();
-                let mut view = state.filesystem();
+                let fs = store.data_mut().capability();
+                let core = fs.core.count(Kind::Filesystem);
+                let audit = core.audit.clone();
+                let target = fs.state.dir_paths.resolve(fd.rep(), &path);
+                let quota = fs.state.quota.clone();
+                let mut view = core.filesystem();
                 let charged = match oflags.contains(OpenFlags::CREATE) {
                     true => match charge_created_file(&quota, &mut view, &fd, path_flags, &path)
                         .await
@@ -111,22 +112,22 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
                 let writes = flags.contains(DescriptorFlags::WRITE)
                     || oflags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
                 let action = if writes { "open-write" } else { "open-read" };
-                let state = store.data_mut();
+                let state = store.data_mut().capability().state;
                 match &result {
                     Err(
                         code @ (ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly),
                     ) => {
-                        state.file_denied += 1;
+                        state.denied += 1;
                         let reason = format!(
                             "{code:?}: outside the granted mounts or not allowed by the mount's mode"
                         );
                         // Past spec.limits.maxDenials the invocation ends here.
-                        audit.deny(Capability::Filesystem, action, &target, &reason)?;
+                        audit.deny(Kind::Filesystem, action, &target, &reason)?;
                     }
                     Ok(d) => {
                         state.dir_paths.remember(d.rep(), target.clone());
                         audit.record(
-                            Capability::Filesystem,
+                            Kind::Filesystem,
                             action,
                             &target,
                             Decision::Allow,

@@ -25,9 +25,129 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::filesystem::{Descriptor, Dir};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
-use super::ConfigureError;
-use crate::manifest::FsMount;
+use serde::Serialize;
+use wasmtime::component::Linker;
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+
+use super::imports::Binding;
+use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
+use crate::config::HostConfig;
+use crate::manifest::{FsMount, Limits};
 use registry::{MountLease, MountRegistry};
+
+/// The `filesystem` capability: the declared mounts as preopens, writes
+/// charged to `maxWriteBytes`, every open audited.
+pub struct Filesystem;
+
+/// One invocation's filesystem state.
+#[derive(Debug)]
+pub struct FsState {
+    /// The mount roots held open since configure (the only preopens).
+    pub(crate) preopens: Preopens,
+    /// Bytes the invocation may still write.
+    pub(crate) quota: quota::WriteQuota,
+    /// Guest paths of the directories it opened, for audit records.
+    pub(crate) dir_paths: audit::DirPaths,
+    /// Opens refused (outside a mount, or writes to a read-only one).
+    pub(crate) denied: u32,
+}
+
+/// What one invocation did with files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsUsage {
+    /// Bytes charged to `maxWriteBytes`: file data, growth past the end of a
+    /// file, and [`quota::ENTRY_COST`] per created entry.
+    pub file_write_bytes: u64,
+    /// File opens refused (outside every mount, or a write to a read-only one).
+    pub file_denied: u32,
+}
+
+impl Capability for Filesystem {
+    const KIND: Kind = Kind::Filesystem;
+    const INTERFACES: &'static [&'static str] =
+        &["wasi:filesystem/types", "wasi:filesystem/preopens"];
+    /// Every mount of every agent prepared and not yet dropped.
+    type Host = Arc<MountRegistry>;
+    type Grant = FsGrant;
+    type State = FsState;
+    type Usage = FsUsage;
+
+    fn host(_: &HostConfig) -> Arc<MountRegistry> {
+        Arc::default()
+    }
+
+    fn link<T: HasCapability<Self>>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+        use wasmtime_wasi::p2::bindings::filesystem;
+        fn view<T: HasCapability<Filesystem>>(
+            s: &mut T,
+        ) -> wasmtime_wasi::filesystem::WasiFilesystemCtxView<'_> {
+            s.capability().core.count(Kind::Filesystem).filesystem()
+        }
+        filesystem::types::add_to_linker::<T, WasiFilesystem>(l, view)?;
+        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, view)?;
+        quota::add_to_linker(l)?;
+        audit::add_to_linker(l)
+    }
+
+    /// Compiles the mounts and registers them host-wide: a mount inside a
+    /// writable mount of any served agent is refused.
+    fn configure(
+        registry: &Arc<MountRegistry>,
+        cx: &ConfigureCx<'_>,
+    ) -> Result<FsGrant, ConfigureError> {
+        let mut grant = FsGrant::configure(&cx.agent.spec.capabilities.filesystem, cx.base_dir)?;
+        grant.register(registry, &cx.owner())?;
+        Ok(grant)
+    }
+
+    fn prepare(_: &Arc<MountRegistry>, grant: &FsGrant, cx: &mut PrepareCx<'_>) -> FsState {
+        FsState {
+            preopens: grant.prepare(),
+            quota: quota::WriteQuota::new(cx.limits.max_write_bytes.bytes()),
+            dir_paths: Default::default(),
+            denied: 0,
+        }
+    }
+
+    async fn finish(
+        state: FsState,
+        usage: &mut FsUsage,
+        _: &mut Vec<super::tool_call::ToolCall>,
+    ) -> Option<super::CommitIntent> {
+        usage.file_write_bytes = state.quota.used();
+        usage.file_denied = state.denied;
+        None
+    }
+
+    fn bind(_: &str, grant: &FsGrant, _: &Limits) -> Binding {
+        if grant.mounts().is_empty() {
+            return Binding::inert("no preopened directories");
+        }
+        Binding::granted(Kind::Filesystem, grant.describe_mounts().join(", "))
+    }
+
+    fn describe(grant: &FsGrant) -> Vec<String> {
+        grant
+            .mounts()
+            .iter()
+            .map(|m| format!("{} <- {} ({})", m.guest_path, m.host_path.display(), m.mode()))
+            .collect()
+    }
+
+    fn denials(usage: &FsUsage) -> u64 {
+        u64::from(usage.file_denied)
+    }
+
+    fn report(_: &FsGrant, usage: &FsUsage, limits: &Limits) -> Option<String> {
+        Some(format!(
+            "{} written of {}, {} denied",
+            crate::manifest::human_bytes(usage.file_write_bytes),
+            limits.max_write_bytes,
+            usage.file_denied
+        ))
+    }
+}
 
 /// One compiled mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +158,17 @@ pub struct Mount {
     pub guest_path: String,
     /// Whether the guest may only read.
     pub read_only: bool,
+}
+
+impl Mount {
+    /// `read-only` or `read-write`.
+    pub fn mode(&self) -> &'static str {
+        if self.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        }
+    }
 }
 
 /// The directories opened at configure, with their guest paths: what every
@@ -144,6 +275,14 @@ impl FsGrant {
     /// The compiled mounts.
     pub fn mounts(&self) -> &[Mount] {
         &self.mounts
+    }
+
+    /// `guest path (mode)` of each mount.
+    pub fn describe_mounts(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .map(|m| format!("{} ({})", m.guest_path, m.mode()))
+            .collect()
     }
 
     /// Phase *prepare*: the held directories, for the invocation's `get-directories`.

@@ -29,8 +29,9 @@ use wasmtime_wasi::p2::{
     DynOutputStream, FsResult, OutputStream, Pollable, StreamError, StreamResult,
 };
 
-use crate::cap::Capability;
-use crate::runtime::state::InvocationState;
+use crate::cap::Kind;
+use super::Filesystem;
+use crate::cap::HasCapability;
 
 /// The instance the re-linked functions belong to (semver-compatible imports
 /// such as `@0.2.0` resolve to it).
@@ -171,7 +172,7 @@ type LinkAtArgs = (
 
 /// Re-links the space-taking functions of `wasi:filesystem/types` over
 /// wasmtime-wasi's, after those were added.
-pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: HasCapability<Filesystem>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut types = linker.instance(TYPES)?;
     types.func_wrap(
@@ -277,9 +278,12 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
     Ok(())
 }
 
-fn quota_and_view(state: &mut InvocationState) -> (WriteQuota, WasiFilesystemCtxView<'_>) {
-    state.calls.record(Capability::Filesystem);
-    (state.write_quota.clone(), state.filesystem())
+fn quota_and_view<T: HasCapability<Filesystem>>(
+    store: &mut T,
+) -> (WriteQuota, WasiFilesystemCtxView<'_>) {
+    let view = store.capability();
+    let core = view.core.count(Kind::Filesystem);
+    (view.state.quota.clone(), core.filesystem())
 }
 
 /// Swaps an opened stream for a counting one in the resource table.

@@ -29,7 +29,10 @@ use wasmtime_wasi_http::{
 
 use self::address::{AddressPolicy, ResolveError};
 use super::tool_call::{Failure, Sent, ToolCall};
-use super::Capability;
+use super::imports::Binding;
+use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
+use crate::config::HostConfig;
+use crate::manifest::Limits;
 use crate::audit::{CapabilityAudit, Decision};
 use crate::manifest::{HttpMethod, HttpRule};
 
@@ -54,6 +57,8 @@ pub struct Rule {
     pub display: String,
     /// The rule's URL prefix: its `rule` label in the tool-call metrics.
     pub label: Arc<str>,
+    /// [`Rule::display`] plus the addresses granted beyond public ones (status).
+    pub description: String,
 }
 
 /// The outgoing-HTTP grant of one agent.
@@ -145,6 +150,7 @@ impl HttpGrant {
                     r.url
                 ),
                 label: r.url.to_string().into(),
+                description: describe_rule(r),
             })
             .collect();
         Self { rules }
@@ -310,7 +316,7 @@ impl HttpCounters {
 
     fn refused(&self, rule: Option<Arc<str>>) {
         self.denied.fetch_add(1, Ordering::Relaxed);
-        self.push(ToolCall::denied(Capability::Http, rule));
+        self.push(ToolCall::denied(Kind::Http, rule));
     }
 }
 
@@ -432,7 +438,7 @@ impl WasiHttpHooks for HttpPolicy {
                     }
                     Err(ResolveError::Dns(why)) => {
                         let call = sent(Some(Failure::Dns));
-                        counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
+                        counters.push(ToolCall::sent(Kind::Http, target.label.clone(), call));
                         return Err(HttpError::DnsError {
                             rcode: Some(why),
                             info_code: None,
@@ -442,7 +448,7 @@ impl WasiHttpHooks for HttpPolicy {
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 let url = uri.to_string();
                 audit.record(
-                    Capability::Http,
+                    Kind::Http,
                     method.as_str(),
                     &url,
                     Decision::Allow,
@@ -463,7 +469,7 @@ impl WasiHttpHooks for HttpPolicy {
                     Err(e) => Some(Failure::of_http(e)),
                 };
                 let call = sent(failure);
-                counters.push(ToolCall::sent(Capability::Http, target.label.clone(), call));
+                counters.push(ToolCall::sent(Kind::Http, target.label.clone(), call));
                 response
             },
             span,
@@ -475,7 +481,7 @@ impl WasiHttpHooks for HttpPolicy {
 /// rate-limited) against the invocation's denial budget; past the budget the
 /// runtime ends the invocation ([`CapabilityAudit::denial_limit_reached`]).
 fn deny(audit: &CapabilityAudit, method: &http::Method, uri: &Uri, reason: &str) {
-    let _ = audit.deny(Capability::Http, method.as_str(), &uri.to_string(), reason);
+    let _ = audit.deny(Kind::Http, method.as_str(), &uri.to_string(), reason);
 }
 
 fn clamp(options: Option<RequestOptions>) -> RequestOptions {
@@ -488,6 +494,129 @@ fn clamp(options: Option<RequestOptions>) -> RequestOptions {
         first_byte_timeout: pick(o.first_byte_timeout, FIRST_BYTE_TIMEOUT),
         between_bytes_timeout: pick(o.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT),
     }
+}
+
+/// The `http` capability: outgoing requests to the declared URLs only.
+pub struct Http;
+
+/// One invocation's HTTP state: wasmtime-wasi-http's context and the policy
+/// installed as its hooks.
+pub struct HttpState {
+    ctx: wasmtime_wasi_http::WasiHttpCtx,
+    policy: HttpPolicy,
+}
+
+/// What one invocation did over HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpUsage {
+    /// Requests sent.
+    pub http_requests: u32,
+    /// Requests refused.
+    pub http_denied: u32,
+}
+
+impl Capability for Http {
+    const KIND: Kind = Kind::Http;
+    const INTERFACES: &'static [&'static str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
+    type Host = ();
+    type Grant = Arc<HttpGrant>;
+    type State = HttpState;
+    type Usage = HttpUsage;
+
+    fn host(_: &HostConfig) {}
+
+    fn link<T: HasCapability<Self>>(
+        l: &mut wasmtime::component::Linker<T>,
+    ) -> wasmtime::Result<()> {
+        use wasmtime_wasi_http::p2::bindings::http;
+        use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
+        fn view<T: HasCapability<Http>>(s: &mut T) -> WasiHttpCtxView<'_> {
+            let v = s.capability();
+            WasiHttpCtxView {
+                ctx: &mut v.state.ctx,
+                table: &mut v.core.count(Kind::Http).table,
+                hooks: &mut v.state.policy,
+            }
+        }
+        let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+        http::outgoing_handler::add_to_linker::<T, WasiHttp>(l, view)?;
+        http::types::add_to_linker::<T, WasiHttp>(l, &options.into(), view)
+    }
+
+    fn configure(_: &(), cx: &ConfigureCx<'_>) -> Result<Arc<HttpGrant>, ConfigureError> {
+        Ok(Arc::new(HttpGrant::configure(&cx.agent.spec.capabilities.http)))
+    }
+
+    fn prepare(_: &(), grant: &Arc<HttpGrant>, cx: &mut PrepareCx<'_>) -> HttpState {
+        HttpState {
+            ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            policy: HttpPolicy::new(
+                grant.clone(),
+                cx.agent.clone(),
+                cx.invocation.clone(),
+                cx.limits.max_http_requests,
+                cx.limits.max_http_response_bytes.bytes(),
+                cx.audit.clone(),
+            ),
+        }
+    }
+
+    async fn finish(
+        state: HttpState,
+        usage: &mut HttpUsage,
+        tool_calls: &mut Vec<ToolCall>,
+    ) -> Option<super::CommitIntent> {
+        let counters = state.policy.counters();
+        usage.http_requests = counters.sent();
+        usage.http_denied = counters.denied();
+        tool_calls.extend(counters.take_calls());
+        None
+    }
+
+    fn bind(_: &str, grant: &Arc<HttpGrant>, limits: &Limits) -> Binding {
+        if grant.is_empty() {
+            return Binding::refused(
+                "outgoing HTTP is not granted; declare the URLs the agent may call in spec.capabilities.http",
+            );
+        }
+        let rules: Vec<&str> = grant.rules().iter().map(|r| r.display.as_str()).collect();
+        Binding::granted(
+            Kind::Http,
+            format!(
+                "{} (max {} requests per invocation)",
+                rules.join("; "),
+                limits.max_http_requests
+            ),
+        )
+    }
+
+    fn describe(grant: &Arc<HttpGrant>) -> Vec<String> {
+        grant.rules().iter().map(|r| r.description.clone()).collect()
+    }
+
+    fn denials(usage: &HttpUsage) -> u64 {
+        u64::from(usage.http_denied)
+    }
+
+    fn report(_: &Arc<HttpGrant>, usage: &HttpUsage, limits: &Limits) -> Option<String> {
+        Some(format!(
+            "{} sent, {} denied (max {})",
+            usage.http_requests, usage.http_denied, limits.max_http_requests
+        ))
+    }
+}
+
+fn describe_rule(r: &HttpRule) -> String {
+    let methods: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
+    let mut line = format!("{} {}", methods.join(","), r.url);
+    if !r.allowed_cidrs.is_empty() {
+        line.push_str(&format!(" (addresses {})", r.allowed_cidrs.join(", ")));
+    }
+    if r.allow_all_addresses {
+        line.push_str(" (any address)");
+    }
+    line
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::{client, Budget, LlmGrant};
 use crate::audit::{CapabilityAudit, Decision};
 use crate::bindings::agent_host::agent::llm::{self, Error, Request, Response};
 use crate::cap::tool_call::{Failure, Sent, ToolCall};
-use crate::cap::Capability;
+use crate::cap::Kind;
 
 /// One invocation's model access: the grant, what is left of its budget, and
 /// the invocation's deadline (retries never outlive it).
@@ -69,7 +69,7 @@ impl LlmSession {
     fn record(&self, decision: Decision, action: &str, reason: Option<&str>) {
         let (provider, model) = self.model();
         self.audit.record(
-            Capability::Llm,
+            Kind::Llm,
             action,
             &format!("{provider} {model}"),
             decision,
@@ -104,7 +104,7 @@ impl llm::Host for LlmView<'_> {
                 let rule = session.rule();
                 session
                     .calls
-                    .push(ToolCall::denied(Capability::Llm, Some(rule)));
+                    .push(ToolCall::denied(Kind::Llm, Some(rule)));
                 // Charged to spec.limits.maxDenials like a spent HTTP request
                 // budget: a guest retrying a refused call in a loop is stopped.
                 session.record(Decision::Deny, "complete", Some(&why));
@@ -150,7 +150,7 @@ impl llm::Host for LlmView<'_> {
         let rule = session.rule();
         session
             .calls
-            .push(ToolCall::sent(Capability::Llm, rule, sent));
+            .push(ToolCall::sent(Kind::Llm, rule, sent));
         match result {
             Ok(response) => {
                 let u = &response.usage;

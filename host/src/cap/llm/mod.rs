@@ -4,9 +4,12 @@
 //! guest-facing call is in [`host`], the wire formats in [`provider`], the
 //! HTTP exchange with retries in [`client`].
 
+mod capability;
 pub mod client;
 pub mod host;
 pub mod provider;
+
+pub use capability::{Llm, LlmHost, LlmUsage};
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -255,6 +258,11 @@ impl Drop for RateHold {
 }
 
 impl TokenRate {
+    /// The limit, tokens per minute.
+    pub fn per_minute(&self) -> u64 {
+        self.per_minute
+    }
+
     /// A limit of `per_minute` tokens.
     pub fn new(per_minute: u64) -> Self {
         Self {

@@ -323,7 +323,9 @@ mod grant {
             crate::manifest::API_VERSION
         ))
         .unwrap();
-        let grants = crate::cap::Grants::configure(&agent, dir.path(), dir.path()).unwrap();
+        let host = crate::cap::HostStates::new(&crate::config::HostConfig::default());
+        let grants =
+            crate::cap::Grants::configure(&host, &agent, dir.path(), dir.path(), true).unwrap();
         assert_eq!(
             crate::redact::redact("Bearer sk-live-debug-7", grants.secrets()),
             "Bearer [REDACTED]"

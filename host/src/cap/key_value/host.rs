@@ -9,7 +9,7 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 use super::{Bucket, KvError, Transaction};
 use crate::audit::CapabilityAudit;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
-use crate::cap::Capability;
+use crate::cap::Kind;
 
 /// What the key-value host calls work on: the handle table and, when the
 /// manifest grants key-value state, the invocation's transaction.
@@ -78,7 +78,7 @@ impl store::Host for KvView<'_> {
                 *self.denied += 1;
                 // Past spec.limits.maxDenials the invocation ends here.
                 self.audit
-                    .deny(Capability::KeyValue, "open", &identifier, &e.to_string())?;
+                    .deny(Kind::KeyValue, "open", &identifier, &e.to_string())?;
             }
             return outcome(Err(e));
         }

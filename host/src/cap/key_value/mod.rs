@@ -15,9 +15,12 @@
 //! deadline; backend calls are async (redb on the blocking pool, Redis over a
 //! multiplexed connection), so a slow store never holds an executor thread.
 
+mod capability;
 pub mod host;
 pub mod redb_store;
 pub mod redis_store;
+
+pub use capability::{KeyValue, KeyValueState, KeyValueUsage};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,9 +31,7 @@ use std::time::Instant;
 /// `hostcallBytes` budget, repeated per call.
 pub const MAX_KEY_BYTES: usize = 4096;
 
-/// Longest bucket name, bytes: every open bucket handle keeps its name, and
-/// `maxResources` bounds only how many handles there are.
-pub const MAX_BUCKET_NAME_BYTES: usize = 256;
+pub use crate::manifest::MAX_BUCKET_NAME_BYTES;
 
 /// Distinct keys one invocation may read or write. Keys count against
 /// `maxBytes` by length, but a flood of short keys would still cost the host a
@@ -71,13 +72,7 @@ impl KvGrant {
     }
 }
 
-/// A bucket the guest opened (`wasi:keyvalue/store.bucket`): just its name;
-/// the transaction behind it is the invocation's.
-#[derive(Debug)]
-pub struct Bucket {
-    /// The bucket's name, as granted.
-    pub name: String,
-}
+pub use crate::bindings::Bucket;
 
 /// A value and the version it had when read (`0`: the key does not exist).
 /// A version is a stamp unique within the scope, taken by each write: a key

@@ -1,0 +1,225 @@
+//! The `keyValue` capability: the store is host-wide (opened once, by the
+//! first agent granted state), the grant names the agent's buckets and quota,
+//! each invocation works in its own transaction, committed by the runtime
+//! only when `run` returns ok.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use wasmtime::component::Linker;
+
+use super::host::KvView;
+use super::redb_store::RedbBackend;
+use super::redis_store::RedisBackend;
+use super::{KvBackend, KvCommit, KvGrant, Scope, Transaction};
+use crate::cap::imports::Binding;
+use crate::cap::tool_call::ToolCall;
+use crate::cap::{
+    Capability, CommitIntent, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx,
+};
+use crate::config::{HostConfig, KvStore};
+use crate::manifest::Limits;
+
+/// The `keyValue` capability.
+pub struct KeyValue;
+
+/// Where the host keeps key-value state, opened on first use (once: redb
+/// locks its file).
+pub struct KeyValueHost {
+    store: KvStore,
+    state_dir: std::path::PathBuf,
+    backend: Mutex<Option<Arc<dyn KvBackend>>>,
+}
+
+/// A compiled key-value grant and the store behind it.
+pub struct Granted {
+    /// Whose keys, which buckets, how many bytes.
+    pub grant: KvGrant,
+    /// `None` when only inspected: such a grant is never prepared.
+    backend: Option<Arc<dyn KvBackend>>,
+}
+
+impl std::fmt::Debug for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.grant.fmt(f)
+    }
+}
+
+/// One invocation's key-value state.
+#[derive(Default)]
+pub struct KeyValueState {
+    /// The invocation's transaction, when the manifest grants state.
+    txn: Option<Transaction>,
+    /// Bucket opens refused (buckets the manifest does not list).
+    denied: u32,
+}
+
+/// What one invocation did with key-value state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyValueUsage {
+    /// Bucket opens refused (`keyValue.buckets`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub key_value_denied: u32,
+    /// Whether the invocation's writes were committed (absent when it buffered none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<KvCommit>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl KeyValueHost {
+    fn backend(&self) -> Result<Arc<dyn KvBackend>, ConfigureError> {
+        let mut kv = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kv) = kv.as_ref() {
+            return Ok(kv.clone());
+        }
+        let backend: Arc<dyn KvBackend> = match &self.store {
+            KvStore::Embedded => {
+                let path = self.state_dir.join("kv.redb");
+                let opened = std::fs::create_dir_all(&self.state_dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
+                    .map_err(|e| {
+                        ConfigureError::new(
+                            "spec.capabilities.keyValue",
+                            format!("cannot open the key-value store {}: {e}", path.display()),
+                        )
+                    })?;
+                Arc::new(opened)
+            }
+            KvStore::Redis(url) => Arc::new(RedisBackend::connect(url).map_err(|e| {
+                ConfigureError::new(
+                    "spec.capabilities.keyValue",
+                    format!("cannot reach the key-value store: {e}"),
+                )
+            })?),
+        };
+        *kv = Some(backend.clone());
+        Ok(backend)
+    }
+}
+
+impl Capability for KeyValue {
+    const KIND: Kind = Kind::KeyValue;
+    const INTERFACES: &'static [&'static str] = &[
+        "wasi:keyvalue/store",
+        "wasi:keyvalue/atomics",
+        "wasi:keyvalue/batch",
+    ];
+    type Host = KeyValueHost;
+    type Grant = Option<Granted>;
+    type State = KeyValueState;
+    type Usage = KeyValueUsage;
+
+    fn host(config: &HostConfig) -> KeyValueHost {
+        KeyValueHost {
+            store: config.kv_store.clone(),
+            state_dir: config.state_dir.clone(),
+            backend: Mutex::new(None),
+        }
+    }
+
+    fn link<T: HasCapability<Self>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        super::host::add_to_linker(linker, |s| {
+            let v = s.capability();
+            v.core.calls.record(Kind::KeyValue);
+            KvView {
+                table: &mut v.core.table,
+                txn: v.state.txn.as_mut(),
+                audit: &v.core.audit,
+                denied: &mut v.state.denied,
+            }
+        })
+    }
+
+    fn configure(
+        host: &KeyValueHost,
+        cx: &ConfigureCx<'_>,
+    ) -> Result<Option<Granted>, ConfigureError> {
+        let Some(spec) = &cx.agent.spec.capabilities.key_value else {
+            return Ok(None);
+        };
+        Ok(Some(Granted {
+            grant: KvGrant {
+                scope: Scope {
+                    namespace: cx.agent.metadata.namespace.clone().unwrap_or_default(),
+                    agent: cx.agent.name().to_string(),
+                },
+                buckets: spec.buckets.clone(),
+                max_bytes: spec.max_bytes.bytes(),
+            },
+            backend: if cx.inspect { None } else { Some(host.backend()?) },
+        }))
+    }
+
+    fn prepare(_: &KeyValueHost, grant: &Option<Granted>, cx: &mut PrepareCx<'_>) -> KeyValueState {
+        KeyValueState {
+            txn: grant.as_ref().and_then(|g| {
+                let backend = g.backend.clone()?;
+                Some(g.grant.begin(backend, cx.deadline))
+            }),
+            denied: 0,
+        }
+    }
+
+    /// Writes buffered: the transaction, for the runtime to commit with the result.
+    async fn finish(
+        state: KeyValueState,
+        usage: &mut KeyValueUsage,
+        _: &mut Vec<ToolCall>,
+    ) -> Option<CommitIntent> {
+        usage.key_value_denied = state.denied;
+        let txn = state.txn.filter(|t| t.pending_writes() > 0)?;
+        usage.key_value = Some(KvCommit::NotCommitted);
+        Some(CommitIntent::KeyValue(txn))
+    }
+
+    fn bind(_: &str, grant: &Option<Granted>, _: &Limits) -> Binding {
+        match grant {
+            None => Binding::refused(
+                "key-value state is not granted; declare spec.capabilities.keyValue",
+            ),
+            Some(g) => Binding::granted(
+                Kind::KeyValue,
+                format!("{}, committed when run returns ok", describe(&g.grant)),
+            ),
+        }
+    }
+
+    fn describe(grant: &Option<Granted>) -> Vec<String> {
+        grant.iter().map(|g| describe(&g.grant)).collect()
+    }
+
+    fn denials(usage: &KeyValueUsage) -> u64 {
+        u64::from(usage.key_value_denied)
+    }
+
+    fn report(grant: &Option<Granted>, usage: &KeyValueUsage, _: &Limits) -> Option<String> {
+        grant.as_ref()?;
+        let commit = match usage.key_value {
+            Some(KvCommit::Committed) => "committed",
+            Some(KvCommit::Unknown) => "commit unknown",
+            Some(KvCommit::NotCommitted) => "not committed",
+            None => "nothing written",
+        };
+        Some(format!(
+            "{commit}, {} buckets denied",
+            usage.key_value_denied
+        ))
+    }
+}
+
+fn describe(grant: &KvGrant) -> String {
+    let buckets = if grant.buckets.is_empty() {
+        "any bucket".to_string()
+    } else {
+        format!("buckets {}", grant.buckets.join(", "))
+    };
+    format!(
+        "{buckets}, at most {}",
+        crate::manifest::Quantity::from_bytes(grant.max_bytes)
+    )
+}
