@@ -996,14 +996,7 @@ mod tests {
         );
         for _ in 0..MAX_CAPABILITY_RECORDS + 5 {
             let url = "https://x.test/?token=s3cr3t";
-            audit.record(
-                "http",
-                "GET",
-                url,
-                Decision::Deny,
-                None,
-                Some("no rule"),
-            );
+            audit.record("http", "GET", url, Decision::Deny, None, Some("no rule"));
         }
         log.close();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -1025,12 +1018,7 @@ mod tests {
         );
         let huge = format!("/data/../{}s3cr3t", "x".repeat(MAX_FIELD_BYTES - 12));
         audit
-            .deny(
-                "filesystem",
-                "open-read",
-                &huge,
-                &format!("no: {huge}"),
-            )
+            .deny("filesystem", "open-read", &huge, &format!("no: {huge}"))
             .unwrap();
         log.close();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -1126,9 +1114,7 @@ mod tests {
     async fn denials_past_the_budget_end_the_invocation_and_warn_lines_stop() {
         let audit = AuditLog::disabled().for_invocation("a".into(), "i".into(), Arc::from([]), 3);
         for _ in 0..3 {
-            audit
-                .deny("http", "GET", "http://x/", "no rule")
-                .unwrap();
+            audit.deny("http", "GET", "http://x/", "no rule").unwrap();
         }
         assert_eq!(audit.denial_limit(), None);
         let waiter = tokio::spawn({

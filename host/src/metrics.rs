@@ -356,7 +356,9 @@ impl Metrics {
                 provider: provider.to_string(),
                 model: model.clone(),
             };
-            self.llm_tokens.get_or_create(&labels).inc_by(u.caps.llm.llm_tokens);
+            self.llm_tokens
+                .get_or_create(&labels)
+                .inc_by(u.caps.llm.llm_tokens);
             self.llm_requests
                 .get_or_create(&labels)
                 .inc_by(u64::from(u.caps.llm.llm_requests));

@@ -648,7 +648,7 @@ fn a_refused_bucket_reaches_the_capability_denied_event_and_the_status_lists_key
             e["reason"] == "CapabilityDenied"
                 && e["note"]
                     .as_str()
-                    .is_some_and(|n| n.contains("keyvalue: 1"))
+                    .is_some_and(|n| n.contains("keyValue: 1"))
         })
     });
 }

@@ -271,7 +271,7 @@ async fn denials_past_max_denials_end_the_invocation_with_denial_limit() {
         .await;
     assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
     assert_eq!(
-        inv.usage.file_denied, 6,
+        inv.usage.caps.filesystem.file_denied, 6,
         "stopped at the first denial past the budget"
     );
     // Refused requests are a separate count from maxHttpRequests (2), which
@@ -282,11 +282,11 @@ async fn denials_past_max_denials_end_the_invocation_with_denial_limit() {
         ))
         .await;
     assert_eq!(inv.result, Err(InvocationError::DenialLimit { limit: 5 }));
-    assert_eq!(inv.usage.http_requests, 0);
+    assert_eq!(inv.usage.caps.http.http_requests, 0);
     assert!(
-        (6..20).contains(&inv.usage.http_denied),
+        (6..20).contains(&inv.usage.caps.http.http_denied),
         "stopped right after the budget: {} denied",
-        inv.usage.http_denied
+        inv.usage.caps.http.http_denied
     );
     // Within the budget the agent runs normally.
     let inv = agent

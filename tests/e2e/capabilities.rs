@@ -146,7 +146,7 @@ async fn declared_url_and_method_reach_the_server() {
     assert_eq!(out["status"], 200);
     assert_eq!(allowed.requests().len(), 1);
     assert_eq!(allowed.requests()[0].uri, "/api/ping");
-    assert_eq!(inv.usage.http_requests, 1);
+    assert_eq!(inv.usage.caps.http.http_requests, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,7 +172,7 @@ async fn undeclared_host_port_scheme_method_or_path_is_denied_and_never_sent() {
             out["denied"], true,
             "{method} {url} must fail as HTTP-request-denied: {out}"
         );
-        assert_eq!(inv.usage.http_denied, 1);
+        assert_eq!(inv.usage.caps.http.http_denied, 1);
     }
     assert!(
         allowed.requests().is_empty(),

@@ -82,8 +82,8 @@ async fn incident_responder_queries_metrics_reads_the_runbook_and_files_a_ticket
             .unwrap()
             .trim_start_matches("# ")
     );
-    assert_eq!(inv.usage.http_requests, 2);
-    assert_eq!(inv.usage.http_denied, 0);
+    assert_eq!(inv.usage.caps.http.http_requests, 2);
+    assert_eq!(inv.usage.caps.http.http_denied, 0);
     assert!(inv.usage.host_calls.get("filesystem").copied().unwrap_or(0) > 0);
     assert!(inv.usage.host_calls.get("env").copied().unwrap_or(0) > 0);
 }
@@ -190,11 +190,11 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     let out = output_json(&first);
     assert_eq!(out["duplicate"], false, "{out}");
     assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
-    assert_eq!(first.usage.llm_requests, 1);
-    assert!(first.usage.llm_tokens > 0, "{:?}", first.usage);
+    assert_eq!(first.usage.caps.llm.llm_requests, 1);
+    assert!(first.usage.caps.llm.llm_tokens > 0, "{:?}", first.usage);
     assert_eq!(
-        first.usage.key_value,
-        Some(agent_host::cap::kv::KvCommit::Committed)
+        first.usage.caps.key_value.key_value,
+        Some(agent_host::cap::key_value::KvCommit::Committed)
     );
     let filed = get_json(tickets_port, "/api/issues");
     assert_eq!(filed.as_array().unwrap().len(), 1, "{filed}");
@@ -204,7 +204,7 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     let out = output_json(&again);
     assert_eq!(out["duplicate"], true, "{out}");
     assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
-    assert_eq!(again.usage.llm_requests, 0);
+    assert_eq!(again.usage.caps.llm.llm_requests, 0);
     assert_eq!(get_json(model_port, "/v1/requests")["completions"], 1);
     assert_eq!(
         get_json(tickets_port, "/api/issues")

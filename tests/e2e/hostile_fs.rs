@@ -283,7 +283,7 @@ async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
 
     let inv = agent.invoke(task(write("/q/small", 3000))).await;
     assert_eq!(output_json(&inv)["ok"], true);
-    assert_eq!(inv.usage.file_write_bytes, entry + 3000);
+    assert_eq!(inv.usage.caps.filesystem.file_write_bytes, entry + 3000);
 
     for input in [
         write("/q/big", 2 * QUOTA as usize),
@@ -295,9 +295,9 @@ async fn writes_past_max_write_bytes_fail_and_stop_at_the_quota() {
         // The host answers ENOSPC; wasi-libc reports a failed stream write as EIO.
         assert!(out["error"].as_str().unwrap().contains("os error"), "{out}");
         assert!(
-            inv.usage.file_write_bytes <= QUOTA,
+            inv.usage.caps.filesystem.file_write_bytes <= QUOTA,
             "charged {}",
-            inv.usage.file_write_bytes
+            inv.usage.caps.filesystem.file_write_bytes
         );
     }
     let big = std::fs::metadata(mount.join("big"))
@@ -426,7 +426,7 @@ async fn creating_entries_in_a_loop_stops_at_the_write_quota_with_insufficient_s
         out["error"].as_str().unwrap().starts_with("StorageFull"),
         "{out}"
     );
-    assert_eq!(inv.usage.file_write_bytes, 1 << 20);
+    assert_eq!(inv.usage.caps.filesystem.file_write_bytes, 1 << 20);
     let on_host = std::fs::read_dir(h.dir.path().join("w")).unwrap().count() as u64;
     assert_eq!(
         on_host, quota_entries,
@@ -437,7 +437,7 @@ async fn creating_entries_in_a_loop_stops_at_the_write_quota_with_insufficient_s
     let again = json!({"op": "entries", "path": "/w", "max": 1});
     let inv = agent.invoke(task(again)).await;
     assert_eq!(output_json(&inv), json!({"created": 1, "error": null}));
-    assert_eq!(inv.usage.file_write_bytes, 0);
+    assert_eq!(inv.usage.caps.filesystem.file_write_bytes, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -456,7 +456,7 @@ async fn growing_a_file_to_a_tebibyte_fails_with_insufficient_space_and_the_next
             "{op}: {out}"
         );
         assert!(
-            inv.usage.file_write_bytes <= 1 << 20,
+            inv.usage.caps.filesystem.file_write_bytes <= 1 << 20,
             "{op}: {:?}",
             inv.usage
         );
@@ -473,7 +473,7 @@ async fn growing_a_file_to_a_tebibyte_fails_with_insufficient_space_and_the_next
         .await;
     assert_eq!(output_json(&inv), json!({"ok": true}));
     assert_eq!(
-        inv.usage.file_write_bytes,
+        inv.usage.caps.filesystem.file_write_bytes,
         agent_host::cap::fs::quota::ENTRY_COST + (512 << 10)
     );
 }

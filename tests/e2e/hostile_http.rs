@@ -35,7 +35,7 @@ async fn a_name_resolving_to_loopback_is_refused_unless_the_rule_grants_the_cidr
             .contains(&format!("localhost:{port}")),
         "{out}"
     );
-    assert_eq!(inv.usage.http_denied, 1);
+    assert_eq!(inv.usage.caps.http.http_denied, 1);
     assert!(
         server.requests().is_empty(),
         "the loopback server was reached"
@@ -73,7 +73,7 @@ async fn redirects_are_returned_to_the_guest_not_followed() {
     )
     .await;
     assert_eq!(out["status"], 302, "{out}");
-    assert_eq!(inv.usage.http_requests, 1);
+    assert_eq!(inv.usage.caps.http.http_requests, 1);
     assert!(
         target.requests().is_empty(),
         "the redirect was followed by the host"
@@ -171,7 +171,7 @@ async fn userinfo_cannot_redirect_a_request_to_another_host() {
     let sneaky = format!("http://{}@evil.example/x", allowed.addr);
     let (out, inv) = probe(&agent, json!({"method": "GET", "url": sneaky})).await;
     assert_eq!(out["ok"], false, "{out}");
-    assert_eq!(inv.usage.http_requests, 0);
+    assert_eq!(inv.usage.caps.http.http_requests, 0);
     assert!(allowed.requests().is_empty());
 }
 
@@ -276,7 +276,10 @@ async fn paths_a_server_reads_as_another_path_never_leave_the_host() {
         let (out, inv) = probe(&agent, json!({"method": "GET", "url": url})).await;
         assert_eq!(out["denied"], true, "{path}: {out}");
         assert_eq!(
-            (inv.usage.http_requests, inv.usage.http_denied),
+            (
+                inv.usage.caps.http.http_requests,
+                inv.usage.caps.http.http_denied
+            ),
             (0, 1),
             "{path}"
         );

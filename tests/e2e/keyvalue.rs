@@ -3,7 +3,7 @@
 //! commits conflict instead of losing an update — each against the embedded
 //! backend and against a real Redis server on loopback.
 
-use agent_host::cap::kv::{KvCommit, KvError};
+use agent_host::cap::key_value::{KvCommit, KvError};
 use agent_host::config::KvStore;
 use agent_host::runtime::LoadError;
 use agent_host::{InvocationError, PreparedAgent};
@@ -130,7 +130,10 @@ async fn the_quota_and_the_bucket_list_are_enforced() {
             "{backend}: {:?}",
             inv.result
         );
-        assert_eq!(inv.usage.key_value, Some(KvCommit::NotCommitted));
+        assert_eq!(
+            inv.usage.caps.key_value.key_value,
+            Some(KvCommit::NotCommitted)
+        );
         let listed = h.agent(
             "listed",
             guests::KV_COUNTER,
@@ -246,7 +249,11 @@ async fn a_set_that_takes_the_transaction_past_the_quota_is_refused_at_the_call(
             error.contains("quota") && error.contains("maxBytes is 1048576"),
             "{backend}: {error}"
         );
-        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+        assert_eq!(
+            inv.usage.caps.key_value.key_value,
+            Some(KvCommit::Committed),
+            "{backend}"
+        );
         // What fit was committed.
         let (report, _) = run_flood(&agent, json!({ "op": "get", "count": 2 })).await;
         assert_eq!(report["ok"], 2, "{backend}: {report}");
@@ -285,7 +292,11 @@ async fn reads_past_the_budget_and_oversized_keys_are_refused() {
             report["ok"], 1,
             "{backend}: a 4 KiB key is allowed: {report}"
         );
-        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+        assert_eq!(
+            inv.usage.caps.key_value.key_value,
+            Some(KvCommit::Committed),
+            "{backend}"
+        );
     }
 }
 
@@ -306,7 +317,10 @@ async fn deletes_of_absent_keys_do_not_grow_the_store() {
             )
             .await;
             assert_eq!(report["ok"], 1000, "{backend}: {report}");
-            assert_eq!(inv.usage.key_value, None, "{backend}: nothing to commit");
+            assert_eq!(
+                inv.usage.caps.key_value.key_value, None,
+                "{backend}: nothing to commit"
+            );
         }
         let after = store_size(&h, &redis);
         let bound = if redis.is_some() { 0 } else { 64 * 1024 };
@@ -333,7 +347,11 @@ async fn an_agent_at_its_quota_can_still_delete_to_shrink() {
         let keys_full = store_size(&h, &redis);
         let (report, inv) = run_flood(&agent, json!({ "op": "delete", "count": 1 })).await;
         assert_eq!(report["ok"], 1, "{backend}: {report}");
-        assert_eq!(inv.usage.key_value, Some(KvCommit::Committed), "{backend}");
+        assert_eq!(
+            inv.usage.caps.key_value.key_value,
+            Some(KvCommit::Committed),
+            "{backend}"
+        );
         if redis.is_some() {
             assert!(
                 store_size(&h, &redis) < keys_full,
@@ -387,7 +405,7 @@ async fn a_commit_redis_never_answers_is_reported_as_unknown() {
         "{:?}",
         inv.result
     );
-    assert_eq!(inv.usage.key_value, Some(KvCommit::Unknown));
+    assert_eq!(inv.usage.caps.key_value.key_value, Some(KvCommit::Unknown));
 }
 
 /// The guest SDK's `kv::Store` through the real host: JSON values round-trip

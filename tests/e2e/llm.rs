@@ -32,7 +32,13 @@ async fn the_guest_gets_tool_calls_and_the_host_counts_tokens() {
     let answer = &out["answers"][0];
     assert_eq!(answer["toolCalls"][0]["name"], "page_oncall", "{out}");
     assert_eq!(answer["finish"], "FinishReason::ToolCalls");
-    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (1, 49));
+    assert_eq!(
+        (
+            inv.usage.caps.llm.llm_requests,
+            inv.usage.caps.llm.llm_tokens
+        ),
+        (1, 49)
+    );
     let seen = server.requests();
     assert_eq!(seen[0].uri, "/v1/chat/completions");
     let body: Value = serde_json::from_str(&seen[0].body).unwrap();
@@ -142,7 +148,7 @@ async fn switching_to_anthropic_is_a_manifest_change_only() {
     let out = output_json(&inv);
     assert_eq!(out["answers"][0]["content"], "Paging.");
     assert_eq!(out["answers"][0]["toolCalls"][0]["name"], "page_oncall");
-    assert_eq!(inv.usage.llm_tokens, 42);
+    assert_eq!(inv.usage.caps.llm.llm_tokens, 42);
     let seen = server.requests();
     assert_eq!(seen[0].uri, "/v1/messages");
     assert!(seen[0]
@@ -177,7 +183,7 @@ async fn the_token_budget_refuses_the_call_after_it_is_spent() {
         sent["max_tokens"], 37,
         "asked for no more than the budget left after the prompt's estimate"
     );
-    assert_eq!(inv.usage.llm_tokens, 49);
+    assert_eq!(inv.usage.caps.llm.llm_tokens, 49);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,7 +206,13 @@ async fn a_prompt_larger_than_the_token_budget_is_refused_unsent() {
         "{out}"
     );
     assert!(server.requests().is_empty(), "the prompt was sent");
-    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (0, 0));
+    assert_eq!(
+        (
+            inv.usage.caps.llm.llm_requests,
+            inv.usage.caps.llm.llm_tokens
+        ),
+        (0, 0)
+    );
 }
 
 /// A model server that answers after `delay`, reporting 40 prompt tokens and
@@ -281,7 +293,7 @@ async fn concurrent_invocations_cannot_overspend_tokens_per_minute() {
     let mut refused = 0;
     for run in runs {
         let inv = run.await.unwrap();
-        spent += inv.usage.llm_tokens;
+        spent += inv.usage.caps.llm.llm_tokens;
         let out = output_json(&inv);
         if let Some(e) = out["answers"][0]["error"].as_str() {
             assert!(e.contains("tokensPerMinute"), "{out}");
@@ -415,7 +427,13 @@ async fn the_sdk_runs_a_tool_conversation_and_types_the_budget_refusal() {
             .contains("maxRequestsPerInvocation"),
         "{out}"
     );
-    assert_eq!((inv.usage.llm_requests, inv.usage.llm_tokens), (2, 98));
+    assert_eq!(
+        (
+            inv.usage.caps.llm.llm_requests,
+            inv.usage.caps.llm.llm_tokens
+        ),
+        (2, 98)
+    );
 
     let seen = server.requests();
     assert_eq!(seen.len(), 2, "the refused turn was never sent");

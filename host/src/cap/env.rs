@@ -98,7 +98,10 @@ impl EnvGrant {
     pub fn configure(decls: &[EnvVar], secrets_dir: &Path) -> Result<Self, ConfigureError> {
         let mut vars = Vec::with_capacity(decls.len());
         let mut secrets = Vec::new();
-        let from_secret = decls.iter().map(|d| d.value.is_none() && d.value_from.is_some()).collect();
+        let from_secret = decls
+            .iter()
+            .map(|d| d.value.is_none() && d.value_from.is_some())
+            .collect();
         for (i, decl) in decls.iter().enumerate() {
             let value = match (&decl.value, &decl.value_from) {
                 (Some(value), _) => value.clone(),

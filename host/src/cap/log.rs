@@ -193,10 +193,7 @@ impl super::Capability for Log {
         })
     }
 
-    fn configure(
-        _: &(),
-        _: &super::ConfigureCx<'_>,
-    ) -> Result<(), super::ConfigureError> {
+    fn configure(_: &(), _: &super::ConfigureCx<'_>) -> Result<(), super::ConfigureError> {
         Ok(())
     }
 

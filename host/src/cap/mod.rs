@@ -30,9 +30,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Linker;
 
-pub use capability::{
-    Capability, ConfigureCx, Core, HasCapability, PrepareCx, StoreData, View,
-};
+pub use capability::{Capability, ConfigureCx, Core, HasCapability, PrepareCx, StoreData, View};
 use imports::Binding;
 use tool_call::ToolCall;
 

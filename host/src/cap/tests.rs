@@ -41,7 +41,12 @@ fn every_capability_in_the_list_is_bound_described_counted_and_reported() {
         let interfaces = kind.interfaces();
         assert!(!interfaces.is_empty(), "{kind:?} provides no interface");
         let bindings = bind_imports(
-            interfaces.iter().map(|i| format!("{i}@0.2.0")).collect::<Vec<_>>().iter().map(String::as_str),
+            interfaces
+                .iter()
+                .map(|i| format!("{i}@0.2.0"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
             &grants,
             &limits,
         );
@@ -52,18 +57,26 @@ fn every_capability_in_the_list_is_bound_described_counted_and_reported() {
             "{kind:?}: no import bound to it when granted: {bindings:?}"
         );
         assert!(
-            bindings.iter().all(|b| !matches!(b.binding, Binding::Refused { .. })),
+            bindings
+                .iter()
+                .all(|b| !matches!(b.binding, Binding::Refused { .. })),
             "{kind:?}: an import refused although granted: {bindings:?}"
         );
         assert!(
-            described.iter().any(|l| l.starts_with(&format!("{}: ", kind.as_str()))),
+            described
+                .iter()
+                .any(|l| l.starts_with(&format!("{}: ", kind.as_str()))),
             "{kind:?} missing from the effective grants: {described:?}"
         );
         let mut calls = HostCalls::default();
         calls.record(kind);
         assert_eq!(calls.to_map().get(kind.as_str()), Some(&1), "{kind:?}");
         for interface in interfaces {
-            assert_eq!(Kind::providing(interface), Some(kind), "{interface} claimed twice");
+            assert_eq!(
+                Kind::providing(interface),
+                Some(kind),
+                "{interface} claimed twice"
+            );
         }
     }
 }
@@ -113,13 +126,17 @@ fn effective_grants_list_key_value_and_llm_grants() {
         assert!(lines.contains(&expected.to_string()), "{expected} not in {lines:?}");
     }
     assert!(
-        lines.iter().any(|l| l.starts_with("filesystem: /data <- ") && l.ends_with("(read-only)")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("filesystem: /data <- ") && l.ends_with("(read-only)")),
         "{lines:?}"
     );
 }
 
 fn binding(import: &str, g: &Grants) -> Binding {
-    bind_imports([import], g, &Limits::default()).remove(0).binding
+    bind_imports([import], g, &Limits::default())
+        .remove(0)
+        .binding
 }
 
 #[test]
@@ -145,7 +162,10 @@ fn http_key_value_and_llm_imports_are_refused_without_a_grant_and_bound_with_one
     }
     match binding("wasi:keyvalue/store@0.2.0-draft", &all) {
         Binding::Granted { detail, .. } => {
-            assert!(detail.contains("alerts") && detail.contains("1Mi"), "{detail}")
+            assert!(
+                detail.contains("alerts") && detail.contains("1Mi"),
+                "{detail}"
+            )
         }
         other => panic!("{other:?}"),
     }

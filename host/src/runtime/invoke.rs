@@ -468,9 +468,7 @@ impl PreparedAgent {
         // Usage taken, and what must be made durable set aside: written below
         // only if `run` returned ok. The core (its handles, the log streams) is
         // gone by now, so the log's figures are final.
-        let intents = caps
-            .finish(&mut usage.caps, &mut usage.tool_calls)
-            .await;
+        let intents = caps.finish(&mut usage.caps, &mut usage.tool_calls).await;
         let stats = log.stats();
         usage.log_records = stats.records;
         usage.log_dropped_bytes = stats.dropped_bytes;
@@ -612,11 +610,7 @@ mod tests {
         let denials: Vec<_> = usage.denials().collect();
         assert_eq!(
             denials,
-            [
-                (Kind::Http, 1),
-                (Kind::KeyValue, 2),
-                (Kind::Llm, 3)
-            ]
+            [(Kind::Http, 1), (Kind::KeyValue, 2), (Kind::Llm, 3)]
         );
     }
 

@@ -234,7 +234,8 @@ impl Runtime {
     /// Validates everything [`Runtime::prepare`] does, without refusing: the
     /// import table shows refused imports next to granted ones (`agent-host check`).
     pub fn inspect(&self, loaded: &LoadedAgent) -> Result<Inspection, LoadError> {
-        self.load_parts(loaded, true).map(|(_, _, inspection)| inspection)
+        self.load_parts(loaded, true)
+            .map(|(_, _, inspection)| inspection)
     }
 
     fn load_parts(
@@ -251,10 +252,10 @@ impl Runtime {
             base_dir,
             inspect,
         )
-            .map_err(|source| LoadError::Configure {
-                manifest: loaded.manifest_path.display().to_string(),
-                source,
-            })?;
+        .map_err(|source| LoadError::Configure {
+            manifest: loaded.manifest_path.display().to_string(),
+            source,
+        })?;
         let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
         let import_names: Vec<String> = component
             .component_type()

@@ -49,13 +49,9 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     io::streams::add_to_linker::<S, HasIo>(l, |s| &mut core(s, Kind::Io).table)?;
 
     clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, |s| core(s, Kind::Clocks).clocks())?;
-    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, |s| {
-        core(s, Kind::Clocks).clocks()
-    })?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, |s| core(s, Kind::Clocks).clocks())?;
     random::random::add_to_linker::<S, WasiRandom>(l, |s| core(s, Kind::Random).wasi.random())?;
-    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| {
-        core(s, Kind::Random).wasi.random()
-    })?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, |s| core(s, Kind::Random).wasi.random())?;
     random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| {
         core(s, Kind::Random).wasi.random()
     })?;

@@ -155,14 +155,14 @@ fn a_refused_bucket_reaches_the_usage_metrics_and_audit_log() {
     let metrics = serve.metrics();
     assert!(
         metrics.lines().any(|l| l
-            == "agent_host_capability_denials_total{agent=\"counter\",capability=\"keyvalue\"} 1"),
+            == "agent_host_capability_denials_total{agent=\"counter\",capability=\"keyValue\"} 1"),
         "{metrics}"
     );
     serve.signal("TERM");
     assert_eq!(serve.wait_exit(Duration::from_secs(10)), Some(0));
     let records = super::audit_records(&serve.audit);
     assert!(
-        records.iter().any(|r| r["capability"] == "keyvalue"
+        records.iter().any(|r| r["capability"] == "keyValue"
             && r["action"] == "open"
             && r["target"] == "other"
             && r["decision"] == "deny"),

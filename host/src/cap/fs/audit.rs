@@ -15,11 +15,11 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 
 use super::quota::{charge_created_file, TYPES};
+use super::Filesystem;
 use crate::audit::Decision;
+use crate::cap::HasCapability;
 use crate::cap::Kind;
 use crate::redact::{clip, MAX_FIELD_BYTES};
-use super::Filesystem;
-use crate::cap::HasCapability;
 
 /// The preopens instance (semver-compatible imports resolve to it).
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";

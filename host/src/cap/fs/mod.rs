@@ -131,7 +131,14 @@ impl Capability for Filesystem {
         grant
             .mounts()
             .iter()
-            .map(|m| format!("{} <- {} ({})", m.guest_path, m.host_path.display(), m.mode()))
+            .map(|m| {
+                format!(
+                    "{} <- {} ({})",
+                    m.guest_path,
+                    m.host_path.display(),
+                    m.mode()
+                )
+            })
             .collect()
     }
 

@@ -29,9 +29,9 @@ use wasmtime_wasi::p2::{
     DynOutputStream, FsResult, OutputStream, Pollable, StreamError, StreamResult,
 };
 
-use crate::cap::Kind;
 use super::Filesystem;
 use crate::cap::HasCapability;
+use crate::cap::Kind;
 
 /// The instance the re-linked functions belong to (semver-compatible imports
 /// such as `@0.2.0` resolve to it).

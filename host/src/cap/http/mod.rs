@@ -28,12 +28,12 @@ use wasmtime_wasi_http::{
 };
 
 use self::address::{AddressPolicy, ResolveError};
-use super::tool_call::{Failure, Sent, ToolCall};
 use super::imports::Binding;
+use super::tool_call::{Failure, Sent, ToolCall};
 use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
+use crate::audit::{CapabilityAudit, Decision};
 use crate::config::HostConfig;
 use crate::manifest::Limits;
-use crate::audit::{CapabilityAudit, Decision};
 use crate::manifest::{HttpMethod, HttpRule};
 
 /// Connect timeout applied when the guest sets none, and the most it may set:
@@ -427,24 +427,23 @@ impl WasiHttpHooks for HttpPolicy {
                     failure,
                     retries: 0,
                 };
-                let addr = match address::resolve(&target.host, target.port, &target.addresses)
-                    .await
-                {
-                    Ok(addr) => addr,
-                    Err(ResolveError::Prohibited(why)) => {
-                        counters.refused(Some(target.label.clone()));
-                        deny(&audit, &method, &uri, &why);
-                        return Err(HttpError::DestinationIpProhibited);
-                    }
-                    Err(ResolveError::Dns(why)) => {
-                        let call = sent(Some(Failure::Dns));
-                        counters.push(ToolCall::sent(Kind::Http, target.label.clone(), call));
-                        return Err(HttpError::DnsError {
-                            rcode: Some(why),
-                            info_code: None,
-                        });
-                    }
-                };
+                let addr =
+                    match address::resolve(&target.host, target.port, &target.addresses).await {
+                        Ok(addr) => addr,
+                        Err(ResolveError::Prohibited(why)) => {
+                            counters.refused(Some(target.label.clone()));
+                            deny(&audit, &method, &uri, &why);
+                            return Err(HttpError::DestinationIpProhibited);
+                        }
+                        Err(ResolveError::Dns(why)) => {
+                            let call = sent(Some(Failure::Dns));
+                            counters.push(ToolCall::sent(Kind::Http, target.label.clone(), call));
+                            return Err(HttpError::DnsError {
+                                rcode: Some(why),
+                                info_code: None,
+                            });
+                        }
+                    };
                 counters.sent.fetch_add(1, Ordering::Relaxed);
                 let url = uri.to_string();
                 audit.record(
@@ -545,7 +544,9 @@ impl Capability for Http {
     }
 
     fn configure(_: &(), cx: &ConfigureCx<'_>) -> Result<Arc<HttpGrant>, ConfigureError> {
-        Ok(Arc::new(HttpGrant::configure(&cx.agent.spec.capabilities.http)))
+        Ok(Arc::new(HttpGrant::configure(
+            &cx.agent.spec.capabilities.http,
+        )))
     }
 
     fn prepare(_: &(), grant: &Arc<HttpGrant>, cx: &mut PrepareCx<'_>) -> HttpState {
@@ -592,7 +593,11 @@ impl Capability for Http {
     }
 
     fn describe(grant: &Arc<HttpGrant>) -> Vec<String> {
-        grant.rules().iter().map(|r| r.description.clone()).collect()
+        grant
+            .rules()
+            .iter()
+            .map(|r| r.description.clone())
+            .collect()
     }
 
     fn denials(usage: &HttpUsage) -> u64 {

@@ -151,7 +151,11 @@ impl Capability for KeyValue {
                 buckets: spec.buckets.clone(),
                 max_bytes: spec.max_bytes.bytes(),
             },
-            backend: if cx.inspect { None } else { Some(host.backend()?) },
+            backend: if cx.inspect {
+                None
+            } else {
+                Some(host.backend()?)
+            },
         }))
     }
 

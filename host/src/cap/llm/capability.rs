@@ -93,7 +93,12 @@ impl Capability for Llm {
 
     fn prepare(host: &LlmHost, grant: &Self::Grant, cx: &mut PrepareCx<'_>) -> Self::State {
         grant.as_ref().map(|grant| {
-            LlmSession::new(grant.clone(), cx.deadline, cx.audit.clone(), host.audit_prompts)
+            LlmSession::new(
+                grant.clone(),
+                cx.deadline,
+                cx.audit.clone(),
+                host.audit_prompts,
+            )
         })
     }
 

@@ -102,9 +102,7 @@ impl llm::Host for LlmView<'_> {
             Err(why) => {
                 session.denied += 1;
                 let rule = session.rule();
-                session
-                    .calls
-                    .push(ToolCall::denied(Kind::Llm, Some(rule)));
+                session.calls.push(ToolCall::denied(Kind::Llm, Some(rule)));
                 // Charged to spec.limits.maxDenials like a spent HTTP request
                 // budget: a guest retrying a refused call in a loop is stopped.
                 session.record(Decision::Deny, "complete", Some(&why));
@@ -148,9 +146,7 @@ impl llm::Host for LlmView<'_> {
             retries: attempts.saturating_sub(1),
         };
         let rule = session.rule();
-        session
-            .calls
-            .push(ToolCall::sent(Kind::Llm, rule, sent));
+        session.calls.push(ToolCall::sent(Kind::Llm, rule, sent));
         match result {
             Ok(response) => {
                 let u = &response.usage;
