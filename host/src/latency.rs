@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{PreparedAgent, TaskInput};
+use crate::runtime::{PreparedAgent, TaskInput};
 
 /// Order statistics of a set of latency samples, microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

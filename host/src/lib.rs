@@ -30,5 +30,8 @@ pub mod runtime;
 pub mod server;
 pub mod telemetry;
 
+#[cfg(test)]
+mod layering;
+
 pub use config::HostConfig;
 pub use runtime::{Invocation, InvocationError, PreparedAgent, Runtime, TaskInput, Usage};

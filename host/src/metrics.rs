@@ -442,7 +442,7 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Usage;
+    use crate::runtime::Usage;
 
     #[test]
     fn refused_buckets_and_model_budget_refusals_are_counted_as_denials() {
