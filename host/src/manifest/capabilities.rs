@@ -14,19 +14,19 @@ use super::{Quantity, UrlPrefix};
 pub struct Capabilities {
     /// Outgoing HTTP requests the agent may make.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub http: Vec<HttpRule>,
+    pub http: Vec<HttpRuleSpec>,
     /// Host directories mounted into the agent's filesystem.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub filesystem: Vec<FsMount>,
+    pub filesystem: Vec<MountSpec>,
     /// Environment variables the agent sees; no host variable is passed through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     /// Access to the host's key-value store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_value: Option<KeyValueGrant>,
+    pub key_value: Option<KeyValueSpec>,
     /// Access to a large language model through the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm: Option<LlmGrant>,
+    pub llm: Option<LlmSpec>,
 }
 
 /// One allowed kind of HTTP request: any URL under `url`, with one of `methods`.
@@ -36,11 +36,11 @@ pub struct Capabilities {
     "rule": "(has(self.allowAllAddresses) && self.allowAllAddresses) || !has(self.allowedCidrs) || self.allowedCidrs.all(c, !c.endsWith('/0'))",
     "message": "allowedCidrs must not contain a /0 range (every address); set allowAllAddresses: true to mean that, or list narrower ranges"
 }]))]
-pub struct HttpRule {
+pub struct HttpRuleSpec {
     /// Scheme, host, port and path prefix that requests must match.
     pub url: UrlPrefix,
     /// Allowed methods; `[GET]` when omitted. An empty list is an error.
-    #[serde(default = "HttpRule::default_methods")]
+    #[serde(default = "HttpRuleSpec::default_methods")]
     pub methods: Vec<HttpMethod>,
     /// Non-public address ranges (loopback, private, link-local, unique-local...)
     /// that this rule's host may resolve to, e.g. `["10.96.0.0/12"]` for an
@@ -55,7 +55,7 @@ pub struct HttpRule {
     pub allow_all_addresses: bool,
 }
 
-impl HttpRule {
+impl HttpRuleSpec {
     fn default_methods() -> Vec<HttpMethod> {
         vec![HttpMethod::Get]
     }
@@ -107,7 +107,7 @@ impl std::fmt::Display for HttpMethod {
 /// A host directory made visible to the agent at `guestPath`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FsMount {
+pub struct MountSpec {
     /// Directory on the host; a relative path resolves against the manifest's
     /// directory on local runs. Must not contain `..`.
     pub host_path: PathBuf,
@@ -115,11 +115,11 @@ pub struct FsMount {
     pub guest_path: String,
     /// Whether the agent is denied writes; `true` unless set to `false`, so a forgotten
     /// field fails closed.
-    #[serde(default = "FsMount::default_read_only")]
+    #[serde(default = "MountSpec::default_read_only")]
     pub read_only: bool,
 }
 
-impl FsMount {
+impl MountSpec {
     fn default_read_only() -> bool {
         true
     }
@@ -164,7 +164,7 @@ pub const MAX_BUCKET_NAME_BYTES: usize = 256;
 /// Access to the host's key-value store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct KeyValueGrant {
+pub struct KeyValueSpec {
     /// Total bytes (keys plus values) the agent may store; stops it filling the store.
     pub max_bytes: Quantity,
     /// Names of the buckets the agent may open; unique.
@@ -176,7 +176,7 @@ pub struct KeyValueGrant {
 /// API key never enters the guest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LlmGrant {
+pub struct LlmSpec {
     /// Which API dialect the endpoint speaks.
     pub provider: LlmProvider,
     /// The model the agent may use; requests for any other model are denied.

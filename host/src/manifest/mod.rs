@@ -22,7 +22,7 @@ mod validate;
 mod tests;
 
 pub use capabilities::{
-    Capabilities, EnvVar, EnvVarSource, FsMount, HttpMethod, HttpRule, KeyValueGrant, LlmGrant,
+    Capabilities, EnvVar, EnvVarSource, MountSpec, HttpMethod, HttpRuleSpec, KeyValueSpec, LlmSpec,
     LlmProvider, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
 };
 pub use duration::KubeDuration;

@@ -10,8 +10,8 @@ use super::limits::{
     MAX_DENIALS, MAX_INPUT_BYTES, MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_QUEUE, MAX_TIMEOUT, MIN_MEMORY,
 };
 use super::{
-    AgentSpec, Capabilities, ComponentSource, EnvVar, FsMount, HttpRule, KeyValueGrant, Limits,
-    LlmGrant, ManifestError, SecretKeyRef,
+    AgentSpec, Capabilities, ComponentSource, EnvVar, MountSpec, HttpRuleSpec, KeyValueSpec, Limits,
+    LlmSpec, ManifestError, SecretKeyRef,
 };
 
 type Result = std::result::Result<(), ManifestError>;
@@ -161,7 +161,7 @@ fn validate_capabilities(caps: &Capabilities) -> Result {
 }
 
 /// Methods listed, none twice; no URL granted twice (merge the methods instead).
-fn validate_http(rules: &[HttpRule]) -> Result {
+fn validate_http(rules: &[HttpRuleSpec]) -> Result {
     let mut seen_urls = HashMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let path = format!("spec.capabilities.http[{i}]");
@@ -206,7 +206,7 @@ fn validate_http(rules: &[HttpRule]) -> Result {
 
 /// Host paths without `..` (relative ones resolve against the manifest's
 /// directory on local runs); absolute guest paths without `..`, unique.
-fn validate_filesystem(mounts: &[FsMount]) -> Result {
+fn validate_filesystem(mounts: &[MountSpec]) -> Result {
     let mut seen = HashMap::new();
     for (i, mount) in mounts.iter().enumerate() {
         let path = format!("spec.capabilities.filesystem[{i}]");
@@ -279,7 +279,7 @@ fn validate_env(vars: &[EnvVar]) -> Result {
 }
 
 /// A budget above zero; bucket names non-empty, short and unique.
-fn validate_key_value(kv: &KeyValueGrant) -> Result {
+fn validate_key_value(kv: &KeyValueSpec) -> Result {
     if kv.max_bytes.bytes() == 0 {
         return fail(
             "spec.capabilities.keyValue.maxBytes",
@@ -313,7 +313,7 @@ fn validate_key_value(kv: &KeyValueGrant) -> Result {
 }
 
 /// A model named, a valid secret reference, and any caps above zero.
-fn validate_llm(llm: &LlmGrant) -> Result {
+fn validate_llm(llm: &LlmSpec) -> Result {
     const PATH: &str = "spec.capabilities.llm";
     if llm.model.trim().is_empty() {
         return fail(

@@ -32,7 +32,7 @@ use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use super::imports::Binding;
 use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
 use crate::config::HostConfig;
-use crate::manifest::{FsMount, Limits};
+use crate::manifest::{MountSpec, Limits};
 use registry::{MountLease, MountRegistry};
 
 /// The `filesystem` capability: the declared mounts as preopens, writes
@@ -218,7 +218,7 @@ impl FsGrant {
     /// canonicalised: the operator chose it) and opens it without following
     /// symlinks; a host path that is, or passes through, a symlink, or that is
     /// not an existing directory, fails the load.
-    pub fn configure(decls: &[FsMount], base_dir: &Path) -> Result<Self, ConfigureError> {
+    pub fn configure(decls: &[MountSpec], base_dir: &Path) -> Result<Self, ConfigureError> {
         let mut mounts = Vec::with_capacity(decls.len());
         let mut preopens = Vec::with_capacity(decls.len());
         for (i, decl) in decls.iter().enumerate() {
@@ -306,7 +306,7 @@ mod tests {
     fn relative_host_path_resolves_against_base_dir() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("runbooks")).unwrap();
-        let decl = FsMount {
+        let decl = MountSpec {
             host_path: "runbooks".into(),
             guest_path: "/runbooks".into(),
             read_only: true,
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn missing_host_directory_fails_the_load_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let decl = FsMount {
+        let decl = MountSpec {
             host_path: "nope".into(),
             guest_path: "/x".into(),
             read_only: true,
@@ -335,7 +335,7 @@ mod tests {
     fn a_file_cannot_be_mounted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), "").unwrap();
-        let decl = FsMount {
+        let decl = MountSpec {
             host_path: "f".into(),
             guest_path: "/x".into(),
             read_only: true,
@@ -349,7 +349,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
-        let decl = FsMount {
+        let decl = MountSpec {
             host_path: "link".into(),
             guest_path: "/x".into(),
             read_only: true,

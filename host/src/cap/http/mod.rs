@@ -34,7 +34,7 @@ use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, Prepar
 use crate::audit::{CapabilityAudit, Decision};
 use crate::config::HostConfig;
 use crate::manifest::Limits;
-use crate::manifest::{HttpMethod, HttpRule};
+use crate::manifest::{HttpMethod, HttpRuleSpec};
 
 /// Connect timeout applied when the guest sets none, and the most it may set:
 /// a guest cannot hold a host socket open for minutes.
@@ -115,7 +115,7 @@ pub struct Target {
 
 impl HttpGrant {
     /// Compiles the manifest's rules (already validated by the manifest).
-    pub fn configure(rules: &[HttpRule]) -> Self {
+    pub fn configure(rules: &[HttpRuleSpec]) -> Self {
         let rules = rules
             .iter()
             .map(|r| Rule {
@@ -612,7 +612,7 @@ impl Capability for Http {
     }
 }
 
-fn describe_rule(r: &HttpRule) -> String {
+fn describe_rule(r: &HttpRuleSpec) -> String {
     let methods: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
     let mut line = format!("{} {}", methods.join(","), r.url);
     if !r.allowed_cidrs.is_empty() {
@@ -629,7 +629,7 @@ mod tests {
     use super::*;
 
     fn grant(yaml_rules: &str) -> HttpGrant {
-        let rules: Vec<HttpRule> = serde_norway::from_str(yaml_rules).unwrap();
+        let rules: Vec<HttpRuleSpec> = serde_norway::from_str(yaml_rules).unwrap();
         HttpGrant::configure(&rules)
     }
 

@@ -72,7 +72,7 @@ impl LlmGrant {
     /// Compiles `grant`; the API key is read from the mounted secret now, so a
     /// missing key fails the load rather than the first call.
     pub fn configure(
-        grant: &crate::manifest::LlmGrant,
+        grant: &crate::manifest::LlmSpec,
         secrets_dir: &Path,
     ) -> Result<Self, ConfigureError> {
         let base = match &grant.endpoint {

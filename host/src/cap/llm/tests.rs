@@ -287,7 +287,7 @@ mod client {
 mod grant {
     use crate::cap::llm::LlmGrant;
 
-    fn manifest_grant(yaml: &str) -> crate::manifest::LlmGrant {
+    fn manifest_grant(yaml: &str) -> crate::manifest::LlmSpec {
         serde_norway::from_str(yaml).unwrap()
     }
 
