@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::runtime::MAX_COMPONENT_BYTES;
 
+mod store;
+pub use store::{RedisStore, Store, StoreError, StoreFlag, MAX_PASSWORD_FILE_BYTES};
+
 /// Which instance allocator the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Allocator {
@@ -45,16 +48,6 @@ impl Metering {
     }
 }
 
-/// Where agents' key-value state lives. Chosen by the operator, never by an agent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum KvStore {
-    /// An embedded redb file, `<state_dir>/kv.redb`: one host.
-    #[default]
-    Embedded,
-    /// A Redis server (`redis://host:port/db`): replicas of an agent share state.
-    Redis(String),
-}
-
 /// How the host runs. Every field has a safe default (see [`HostConfig::default`]).
 #[derive(Clone, Debug)]
 pub struct HostConfig {
@@ -81,11 +74,11 @@ pub struct HostConfig {
     pub max_component_bytes: u64,
     /// Fuel and epoch metering of guest code.
     pub metering: Metering,
-    /// Where the host keeps durable state: the embedded key-value store
-    /// (`kv.redb`), opened when the first agent with `keyValue` loads.
+    /// Directory of the embedded store (`kv.redb`), opened when the first
+    /// agent with `keyValue` loads; unused when [`HostConfig::store`] is Redis.
     pub state_dir: PathBuf,
-    /// The key-value backend.
-    pub kv_store: KvStore,
+    /// Where the host keeps its state (today: agents' key-value data).
+    pub store: Store,
     /// Put the last user message of each model request into its audit record
     /// (redacted, truncated). Off by default: prompts may carry personal data.
     pub audit_llm_prompts: bool,
@@ -119,7 +112,7 @@ impl HostConfig {
             max_component_bytes: MAX_COMPONENT_BYTES,
             metering: Metering::FuelAndEpoch,
             state_dir,
-            kv_store: KvStore::Embedded,
+            store: Store::Embedded,
             audit_llm_prompts: false,
         }
     }

@@ -25,7 +25,7 @@ use crate::cap::kv::redb_store::RedbBackend;
 use crate::cap::kv::redis_store::RedisBackend;
 use crate::cap::kv::{KvBackend, KvGrant};
 use crate::cap::{ConfigureError, Grants};
-use crate::config::{HostConfig, KvStore, Metering};
+use crate::config::{HostConfig, Metering, Store};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
 use state::InvocationState;
 
@@ -253,8 +253,8 @@ impl Runtime {
         if let Some(kv) = kv.as_ref() {
             return Ok(kv.clone());
         }
-        let backend: Arc<dyn KvBackend> = match &self.config.kv_store {
-            KvStore::Embedded => {
+        let backend: Arc<dyn KvBackend> = match &self.config.store {
+            Store::Embedded => {
                 let path = self.config.state_dir.join("kv.redb");
                 let opened = std::fs::create_dir_all(&self.config.state_dir)
                     .map_err(|e| e.to_string())
@@ -267,12 +267,14 @@ impl Runtime {
                     })?;
                 Arc::new(opened)
             }
-            KvStore::Redis(url) => Arc::new(RedisBackend::connect(url).map_err(|e| {
-                ConfigureError::new(
-                    "spec.capabilities.keyValue",
-                    format!("cannot reach the key-value store: {e}"),
-                )
-            })?),
+            Store::Redis(redis) => {
+                Arc::new(RedisBackend::connect(redis.connection_info()).map_err(|e| {
+                    ConfigureError::new(
+                        "spec.capabilities.keyValue",
+                        format!("cannot reach the key-value store: {e}"),
+                    )
+                })?)
+            }
         };
         *kv = Some(backend.clone());
         Ok(backend)
