@@ -22,6 +22,8 @@ mod fs;
 mod kv;
 #[path = "serve/store.rs"]
 mod store;
+#[path = "serve/store_url.rs"]
+mod store_url;
 
 /// `agent-host serve` of manifest files (`crate::support::HostProcess`).
 struct Serve(HostProcess);

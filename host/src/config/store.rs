@@ -195,16 +195,31 @@ impl RedisStore {
     /// a wrong address, certificate or password stops the host at start
     /// instead of failing its first invocations.
     pub fn check(&self) -> Result<(), String> {
-        let client = redis::Client::open(self.connection_info()).map_err(|e| e.to_string())?;
+        let describe = |e: redis::RedisError| self.describe(e);
+        let client = redis::Client::open(self.connection_info()).map_err(describe)?;
         let mut conn = client
             .get_connection_with_timeout(CHECK_TIMEOUT)
-            .map_err(|e| e.to_string())?;
+            .map_err(describe)?;
         conn.set_read_timeout(Some(CHECK_TIMEOUT))
-            .map_err(|e| e.to_string())?;
+            .map_err(describe)?;
         redis::cmd("PING")
             .query::<String>(&mut conn)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(describe)
+    }
+
+    /// `e`, saying which setting to fix when Redis refused the credentials.
+    fn describe(&self, e: redis::RedisError) -> String {
+        let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
+        match (refused, self.info.redis_settings().password()) {
+            (false, _) => e.to_string(),
+            (true, Some(_)) => format!(
+                "it refused the password (from {PASSWORD_FLAG} or the URL) \
+                 with this user: {e}"
+            ),
+            (true, None) => format!("it requires a password: set {PASSWORD_FLAG} ({e})"),
+        }
     }
 }
 
@@ -314,7 +329,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--store-password-file"), "{err}");
-        assert!(!err.contains("in-url") && !err.contains("from-file"), "{err}");
+        assert!(
+            !err.contains("in-url") && !err.contains("from-file"),
+            "{err}"
+        );
     }
 
     #[test]
