@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::runtime::MAX_COMPONENT_BYTES;
 
 mod store;
-pub use store::{RedisStore, Store, StoreError, StoreFlag, MAX_PASSWORD_FILE_BYTES};
+pub use store::{RedisSettings, Store, StoreError, StoreFlag, MAX_PASSWORD_FILE_BYTES};
 
 /// Which instance allocator the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// bytes; a larger file is a wrong path (a log, a disk image), not a secret.
 pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 
-/// Longest wait for the startup check of a Redis store ([`RedisStore::check`]).
+/// Longest wait for the startup check of a Redis store ([`RedisSettings::check`]).
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the host keeps its state (today: agents' key-value data). Chosen by
@@ -21,15 +21,17 @@ pub enum Store {
     #[default]
     Embedded,
     /// A Redis server shared by replicas.
-    Redis(RedisStore),
+    Redis(RedisSettings),
 }
 
-/// A Redis server: its URL without the password, and the password kept apart
-/// so that neither `Debug` nor an error message can print it.
+/// A Redis server or Cluster: its URL without the password, and the
+/// password kept apart so that neither `Debug` nor an error message prints it.
 #[derive(Clone)]
-pub struct RedisStore {
-    info: redis::ConnectionInfo,
-    /// The URL as given, with any password removed.
+pub struct RedisSettings {
+    /// One server, or a Cluster's seed nodes; all with the same credentials.
+    nodes: Vec<redis::ConnectionInfo>,
+    cluster: bool,
+    /// The URL as given, with any password replaced by `***`.
     shown: String,
 }
 
@@ -52,7 +54,9 @@ impl std::fmt::Display for StoreFlag {
 }
 
 const ALLOWED: &str = "allowed: redis://[user@]host[:port][/db], rediss://… (TLS), \
-                       or no --store for the embedded store under --state-dir";
+                       redis+cluster://[user@]host:port[,host:port…] or rediss+cluster://… \
+                       (a Redis Cluster's seed nodes), or no --store for the embedded \
+                       store under --state-dir";
 const PASSWORD_FLAG: &str = "--store-password-file (AGENT_HOST_STORE_PASSWORD_FILE)";
 
 /// A store setting that cannot be used. No variant carries a password.
@@ -119,66 +123,113 @@ impl Store {
                 }
             }
         };
-        let mut redis = RedisStore::parse(url, flag)?;
+        let mut redis = RedisSettings::parse(url, flag)?;
         if let Some(path) = password_file {
-            if redis.info.redis_settings().password().is_some() {
+            if redis.password().is_some() {
                 return Err(StoreError::TwoPasswords {
                     flag,
                     url: redis.shown,
                 });
             }
             let password = read_password_file(path)?;
-            redis.info = redis
-                .info
-                .clone()
-                .set_redis_settings(redis.info.redis_settings().clone().set_password(password));
+            for node in &mut redis.nodes {
+                let settings = node.redis_settings().clone().set_password(&password);
+                *node = node.clone().set_redis_settings(settings);
+            }
         }
         Ok(Store::Redis(redis))
     }
 
     /// A Redis store at `url` (no password file), e.g. for tests and embedders.
     pub fn redis(url: &str) -> Result<Store, StoreError> {
-        RedisStore::parse(url, StoreFlag::Store).map(Store::Redis)
+        RedisSettings::parse(url, StoreFlag::Store).map(Store::Redis)
     }
 }
 
-impl RedisStore {
+impl RedisSettings {
+    /// `scheme://[user[:password]@]hosts[/db]`; several hosts only for a Cluster.
     fn parse(url: &str, flag: StoreFlag) -> Result<Self, StoreError> {
-        let bad = |shown: String, problem: String| StoreError::BadUrl {
+        let bad = |shown: &str, problem: &str| StoreError::BadUrl {
             flag,
-            url: shown,
-            problem,
+            url: shown.to_owned(),
+            problem: problem.to_owned(),
         };
-        let parsed = url::Url::parse(url)
-            .map_err(|e| bad("<not shown>".into(), format!("not a URL ({e})")))?;
-        let mut shown = parsed.clone();
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        let shown = shown.to_string();
-        match parsed.scheme() {
-            "redis" | "rediss" => {}
-            other => {
-                return Err(bad(
-                    shown,
-                    format!("the scheme {other}:// is not a Redis store"),
-                ))
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(bad("<not shown>", "not a URL (no scheme://)"));
+        };
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((userinfo, hosts)) => (Some(userinfo), hosts),
+            None => (None, authority),
+        };
+        let shown_user = userinfo.map(|u| match u.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{u}@"),
+        });
+        let shown = format!(
+            "{scheme}://{}{hosts}{}",
+            shown_user.unwrap_or_default(),
+            if db.is_empty() {
+                String::new()
+            } else {
+                format!("/{db}")
             }
+        );
+        let (cluster, node_scheme) = match scheme {
+            "redis" => (false, "redis"),
+            "rediss" => (false, "rediss"),
+            "redis+cluster" => (true, "redis"),
+            "rediss+cluster" => (true, "rediss"),
+            other => {
+                let problem = format!("the scheme {other}:// is not a Redis store");
+                return Err(bad(&shown, &problem));
+            }
+        };
+        if rest.contains(['?', '#']) {
+            return Err(bad(&shown, "a query or fragment is not supported"));
         }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(bad(shown, "no host".into()));
+        if hosts.contains(',') && !cluster {
+            return Err(bad(
+                &shown,
+                "several hosts are a Redis Cluster: use redis+cluster://",
+            ));
         }
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(bad(shown, "a query or fragment is not supported".into()));
+        if cluster && !matches!(db, "" | "0") {
+            return Err(bad(&shown, "a Redis Cluster has database 0 only"));
         }
-        let info = redis::IntoConnectionInfo::into_connection_info(parsed)
-            .map_err(|e| bad(shown.clone(), e.to_string()))?;
-        Ok(Self { info, shown })
+        let mut nodes = Vec::new();
+        for host in hosts.split(',') {
+            if host.is_empty() || host.starts_with(':') {
+                return Err(bad(&shown, "no host"));
+            }
+            let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+            let node = url::Url::parse(&format!("{node_scheme}://{userinfo}{host}/{db}"))
+                .map_err(|e| bad(&shown, &format!("not a URL ({e})")))?;
+            let info = redis::IntoConnectionInfo::into_connection_info(node)
+                .map_err(|e| bad(&shown, &e.to_string()))?;
+            nodes.push(info);
+        }
+        Ok(Self {
+            nodes,
+            cluster,
+            shown,
+        })
     }
 
-    /// Connection settings, password included: for the Redis client only.
+    /// Connection settings of the server (a Cluster's first seed node),
+    /// password included: for the Redis client only.
     pub fn connection_info(&self) -> redis::ConnectionInfo {
-        self.info.clone()
+        self.nodes[0].clone()
+    }
+
+    /// The server, or a Cluster's seed nodes (for `ClusterClient::builder`).
+    pub fn nodes(&self) -> &[redis::ConnectionInfo] {
+        &self.nodes
+    }
+
+    /// Whether this is a Redis Cluster (`redis+cluster://`, `rediss+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The URL with any password replaced by `***`: safe to log.
@@ -186,9 +237,13 @@ impl RedisStore {
         &self.shown
     }
 
-    /// Whether connections use TLS (`rediss://`).
+    /// Whether connections use TLS (`rediss://`, `rediss+cluster://`).
     pub fn tls(&self) -> bool {
-        matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. })
+        matches!(self.nodes[0].addr(), redis::ConnectionAddr::TcpTls { .. })
+    }
+
+    fn password(&self) -> Option<&str> {
+        self.nodes[0].redis_settings().password()
     }
 
     /// Connects, authenticates and sends PING within [`CHECK_TIMEOUT`], so that
@@ -196,24 +251,35 @@ impl RedisStore {
     /// instead of failing its first invocations.
     pub fn check(&self) -> Result<(), String> {
         let describe = |e: redis::RedisError| self.describe(e);
+        let ping = redis::cmd("PING");
+        if self.cluster {
+            let client = redis::cluster::ClusterClient::builder(self.nodes.clone())
+                .connection_timeout(CHECK_TIMEOUT)
+                .response_timeout(CHECK_TIMEOUT)
+                .build()
+                .map_err(describe)?;
+            let mut conn = client.get_connection().map_err(describe)?;
+            return ping.query::<String>(&mut conn).map(drop).map_err(describe);
+        }
         let client = redis::Client::open(self.connection_info()).map_err(describe)?;
         let mut conn = client
             .get_connection_with_timeout(CHECK_TIMEOUT)
             .map_err(describe)?;
         conn.set_read_timeout(Some(CHECK_TIMEOUT))
             .map_err(describe)?;
-        redis::cmd("PING")
-            .query::<String>(&mut conn)
-            .map(drop)
-            .map_err(describe)
+        ping.query::<String>(&mut conn).map(drop).map_err(describe)
     }
 
     /// `e`, saying which setting to fix when Redis refused the credentials.
     fn describe(&self, e: redis::RedisError) -> String {
+        // A Cluster client reports a node's refusal inside an I/O error's text.
+        let text = e.to_string();
         let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
-        match (refused, self.info.redis_settings().password()) {
-            (false, _) => e.to_string(),
+            || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+            || text.contains("WRONGPASS")
+            || text.contains("NOAUTH");
+        match (refused, self.password()) {
+            (false, _) => text,
             (true, Some(_)) => format!(
                 "it refused the password (from {PASSWORD_FLAG} or the URL) \
                  with this user: {e}"
@@ -223,12 +289,12 @@ impl RedisStore {
     }
 }
 
-impl std::fmt::Debug for RedisStore {
+impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let password = self.info.redis_settings().password().map(|_| "***");
-        f.debug_struct("RedisStore")
+        f.debug_struct("RedisSettings")
             .field("url", &self.shown)
-            .field("password", &password)
+            .field("cluster", &self.cluster)
+            .field("password", &self.password().map(|_| "***"))
             .finish()
     }
 }
@@ -271,7 +337,7 @@ mod tests {
         f
     }
 
-    fn redis(store: Store) -> RedisStore {
+    fn redis(store: Store) -> RedisSettings {
         match store {
             Store::Redis(r) => r,
             Store::Embedded => panic!("embedded"),
@@ -366,8 +432,14 @@ mod tests {
                 "unix:///run/redis.sock",
                 "scheme unix://",
             ),
-            (StoreFlag::Store, "localhost:6379", "scheme localhost://"),
-            (StoreFlag::Store, "not a url", "not a URL"),
+            (StoreFlag::Store, "localhost:6379", "not a URL"),
+            (StoreFlag::Store, "redis://:6379", "no host"),
+            (StoreFlag::Store, "redis://a:1,b:2", "use redis+cluster://"),
+            (
+                StoreFlag::Store,
+                "redis+cluster://a:1,b:2/1",
+                "database 0 only",
+            ),
             (StoreFlag::Store, "redis://h:1/x", "database"),
             (StoreFlag::Store, "redis://h:1/0?protocol=resp3", "query"),
         ] {
@@ -382,6 +454,29 @@ mod tests {
             );
             assert!(err.contains("rediss://"), "says what is allowed: {err}");
         }
+    }
+
+    #[test]
+    fn a_cluster_url_gives_every_seed_node_the_user_password_and_tls() {
+        let f = file(b"s3cret\n");
+        let store = redis(
+            Store::from_flags(
+                Some("rediss+cluster://app@n1.example:7000,10.0.0.2:7001"),
+                None,
+                Some(f.path()),
+            )
+            .unwrap(),
+        );
+        assert!(store.is_cluster() && store.tls());
+        let nodes: Vec<String> = store.nodes().iter().map(|n| n.addr().to_string()).collect();
+        assert_eq!(nodes, ["n1.example:7000", "10.0.0.2:7001"]);
+        for node in store.nodes() {
+            assert_eq!(node.redis_settings().username(), Some("app"));
+            assert_eq!(node.redis_settings().password(), Some("s3cret"));
+        }
+        let inline = redis(Store::redis("redis+cluster://:pw@a:1,b:2").unwrap());
+        assert_eq!(inline.url(), "redis+cluster://:***@a:1,b:2");
+        assert!(!inline.tls() && inline.nodes().len() == 2);
     }
 
     #[test]

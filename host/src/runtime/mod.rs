@@ -267,6 +267,18 @@ impl Runtime {
                     })?;
                 Arc::new(opened)
             }
+            // Until the state plane (issue 14) lands, key-value commits are
+            // cross-key scripts that a Cluster refuses (CROSSSLOT).
+            Store::Redis(redis) if redis.is_cluster() => {
+                return Err(ConfigureError::new(
+                    "spec.capabilities.keyValue",
+                    format!(
+                        "the store {} is a Redis Cluster, which this key-value backend \
+                         does not support yet: use one Redis server",
+                        redis.url()
+                    ),
+                ))
+            }
             Store::Redis(redis) => {
                 Arc::new(RedisBackend::connect(redis.connection_info()).map_err(|e| {
                     ConfigureError::new(

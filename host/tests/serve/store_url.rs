@@ -299,3 +299,117 @@ fn rediss_connects_over_tls_trusting_a_private_ca_and_refuses_an_untrusted_certi
     assert!(logs.contains(r#""tls":true"#), "{logs}");
     assert_counts_twice(&serve, password);
 }
+
+/// A three-primary Redis Cluster on loopback, every node requiring `password`
+/// (ports ≤ 55535: the cluster bus is port + 10000).
+struct Cluster {
+    nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, password: &str) -> Self {
+        let nodes: Vec<Redis> = (0..3)
+            .map(|i| {
+                let dir = dir.join(format!("node{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                loop {
+                    let node = Redis::start(
+                        &dir,
+                        false,
+                        &[
+                            "--cluster-enabled",
+                            "yes",
+                            "--requirepass",
+                            password,
+                            "--masterauth",
+                            password,
+                        ],
+                    );
+                    if node.port <= 55535 {
+                        break node;
+                    }
+                }
+            })
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.args(["-a", password, "--no-auth-warning", "--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create.arg("--cluster-yes").output().expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Every node agrees the slots are covered before the host connects.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-a", password, "--no-auth-warning", "-p"])
+                    .arg(node.port.to_string())
+                    .args(["cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not form");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Cluster { nodes }
+    }
+
+    /// `redis+cluster://` with the first two nodes as seeds.
+    fn url(&self) -> String {
+        format!(
+            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+            self.nodes[0].port, self.nodes[1].port
+        )
+    }
+}
+
+/// `redis+cluster://` seeds are checked at start like a single server: with
+/// the password file the host starts, without it it stops naming the flag.
+#[test]
+fn a_cluster_store_is_checked_through_its_seed_nodes_before_the_host_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "cluster-password";
+    let cluster = Cluster::start(dir.path(), password);
+    let url = cluster.url();
+    let hello = guests::write_manifest(dir.path(), "hello", guests::HELLO, "");
+    let file = write(dir.path(), "password", &format!("{password}\n"));
+
+    let (code, log) = serve_refused(
+        dir.path(),
+        &["-f", hello.to_str().unwrap(), "--store", &url],
+    );
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains(&format!(
+            "--store {url}: cannot use this Redis: it requires a password"
+        )),
+        "{log}"
+    );
+
+    let serve = Serve::start(
+        dir.path(),
+        &[&hello],
+        &[
+            "--store",
+            &url,
+            "--store-password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let logs = serve.logs();
+    assert!(
+        logs.contains("store reachable") && logs.contains(&url),
+        "{logs}"
+    );
+    assert!(!logs.contains(password), "{logs}");
+    let r = serve.invoke("hello", r#"{"name":"cluster"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -113,7 +113,7 @@ fn stamp_key(s: &Scope) -> Vec<u8> {
 
 impl RedisBackend {
     /// Connects to `url` (`redis://host:port/db`, or connection settings that
-    /// carry a password: [`crate::config::RedisStore`]); fails if the server does not
+    /// carry a password: [`crate::config::RedisSettings`]); fails if the server does not
     /// answer PING within [`CONNECT_TIMEOUT`] (once per host, at load).
     pub fn connect(url: impl redis::IntoConnectionInfo) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(backend)?;
