@@ -117,7 +117,8 @@ fn assert_counts_twice(serve: &Serve, password: &str) {
 }
 
 /// The password comes from the mounted file (its trailing newline trimmed),
-/// and a Redis that requires it serves the host's key-value state.
+/// and a Redis that requires it serves the host's key-value state. Set through
+/// the environment, as deploy/ does.
 #[test]
 fn a_password_file_authenticates_the_host_to_a_redis_that_requires_a_password() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,16 +127,15 @@ fn a_password_file_authenticates_the_host_to_a_redis_that_requires_a_password() 
     let file = write(dir.path(), "password", &format!("{password}\n"));
     let counter = guests::write_manifest(dir.path(), "counter", guests::KV_COUNTER, COUNTER);
     let url = format!("redis://127.0.0.1:{}/0", redis.port);
-    let serve = Serve::start(
+    let serve = Serve(crate::support::HostProcess::start(
         dir.path(),
-        &[&counter],
-        &[
-            "--store",
-            &url,
-            "--store-password-file",
-            file.to_str().unwrap(),
-        ],
-    );
+        "serve.log",
+        |cmd| {
+            cmd.arg("-f").arg(&counter);
+            cmd.env("AGENT_HOST_STORE", &url);
+            cmd.env("AGENT_HOST_STORE_PASSWORD_FILE", &file);
+        },
+    ));
     assert_counts_twice(&serve, password);
 }
 
