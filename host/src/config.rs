@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod store;
+pub use store::{RedisSettings, Store, StoreError, StoreFlag, MAX_PASSWORD_FILE_BYTES};
+
 /// Which instance allocator the engine uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Allocator {
@@ -43,16 +46,6 @@ impl Metering {
     }
 }
 
-/// Where agents' key-value state lives. Chosen by the operator, never by an agent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum KvStore {
-    /// An embedded redb file, `<state_dir>/kv.redb`: one host.
-    #[default]
-    Embedded,
-    /// A Redis server (`redis://host:port/db`): replicas of an agent share state.
-    Redis(String),
-}
-
 /// Largest component file the host will read and compile: compiling is the
 /// most expensive thing a (possibly hostile) artifact can make the host do.
 pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
@@ -83,11 +76,11 @@ pub struct HostConfig {
     pub max_component_bytes: u64,
     /// Fuel and epoch metering of guest code.
     pub metering: Metering,
-    /// Where the host keeps durable state: the embedded key-value store
-    /// (`kv.redb`), opened when the first agent with `keyValue` loads.
+    /// Directory of the embedded store (`kv.redb`), opened when the first
+    /// agent with `keyValue` loads; unused when [`HostConfig::store`] is Redis.
     pub state_dir: PathBuf,
-    /// The key-value backend.
-    pub kv_store: KvStore,
+    /// Where the host keeps its state (today: agents' key-value data).
+    pub store: Store,
     /// Put the last user message of each model request into its audit record
     /// (redacted, truncated). Off by default: prompts may carry personal data.
     pub audit_llm_prompts: bool,
@@ -121,7 +114,7 @@ impl HostConfig {
             max_component_bytes: MAX_COMPONENT_BYTES,
             metering: Metering::FuelAndEpoch,
             state_dir,
-            kv_store: KvStore::Embedded,
+            store: Store::Embedded,
             audit_llm_prompts: false,
         }
     }

@@ -288,3 +288,130 @@ fn model_budget_refusals_count_toward_max_denials() {
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert_eq!(report["outcome"], "DenialLimit", "{report}");
 }
+
+/// `--store` refusals: exit 2, naming the flag at fault and what is allowed,
+/// before anything runs.
+#[test]
+fn store_settings_that_cannot_be_used_exit_two_naming_the_flag() {
+    let env = Env::new();
+    let manifest = env.manifest("hello", guests::HELLO, "");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "-f", p(&manifest), "--input", "{}"];
+        args.extend(extra);
+        let out = env.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{extra:?}: nothing ran");
+        text(&out.stderr)
+    };
+    let err = run(&["--store", "http://cache:6379"]);
+    for needle in [
+        "--store",
+        "scheme http://",
+        "redis://",
+        "rediss://",
+        "--state-dir",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let err = run(&["--kv-redis", "cache:6379"]);
+    assert!(
+        err.contains("--kv-redis") && err.contains("rediss://"),
+        "{err}"
+    );
+    let err = run(&["--store", "redis://a:6379", "--kv-redis", "redis://b:6379"]);
+    assert!(
+        err.contains("--store") && err.contains("--kv-redis"),
+        "{err}"
+    );
+    let missing = env.dir.path().join("no-such-password");
+    let err = run(&[
+        "--store",
+        "redis://a:6379",
+        "--store-password-file",
+        p(&missing),
+    ]);
+    assert!(
+        err.contains("--store-password-file")
+            && err.contains(p(&missing))
+            && err.contains("cannot read it"),
+        "{err}"
+    );
+    let password = env.dir.path().join("password");
+    std::fs::write(&password, "from-the-file\n").unwrap();
+    let err = run(&[
+        "--store",
+        "redis://:in-the-url@a:6379",
+        "--store-password-file",
+        p(&password),
+    ]);
+    assert!(err.contains("carries a password"), "{err}");
+    assert!(
+        !err.contains("in-the-url") && !err.contains("from-the-file"),
+        "{err}"
+    );
+    let err = run(&["--store-password-file", p(&password)]);
+    assert!(err.contains("no Redis store"), "{err}");
+}
+
+/// `--kv-redis` and `AGENT_HOST_KV_REDIS` still select Redis (the same store
+/// `--store` then continues), each with a one-line deprecation note; both the
+/// alias and `--store` from the environment are an error naming both.
+#[test]
+fn kv_redis_is_a_deprecated_alias_of_store() {
+    let env = Env::new();
+    let redis = guests::RedisServer::start();
+    let manifest = env.manifest(
+        "counter",
+        guests::KV_COUNTER,
+        "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n",
+    );
+    let count = |out: Output| -> (u64, String) {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (report["output"]["count"].as_u64().unwrap(), stderr)
+    };
+    let run = ["run", "-f", p(&manifest), "--input", "{}", "--json"];
+    let deprecated = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("--kv-redis (AGENT_HOST_KV_REDIS) is deprecated: use --store"))
+            .count()
+    };
+
+    let (n, stderr) = count(env.run(&[&run[..], &["--kv-redis", &redis.url]].concat()));
+    assert_eq!((n, deprecated(&stderr)), (1, 1), "{stderr}");
+    let (n, stderr) = count(
+        Command::new(BIN)
+            .args(run)
+            .env("AGENT_HOST_CACHE_DIR", env.dir.path().join("cache"))
+            .env("AGENT_HOST_LOG", "warn")
+            .env("AGENT_HOST_KV_REDIS", &redis.url)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!((n, deprecated(&stderr)), (2, 1), "{stderr}");
+    let (n, stderr) = count(env.run(&[&run[..], &["--store", &redis.url]].concat()));
+    assert_eq!((n, deprecated(&stderr)), (3, 0), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(run)
+        .args(["--store", &redis.url])
+        .env("AGENT_HOST_CACHE_DIR", env.dir.path().join("cache"))
+        .env("AGENT_HOST_KV_REDIS", &redis.url)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--store (AGENT_HOST_STORE) and --kv-redis (AGENT_HOST_KV_REDIS) are both set"
+        ),
+        "{stderr}"
+    );
+}

@@ -22,6 +22,8 @@ mod fs;
 mod kv;
 #[path = "serve/store.rs"]
 mod store;
+#[path = "serve/store_url.rs"]
+mod store_url;
 
 /// `agent-host serve` of manifest files (`crate::support::HostProcess`).
 struct Serve(HostProcess);
@@ -753,7 +755,7 @@ fn instance_pool_is_sized_to_the_agents_max_concurrency() {
 fn acknowledged_key_value_writes_survive_sigkill() {
     sigkill_while_committing(&[]);
     let redis = guests::RedisServer::start();
-    sigkill_while_committing(&["--kv-redis", &redis.url]);
+    sigkill_while_committing(&["--store", &redis.url]);
 }
 
 /// The SIGKILL scenario with the embedded store, or with `extra` choosing another.

@@ -4,7 +4,7 @@
 //! backend and against a real Redis server on loopback.
 
 use agent_host::cap::key_value::{KvCommit, KvError};
-use agent_host::config::KvStore;
+use agent_host::config::Store;
 use agent_host::runtime::LoadError;
 use agent_host::{InvocationError, PreparedAgent};
 use agent_host_e2e::guests;
@@ -23,7 +23,7 @@ fn backends() -> Vec<(&'static str, Harness, Option<RedisServer>)> {
         ("embedded", Harness::new(), None),
         (
             "redis",
-            Harness::with_config(|c| c.kv_store = KvStore::Redis(url)),
+            Harness::with_config(|c| c.store = Store::redis(&url).unwrap()),
             Some(redis),
         ),
     ]
@@ -375,7 +375,7 @@ async fn an_agent_at_its_quota_can_still_delete_to_shrink() {
 async fn a_commit_redis_never_answers_is_reported_as_unknown() {
     let redis = RedisServer::start();
     let url = redis.url.clone();
-    let h = Harness::with_config(|c| c.kv_store = KvStore::Redis(url));
+    let h = Harness::with_config(|c| c.store = Store::redis(&url).unwrap());
     let agent = h.agent("counter", guests::KV_COUNTER, GRANT);
     assert_eq!(count(&agent).await, 1);
     let signal = |sig: &str| {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent_host::config::{
-    default_cache_dir, default_state_dir, Allocator, DirError, HostConfig, KvStore,
+    default_cache_dir, default_state_dir, Allocator, DirError, HostConfig, Store, StoreError,
 };
 use agent_host::telemetry::{self, LogFormat};
 use clap::{Parser, Subcommand};
@@ -37,11 +37,23 @@ pub struct HostArgs {
     /// Key authenticating precompiled cache entries [default: <cache-dir>/cache.key]
     #[arg(long, env = "AGENT_HOST_CACHE_KEY_FILE", global = true)]
     cache_key_file: Option<PathBuf>,
-    /// Where the host keeps durable state (the key-value store, kv.redb) [default: $XDG_STATE_HOME/agent-host or ~/.local/state/agent-host]
+    /// Directory of the embedded store (kv.redb), used when --store is not set [default: $XDG_STATE_HOME/agent-host or ~/.local/state/agent-host]
     #[arg(long, env = "AGENT_HOST_STATE_DIR", global = true)]
     state_dir: Option<PathBuf>,
-    /// Keep agents' key-value state in this Redis server (redis://host:port/db) instead of <state-dir>/kv.redb, so replicas share it
-    #[arg(long, env = "AGENT_HOST_KV_REDIS", global = true)]
+    /// Where the host keeps its state: a Redis server shared by replicas,
+    /// redis://[user@]host[:port][/db] or rediss://… (TLS) [default: embedded, under --state-dir]
+    #[arg(long, value_name = "URL", env = "AGENT_HOST_STORE", global = true)]
+    store: Option<String>,
+    /// File holding the password of the --store Redis (a mounted secret); read at start, one trailing newline trimmed
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "AGENT_HOST_STORE_PASSWORD_FILE",
+        global = true
+    )]
+    store_password_file: Option<PathBuf>,
+    /// Deprecated alias of --store
+    #[arg(long, value_name = "URL", env = "AGENT_HOST_KV_REDIS", global = true)]
     kv_redis: Option<String>,
     /// Where secrets referenced by manifests are mounted (<dir>/<secret>/<key>)
     #[arg(
@@ -86,9 +98,19 @@ enum Command {
     Audit(audit::AuditCommand),
 }
 
+/// Host settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 impl HostArgs {
-    /// The host configuration; refuses a default directory that is not safe to use.
-    fn config(&self, allocator: Allocator) -> Result<HostConfig, DirError> {
+    /// The host configuration; refuses a default directory that is not safe to
+    /// use and a store setting that is not usable (reading its password file).
+    fn config(&self, allocator: Allocator) -> Result<HostConfig, ConfigError> {
         let or_default = |dir: &Option<PathBuf>, default: fn() -> Result<PathBuf, DirError>| {
             dir.clone().map_or_else(default, Ok)
         };
@@ -97,10 +119,11 @@ impl HostArgs {
         Ok(HostConfig {
             cache_key_file: self.cache_key_file.clone(),
             secrets_dir: self.secrets_dir.clone(),
-            kv_store: self
-                .kv_redis
-                .clone()
-                .map_or(KvStore::Embedded, KvStore::Redis),
+            store: Store::from_flags(
+                self.store.as_deref(),
+                self.kv_redis.as_deref(),
+                self.store_password_file.as_deref(),
+            )?,
             allocator,
             audit_llm_prompts: self.audit_llm_prompts,
             ..HostConfig::new(cache_dir, state_dir)
@@ -129,6 +152,9 @@ pub fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
+        if cli.host.kv_redis.is_some() && cli.host.store.is_none() {
+            tracing::warn!("--kv-redis (AGENT_HOST_KV_REDIS) is deprecated: use --store (AGENT_HOST_STORE), which takes the same URL");
+        }
         let code = match cli.command {
             Command::Run(args) => run::run(&cli.host, args).await,
             Command::Check(args) => check::check(&cli.host, args),

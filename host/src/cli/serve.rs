@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use agent_host::audit::AuditLog;
 use agent_host::cluster::{self, FollowConfig};
-use agent_host::config::Allocator;
+use agent_host::config::{Allocator, Store};
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
 use agent_host::server::store::StoreLimits;
@@ -171,6 +171,9 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     config.max_instances = max_instances;
+    if let Err(e) = check_store(&config.store).await {
+        return fail(e);
+    }
     let mut runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -268,5 +271,28 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             eprintln!("error: serving on {addr}: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A Redis store must answer (address, TLS, password) before the host starts:
+/// a replica that cannot reach it must not report ready and accept work.
+async fn check_store(store: &Store) -> Result<(), String> {
+    let Store::Redis(redis) = store else {
+        return Ok(());
+    };
+    let checked = redis.clone();
+    let result = tokio::task::spawn_blocking(move || checked.check())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    match result {
+        Ok(()) => {
+            tracing::info!(store = redis.url(), tls = redis.tls(), "store reachable");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "--store {}: cannot use this Redis: {e}",
+            redis.url()
+        )),
     }
 }

@@ -1,7 +1,8 @@
 //! Enough of kustomize to check deploy/ without it: the files a kustomization lists,
-//! and its resources with its patches merged in (strategic merge, for the list fields
-//! our patches touch). Namespace, labels, images and generators are not applied; the
-//! tests check those settings directly.
+//! and its resources with its components' and its own patches merged in (strategic
+//! merge, for the list fields our patches touch, and `$patch: delete`). Namespace,
+//! labels, images and generators are not applied; the tests check those settings
+//! directly.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,8 @@ pub struct Kustomization {
     pub doc: Value,
     /// `resources`: files, or directories holding a kustomization.
     pub resources: Vec<PathBuf>,
+    /// `components`: directories holding a `kind: Component` kustomization.
+    pub components: Vec<PathBuf>,
     /// `patches[].path`.
     pub patches: Vec<PathBuf>,
     /// `configMapGenerator[].files` (and `secretGenerator`'s).
@@ -76,15 +79,33 @@ impl Kustomization {
         Self {
             dir: dir.to_path_buf(),
             resources: paths(doc.get("resources"), None),
+            components: paths(doc.get("components"), None),
             patches: paths(doc.get("patches"), Some("path")),
             generated_from,
             doc,
         }
     }
 
+    /// A `kind: Component`: built only as part of a kustomization that lists it.
+    pub fn is_component(&self) -> bool {
+        self.doc["kind"] == "Component"
+    }
+
     /// The resources this kustomization builds, with patches merged at each level.
     pub fn build(&self) -> Vec<Value> {
-        let mut docs: Vec<Value> = Vec::new();
+        assert!(
+            !self.is_component(),
+            "{}: a component builds only inside a kustomization",
+            self.dir.display()
+        );
+        let mut docs = Vec::new();
+        self.accumulate(&mut docs);
+        docs
+    }
+
+    /// Adds this kustomization's resources to `docs`, then applies its components
+    /// (their resources and patches), then its own patches, as kustomize orders them.
+    fn accumulate(&self, docs: &mut Vec<Value>) {
         for resource in &self.resources {
             if resource.is_dir() {
                 docs.extend(Kustomization::load(resource).build());
@@ -92,11 +113,20 @@ impl Kustomization {
                 docs.extend(documents(resource));
             }
         }
+        for component in &self.components {
+            let component = Kustomization::load(component);
+            assert!(
+                component.is_component(),
+                "{}: listed under components but not a kind: Component",
+                component.dir.display()
+            );
+            component.accumulate(docs);
+        }
         for patch_file in &self.patches {
             for patch in documents(patch_file) {
                 let target = docs
-                    .iter_mut()
-                    .find(|d| same_object(d, &patch))
+                    .iter()
+                    .position(|d| same_object(d, &patch))
                     .unwrap_or_else(|| {
                         panic!(
                             "{}: patches no resource of {}",
@@ -104,10 +134,13 @@ impl Kustomization {
                             id(&patch)
                         )
                     });
-                merge(target, &patch);
+                if patch["$patch"] == "delete" {
+                    docs.remove(target);
+                } else {
+                    merge(&mut docs[target], &patch);
+                }
             }
         }
-        docs
     }
 }
 

@@ -80,7 +80,7 @@ fn a_stalled_redis_fails_key_value_calls_at_the_deadline_and_stalls_nothing_else
     let dir = tempfile::tempdir().unwrap();
     let counter = guests::write_manifest(dir.path(), "counter", guests::KV_COUNTER, COUNTER);
     let echo = guests::write_manifest(dir.path(), "echo", guests::ECHO, "");
-    let serve = Serve::start(dir.path(), &[&counter, &echo], &["--kv-redis", &redis.url]);
+    let serve = Serve::start(dir.path(), &[&counter, &echo], &["--store", &redis.url]);
     let r = serve.invoke("counter", "{}");
     assert_eq!(r.body["output"]["count"], 1, "{}", r.body);
 

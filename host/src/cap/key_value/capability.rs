@@ -17,7 +17,7 @@ use crate::cap::tool_call::ToolCall;
 use crate::cap::{
     Capability, CommitIntent, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx,
 };
-use crate::config::{HostConfig, KvStore};
+use crate::config::{HostConfig, Store};
 use crate::manifest::Limits;
 
 /// The `keyValue` capability.
@@ -26,7 +26,7 @@ pub struct KeyValue;
 /// Where the host keeps key-value state, opened on first use (once: redb
 /// locks its file).
 pub struct KeyValueHost {
-    store: KvStore,
+    store: Store,
     state_dir: std::path::PathBuf,
     backend: Mutex<Option<Arc<dyn KvBackend>>>,
 }
@@ -77,7 +77,7 @@ impl KeyValueHost {
             return Ok(kv.clone());
         }
         let backend: Arc<dyn KvBackend> = match &self.store {
-            KvStore::Embedded => {
+            Store::Embedded => {
                 let path = self.state_dir.join("kv.redb");
                 let opened = std::fs::create_dir_all(&self.state_dir)
                     .map_err(|e| e.to_string())
@@ -90,12 +90,26 @@ impl KeyValueHost {
                     })?;
                 Arc::new(opened)
             }
-            KvStore::Redis(url) => Arc::new(RedisBackend::connect(url).map_err(|e| {
-                ConfigureError::new(
+            // Until the state plane (issue 14) lands, key-value commits are
+            // cross-key scripts that a Cluster refuses (CROSSSLOT).
+            Store::Redis(redis) if redis.is_cluster() => {
+                return Err(ConfigureError::new(
                     "spec.capabilities.keyValue",
-                    format!("cannot reach the key-value store: {e}"),
-                )
-            })?),
+                    format!(
+                        "the store {} is a Redis Cluster, which this key-value backend \
+                         does not support yet: use one Redis server",
+                        redis.url()
+                    ),
+                ))
+            }
+            Store::Redis(redis) => {
+                Arc::new(RedisBackend::connect(redis.connection_info()).map_err(|e| {
+                    ConfigureError::new(
+                        "spec.capabilities.keyValue",
+                        format!("cannot reach the key-value store: {e}"),
+                    )
+                })?)
+            }
         };
         *kv = Some(backend.clone());
         Ok(backend)
@@ -116,7 +130,7 @@ impl Capability for KeyValue {
 
     fn host(config: &HostConfig) -> KeyValueHost {
         KeyValueHost {
-            store: config.kv_store.clone(),
+            store: config.store.clone(),
             state_dir: config.state_dir.clone(),
             backend: Mutex::new(None),
         }

@@ -112,9 +112,10 @@ fn stamp_key(s: &Scope) -> Vec<u8> {
 }
 
 impl RedisBackend {
-    /// Connects to `url` (`redis://host:port/db`); fails if the server does not
+    /// Connects to `url` (`redis://host:port/db`, or connection settings that
+    /// carry a password: [`crate::config::RedisSettings`]); fails if the server does not
     /// answer PING within [`CONNECT_TIMEOUT`] (once per host, at load).
-    pub fn connect(url: &str) -> Result<Self, KvError> {
+    pub fn connect(url: impl redis::IntoConnectionInfo) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(backend)?;
         let mut probe = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
