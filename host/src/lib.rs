@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod redact;
 pub mod runtime;
 pub mod server;
+pub mod state_store;
 pub mod telemetry;
 
 pub use config::HostConfig;
