@@ -533,4 +533,4 @@ pub(crate) fn counter(bytes: &[u8], k: &(String, String)) -> Result<u64, KvError
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
