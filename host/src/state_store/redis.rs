@@ -12,7 +12,8 @@
 //! token budget's used tokens and reservations.
 //!
 //! Connections: `redis://…` is one server (a [`ConnectionManager`],
-//! reconnecting); `redis+cluster://host:port[,host:port…]` is a Cluster,
+//! reconnecting; key-value data in the layout before the hash tag is renamed
+//! into it on connect); `redis+cluster://host:port[,host:port…]` is a Cluster,
 //! discovered from those seed nodes. TLS (`rediss://`) needs the redis
 //! crate's `tokio-rustls-comp` feature, not enabled here.
 
@@ -27,8 +28,8 @@ use ::redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use super::*;
 use crate::cap::kv::redb_store::encode;
 use crate::cap::kv::redis_store::{
-    bucket_key, data_key, prefix, usage_key, version_key, KvArgs, COMMIT, CONNECT_TIMEOUT, KV_LUA,
-    RESPONSE_TIMEOUT,
+    bucket_key, data_key, migrate_untagged_keys, prefix, usage_key, version_key, KvArgs, COMMIT,
+    CONNECT_TIMEOUT, KV_LUA, RESPONSE_TIMEOUT,
 };
 use crate::cap::kv::Versioned;
 
@@ -312,6 +313,16 @@ impl RedisStore {
             }
             None => {
                 let client = ::redis::Client::open(url).map_err(backend)?;
+                let probe = client.clone();
+                // Key-value data of hosts before the hash tag: renamed once.
+                tokio::task::spawn_blocking(move || {
+                    let mut sync = probe.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                    sync.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                    migrate_untagged_keys(&mut sync)
+                })
+                .await
+                .map_err(backend)?
+                .map_err(backend)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT));

@@ -7,8 +7,8 @@
 //! are a Redis Cluster hash tag, so one agent's keys share a slot and its
 //! scripts (this commit, and the state store's `complete`, which embeds it)
 //! work on a Cluster. Keys written before the tag existed
-//! (`agent-host/d/…`, without it) are not read by this layout; carrying
-//! them over is a one-off rename per key, left to the store's wiring.
+//! (`agent-host/d/…`, without it) are renamed into this layout when a host
+//! connects ([`migrate_untagged_keys`]).
 //!
 //! Calls go over one multiplexed async connection (re-established by
 //! [`redis::aio::ConnectionManager`]): concurrent invocations pipeline on it
@@ -178,6 +178,60 @@ fn stamp_key(s: &Scope) -> Vec<u8> {
     key(s, b"n/", &[])
 }
 
+/// Renames keys written before the hash tag existed (`agent-host/d/…`,
+/// `v/`, `k/`, `u/`, `n/` then the encoded scope: one server only, as the
+/// untagged layout never worked on a Cluster) to the tagged layout; how many
+/// were renamed. Safe to run from several hosts at once and again later: a
+/// key already renamed is skipped, and a tagged key is never overwritten.
+/// Replicas still running the untagged layout must be stopped first.
+pub(crate) fn migrate_untagged_keys(conn: &mut redis::Connection) -> redis::RedisResult<u64> {
+    let mut cursor: u64 = 0;
+    let mut renamed = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("agent-host/[dvkun]/*")
+            .arg("COUNT")
+            .arg(1000)
+            .query(conn)?;
+        for old in keys {
+            let Some(scope) = untagged_scope(&old) else {
+                continue;
+            };
+            let mut new = prefix(&scope);
+            new.extend_from_slice(&old[b"agent-host/".len()..]);
+            match redis::cmd("RENAMENX")
+                .arg(&old)
+                .arg(&new)
+                .query::<i64>(conn)
+            {
+                Ok(n) => renamed += n as u64,
+                // Renamed by another host since the SCAN.
+                Err(e) if e.to_string().contains("no such key") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if next == 0 {
+            return Ok(renamed);
+        }
+        cursor = next;
+    }
+}
+
+/// The scope an untagged key (`agent-host/<kind>/` + encoded parts) names.
+fn untagged_scope(key: &[u8]) -> Option<Scope> {
+    fn part(b: &[u8]) -> Option<(String, &[u8])> {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let text = String::from_utf8(b.get(4..4 + len)?.to_vec()).ok()?;
+        Some((text, &b[4 + len..]))
+    }
+    let rest = key.strip_prefix(b"agent-host/")?.get(2..)?;
+    let (namespace, rest) = part(rest)?;
+    let (agent, _) = part(rest)?;
+    Some(Scope { namespace, agent })
+}
+
 /// The keys of one key-value commit, in [`KV_LUA`]'s order.
 pub(crate) struct KvArgs<'a> {
     entries: Vec<(&'a (String, String), u64)>,
@@ -267,6 +321,7 @@ impl RedisBackend {
         redis::cmd("PING")
             .query::<String>(&mut probe)
             .map_err(backend)?;
+        migrate_untagged_keys(&mut probe).map_err(backend)?;
         Ok(Self {
             client,
             conn: OnceCell::new(),

@@ -126,3 +126,117 @@ fn invocation_ids_carry_their_agent_and_malformed_ones_are_refused() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
+    use crate::cap::kv::redb_store::encode;
+    let redis = RedisProc::start(&[]);
+    let scope = Scope {
+        namespace: "team".into(),
+        agent: "triage".into(),
+    };
+    // What a host before the hash tag wrote: a counter of 41 and a set.
+    let old = |kind: &str, parts: &[&str]| {
+        let mut k = format!("agent-host/{kind}/").into_bytes();
+        k.extend(encode(&[&scope.namespace, &scope.agent]));
+        k.extend(encode(parts));
+        k
+    };
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = ::redis::pipe()
+        .set(old("d", &["c", "n"]), &41u64.to_le_bytes()[..])
+        .set(old("v", &["c", "n"]), 7)
+        .sadd(old("k", &["c"]), "n")
+        .set(old("u", &[]), 9)
+        .set(old("n", &[]), 7)
+        .query(&mut conn)
+        .unwrap();
+    let store = RedisStore::connect(&redis.url(), RETENTION).await.unwrap();
+    let kv = store.kv();
+    let mut t = crate::cap::kv::Transaction::new(kv.clone(), scope.clone(), vec![], 1 << 20);
+    assert_eq!(t.keys("c").await.unwrap(), ["n"]);
+    assert_eq!(t.increment("c", "n", 1).await.unwrap(), 42);
+    t.commit().await.unwrap();
+    assert_eq!(kv.usage(&scope).await.unwrap(), 9);
+    let untagged: Vec<Vec<u8>> = ::redis::cmd("KEYS")
+        .arg("agent-host/[dvkun]/*")
+        .query(&mut conn)
+        .unwrap();
+    assert!(untagged.is_empty(), "left untagged: {untagged:?}");
+    // The key-value backend alone (`--kv-redis`) migrates too, and again is a no-op.
+    crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
+    let mut t = crate::cap::kv::Transaction::new(kv, scope, vec![], 1 << 20);
+    assert_eq!(t.increment("c", "n", 0).await.unwrap(), 42);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_work_survives_reopening_the_embedded_store_and_a_dead_owners_lease_is_reclaimed()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kv.redb");
+    let open = || {
+        let kv = RedbBackend::open(&path).unwrap();
+        Arc::new(RedbStore::open(Arc::new(kv), RETENTION).unwrap()) as Arc<dyn StateStore>
+    };
+    let scope = Scope {
+        namespace: "".into(),
+        agent: "a".into(),
+    };
+    let bound = QueueBound {
+        max_items: 10,
+        max_bytes: 1 << 20,
+        max_input_bytes: 1 << 20,
+    };
+    let (running, queued) = {
+        let store = open();
+        let mut ids = Vec::new();
+        for (input, key) in [("running", "k1"), ("queued", "k2")] {
+            let new = NewInvocation {
+                id: InvocationId::new(&scope),
+                input: input.into(),
+                metadata: vec![],
+                idempotency_key: Some(key.into()),
+            };
+            ids.push(new.id.clone());
+            store.submit(new, bound).await.unwrap();
+        }
+        let claim = store
+            .claim(&scope, "before", Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(claim.unwrap().id, ids[0]);
+        (ids[0].clone(), ids[1].clone())
+        // The host dies here: the store is dropped mid-run.
+    };
+    let store = open();
+    let retry = NewInvocation {
+        id: InvocationId::new(&scope),
+        input: b"queued".to_vec(),
+        metadata: vec![],
+        idempotency_key: Some("k2".into()),
+    };
+    assert_eq!(
+        store.submit(retry, bound).await.unwrap(),
+        Submitted::Duplicate(queued.clone())
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let first = store
+        .claim(&scope, "after", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&first.id, first.reclaimed, first.attempt),
+        (&running, true, 2)
+    );
+    let second = store
+        .claim(&scope, "after", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&second.id, second.input.as_slice()),
+        (&queued, &b"queued"[..])
+    );
+}
