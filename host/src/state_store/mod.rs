@@ -302,6 +302,17 @@ pub struct Record {
     pub result: Option<Vec<u8>>,
 }
 
+/// How much work an agent has in the store (for metrics and readiness).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Invocations waiting.
+    pub queued: u64,
+    /// Invocations claimed and not ended.
+    pub running: u64,
+    /// Bytes of inputs and metadata of both, counted against the queue bound.
+    pub bytes: u64,
+}
+
 /// A budget reservation granted by [`StateStore::reserve`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
@@ -367,10 +378,15 @@ pub enum StoreError {
         /// The changes' agent.
         kv: String,
     },
-    /// The store failed (I/O, connection); the operation may not have applied
-    /// for reads, and for writes it did not unless said otherwise.
+    /// The store failed (I/O, connection, a refused command); nothing was
+    /// changed.
     #[error("state store: {0}")]
     Backend(String),
+    /// A write was sent but no reply came: it may or may not have applied.
+    /// For `complete`, [`StateStore::get`] tells: the result and the
+    /// key-value changes were applied together or not at all.
+    #[error("state store: no reply to a write, which may or may not have applied: {0}")]
+    Unknown(String),
 }
 
 impl From<KvError> for StoreError {
@@ -428,6 +444,9 @@ pub trait StateStore: Send + Sync {
 
     /// Cancels a queued or running invocation.
     async fn cancel(&self, id: &InvocationId) -> Result<Cancelled, StoreError>;
+
+    /// The agent's queued and running work.
+    async fn depth(&self, scope: &Scope) -> Result<Depth, StoreError>;
 
     /// Reserves `prompt` plus up to `completion` tokens in the agent's shared
     /// per-minute window.

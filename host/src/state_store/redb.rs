@@ -586,6 +586,40 @@ impl StateStore for RedbStore {
         .await
     }
 
+    async fn depth(&self, scope: &Scope) -> Result<Depth, StoreError> {
+        let (db, sk) = (self.db.clone(), scope_key(scope));
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(backend)?;
+            let count = |n: &mut u64, k: &[u8]| k.starts_with(&sk).then(|| *n += 1).is_some();
+            let mut queued = 0;
+            let queue = txn.open_table(QUEUE).map_err(backend)?;
+            for entry in queue.range(sk.as_slice()..).map_err(backend)? {
+                if !count(&mut queued, entry.map_err(backend)?.0.value()) {
+                    break;
+                }
+            }
+            let mut running = 0;
+            let table = txn.open_table(RUNNING).map_err(backend)?;
+            for entry in table.range(sk.as_slice()..).map_err(backend)? {
+                if !count(&mut running, entry.map_err(backend)?.0.value()) {
+                    break;
+                }
+            }
+            let stats = txn.open_table(QUEUE_STATS).map_err(backend)?;
+            let bytes = stats
+                .get(sk.as_slice())
+                .map_err(backend)?
+                .map_or(0, |v| v.value().1);
+            Ok(Depth {
+                queued,
+                running,
+                bytes,
+            })
+        })
+        .await
+        .map_err(|e| backend(format!("task: {e}")))?
+    }
+
     async fn reserve(
         &self,
         scope: &Scope,

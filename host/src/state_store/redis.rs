@@ -261,6 +261,15 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("redis: {e}"))
 }
 
+/// A script that was sent: with no reply it may have run.
+fn sent(e: ::redis::RedisError) -> StoreError {
+    if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
+        StoreError::Unknown(format!("redis: {e}"))
+    } else {
+        backend(e)
+    }
+}
+
 fn kv_backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(format!("redis: {e}"))
 }
@@ -454,7 +463,7 @@ impl StateStore for RedisStore {
             .arg(new.id.as_str())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         match status.as_str() {
             "ok" => Ok(Submitted::Accepted),
             "dup" => Ok(Submitted::Duplicate(InvocationId(existing))),
@@ -485,7 +494,7 @@ impl StateStore for RedisStore {
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(
             reply.map(|(id, input, metadata, attempt, fence, reclaimed)| Claim {
                 id: InvocationId(id),
@@ -514,7 +523,7 @@ impl StateStore for RedisStore {
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(if ok == 1 { Ok(()) } else { Err(Fenced) })
     }
 
@@ -543,7 +552,7 @@ impl StateStore for RedisStore {
         let (status, detail): (String, i64) = invocation
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         match (status.as_str(), args) {
             ("ok", _) => Ok(Completed::Completed),
             ("fenced", _) => Ok(Completed::Fenced),
@@ -577,7 +586,7 @@ impl StateStore for RedisStore {
             .arg(fence)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(if ok == 1 { Ok(()) } else { Err(Fenced) })
     }
 
@@ -626,11 +635,27 @@ impl StateStore for RedisStore {
             .arg(self.retention_ms())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(match status.as_str() {
             "notfound" => Cancelled::NotFound,
             "ended" => Cancelled::AlreadyEnded(State::parse(&state)?),
             _ => Cancelled::Cancelled(State::parse(&state)?),
+        })
+    }
+
+    async fn depth(&self, scope: &Scope) -> Result<Depth, StoreError> {
+        let mut pipe = ::redis::pipe();
+        pipe.zcard(skey(scope, "q/"))
+            .zcard(skey(scope, "r/"))
+            .hget(skey(scope, "s/"), "b");
+        let (queued, running, bytes): (u64, u64, Option<u64>) = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(Depth {
+            queued,
+            running,
+            bytes: bytes.unwrap_or(0),
         })
     }
 
@@ -654,7 +679,7 @@ impl StateStore for RedisStore {
             .arg(MAX_HOLD.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(match status.as_str() {
             "ok" => Ok(Hold {
                 id: hold,
@@ -680,7 +705,7 @@ impl StateStore for RedisStore {
             .arg(used)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(backend)?;
+            .map_err(sent)?;
         Ok(())
     }
 }

@@ -420,6 +420,11 @@ async fn the_queue_is_bounded_in_items_and_bytes_across_replicas(a: &Store, b: &
     assert!(full.to_string().contains("spec.limits.maxQueue"), "{full}");
     // Running work still counts; finished work frees its place.
     let c = a.claim(&s, "r1", LEASE).await.unwrap().unwrap();
+    let depth = b.depth(&s).await.unwrap();
+    assert_eq!(
+        (depth.queued, depth.running, depth.bytes),
+        (2, 1, 3 * (1 + 14))
+    );
     assert!(b.submit(new(&s, "x", None), bound).await.is_err());
     a.complete(&c.id, c.fence, ok(""), None).await.unwrap();
     b.submit(new(&s, "x", None), bound).await.unwrap();
