@@ -110,15 +110,23 @@ impl RedbStore {
     }
 
     /// Runs `f` in a write transaction on the blocking pool; commits unless
-    /// it says abort or fails.
+    /// it says abort or fails. A commit that is not `durable` skips the fsync
+    /// (the next durable one persists it): for claims, renewals and releases,
+    /// whose loss in a crash only puts work back in its earlier state — and
+    /// the host that held it died with the store, so no stale owner remains.
     async fn write<T: Send + 'static>(
         &self,
+        durable: bool,
         f: impl FnOnce(&WriteTransaction, u64) -> Result<Step<T>, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
         let retention = self.retention.as_millis() as u64;
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(backend)?;
+            let mut txn = db.begin_write().map_err(backend)?;
+            if !durable {
+                txn.set_durability(::redb::Durability::None)
+                    .map_err(backend)?;
+            }
             let now = now_ms();
             purge(&txn, now.saturating_sub(retention))?;
             match f(&txn, now)? {
@@ -335,7 +343,7 @@ impl StateStore for RedbStore {
 
     async fn submit(&self, new: NewInvocation, bound: QueueBound) -> Result<Submitted, StoreError> {
         check_new(&new, &bound)?;
-        self.write(move |txn, now| {
+        self.write(true, move |txn, now| {
             let scope = new.id.scope()?;
             let sk = scope_key(&scope);
             if let Some(key) = &new.idempotency_key {
@@ -423,8 +431,10 @@ impl StateStore for RedbStore {
         }
         let (scope, replica) = (scope.clone(), replica.to_string());
         let lease = lease.as_millis() as u64;
-        self.write(move |txn, now| claim(txn, &scope, &replica, lease, now).map(Step::Commit))
-            .await
+        self.write(false, move |txn, now| {
+            claim(txn, &scope, &replica, lease, now).map(Step::Commit)
+        })
+        .await
     }
 
     async fn renew(
@@ -435,7 +445,7 @@ impl StateStore for RedbStore {
     ) -> Result<Result<(), Fenced>, StoreError> {
         let id = id.clone();
         let lease = lease.as_millis() as u64;
-        self.write(move |txn, now| {
+        self.write(false, move |txn, now| {
             if fenced_meta(txn, &id, fence)?.is_none() {
                 return Ok(Step::Abort(Err(Fenced)));
             }
@@ -459,7 +469,7 @@ impl StateStore for RedbStore {
         check_result(&outcome)?;
         let scope = check_kv_scope(id, &kv)?;
         let id = id.clone();
-        self.write(move |txn, now| {
+        self.write(true, move |txn, now| {
             let Some(mut meta) = fenced_meta(txn, &id, fence)? else {
                 return Ok(Step::Abort(Completed::Fenced));
             };
@@ -496,7 +506,7 @@ impl StateStore for RedbStore {
         fence: u64,
     ) -> Result<Result<(), Fenced>, StoreError> {
         let id = id.clone();
-        self.write(move |txn, _| {
+        self.write(false, move |txn, _| {
             let Some(mut meta) = fenced_meta(txn, &id, fence)? else {
                 return Ok(Step::Abort(Err(Fenced)));
             };
@@ -553,7 +563,7 @@ impl StateStore for RedbStore {
     async fn cancel(&self, id: &InvocationId) -> Result<Cancelled, StoreError> {
         let sk = scope_key(&id.scope()?);
         let id = id.clone();
-        self.write(move |txn, now| {
+        self.write(true, move |txn, now| {
             let Some(mut meta) = get_meta(txn, id.as_str())? else {
                 return Ok(Step::Abort(Cancelled::NotFound));
             };

@@ -207,7 +207,10 @@ async fn accepted_work_survives_reopening_the_embedded_store_and_a_dead_owners_l
             .unwrap();
         assert_eq!(claim.unwrap().id, ids[0]);
         (ids[0].clone(), ids[1].clone())
-        // The host dies here: the store is dropped mid-run.
+        // The host stops here, the store dropped mid-run. (Dropped cleanly,
+        // the claim is kept; after a SIGKILL the claim, committed without
+        // fsync, may be lost instead, putting the work back in the queue:
+        // either way it runs again.)
     };
     let store = open();
     let retry = NewInvocation {
@@ -239,4 +242,81 @@ async fn accepted_work_survives_reopening_the_embedded_store_and_a_dead_owners_l
         (&second.id, second.input.as_slice()),
         (&queued, &b"queued"[..])
     );
+}
+
+/// Not a check: figures for the closing note. 32 tasks, each looping
+/// submit → claim → increment a shared counter → complete (4 store round
+/// trips per invocation on Redis: submit, claim, the counter's first read,
+/// complete). Run: `cargo test --lib state_store::tests::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_durable_invocations_per_second_at_c32() {
+    async fn measure(name: &str, store: Arc<dyn StateStore>) {
+        const PER_TASK: usize = 100;
+        let scope = Scope {
+            namespace: "bench".into(),
+            agent: name.into(),
+        };
+        let bound = QueueBound {
+            max_items: 10_000,
+            max_bytes: 1 << 30,
+            max_input_bytes: 1 << 20,
+        };
+        let started = std::time::Instant::now();
+        let tasks = (0..32).map(|_| {
+            let (store, scope) = (store.clone(), scope.clone());
+            tokio::spawn(async move {
+                for _ in 0..PER_TASK {
+                    let new = NewInvocation {
+                        id: InvocationId::new(&scope),
+                        input: vec![b'x'; 100],
+                        metadata: vec![],
+                        idempotency_key: Some(uuid::Uuid::new_v4().to_string()),
+                    };
+                    store.submit(new, bound).await.unwrap();
+                    let c = store
+                        .claim(&scope, "r", Duration::from_secs(30))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let mut t = crate::cap::kv::Transaction::new(
+                        store.kv(),
+                        scope.clone(),
+                        vec![],
+                        1 << 20,
+                    );
+                    t.increment("c", "n", 1).await.unwrap();
+                    let outcome = Outcome {
+                        state: State::Succeeded,
+                        result: vec![b'y'; 100],
+                    };
+                    let done = store
+                        .complete(&c.id, c.fence, outcome, t.into_intent())
+                        .await
+                        .unwrap();
+                    assert_eq!(done, Completed::Completed);
+                }
+            })
+        });
+        for t in futures::future::join_all(tasks).await {
+            t.unwrap();
+        }
+        let n = 32 * PER_TASK;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{name}: {n} durable invocations in {secs:.2}s = {:.0}/s",
+            n as f64 / secs
+        );
+    }
+    let (_dir, redb) = redb_store();
+    measure("redb", redb).await;
+    let redis = RedisProc::start(&[]);
+    let (store, _) = redis_replicas(&redis.url()).await;
+    measure("redis", store).await;
+    let aof = RedisProc::start(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let (store, _) = redis_replicas(&aof.url()).await;
+    measure("redis-aof-everysec", store).await;
+    let cluster = Cluster::start();
+    let (store, _) = redis_replicas(&cluster.url()).await;
+    measure("redis-cluster", store).await;
 }
