@@ -183,8 +183,14 @@ fn stamp_key(s: &Scope) -> Vec<u8> {
 /// untagged layout never worked on a Cluster) to the tagged layout; how many
 /// were renamed. Safe to run from several hosts at once and again later: a
 /// key already renamed is skipped, and a tagged key is never overwritten.
-/// Replicas still running the untagged layout must be stopped first.
+/// Replicas still running the untagged layout must be stopped first. A
+/// marker key records a finished pass, so later starts do not SCAN the
+/// whole keyspace again.
 pub(crate) fn migrate_untagged_keys(conn: &mut redis::Connection) -> redis::RedisResult<u64> {
+    const DONE: &str = "agent-host/kv-layout-tagged";
+    if redis::cmd("EXISTS").arg(DONE).query::<i64>(conn)? == 1 {
+        return Ok(0);
+    }
     let mut cursor: u64 = 0;
     let mut renamed = 0;
     loop {
@@ -213,6 +219,7 @@ pub(crate) fn migrate_untagged_keys(conn: &mut redis::Connection) -> redis::Redi
             }
         }
         if next == 0 {
+            redis::cmd("SET").arg(DONE).arg(1).query::<()>(conn)?;
             return Ok(renamed);
         }
         cursor = next;

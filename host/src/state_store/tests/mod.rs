@@ -164,10 +164,32 @@ async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
         .query(&mut conn)
         .unwrap();
     assert!(untagged.is_empty(), "left untagged: {untagged:?}");
-    // The key-value backend alone (`--kv-redis`) migrates too, and again is a no-op.
+    // The key-value backend alone (`--kv-redis`) migrates too; once done,
+    // a pass is not repeated.
+    let _: () = ::redis::cmd("DEL")
+        .arg("agent-host/kv-layout-tagged")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = ::redis::cmd("SET")
+        .arg(old("d", &["c", "m"]))
+        .arg(&1u64.to_le_bytes()[..])
+        .query(&mut conn)
+        .unwrap();
     crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
-    let mut t = crate::cap::kv::Transaction::new(kv, scope, vec![], 1 << 20);
+    let mut t = crate::cap::kv::Transaction::new(kv, scope.clone(), vec![], 1 << 20);
     assert_eq!(t.increment("c", "n", 0).await.unwrap(), 42);
+    assert_eq!(t.increment("c", "m", 0).await.unwrap(), 1);
+    let _: () = ::redis::cmd("SET")
+        .arg(old("d", &["c", "late"]))
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
+    crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
+    let late: i64 = ::redis::cmd("EXISTS")
+        .arg(old("d", &["c", "late"]))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(late, 1, "a finished migration does not scan again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
