@@ -8,7 +8,7 @@
 //! scripts (this commit, and the state store's `complete`, which embeds it)
 //! work on a Cluster. Keys written before the tag existed
 //! (`agent-host/d/…`, without it) are renamed into this layout when a host
-//! connects ([`migrate_untagged_keys`]).
+//! connects (`migrate_untagged_keys`).
 //!
 //! Calls go over one multiplexed async connection (re-established by
 //! [`redis::aio::ConnectionManager`]): concurrent invocations pipeline on it
