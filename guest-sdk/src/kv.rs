@@ -170,9 +170,14 @@ impl Store {
     }
 
     /// Adds `delta` to the counter at `key` (an absent key counts as 0) and
-    /// returns the new value. The host stores counters as 8-byte
-    /// little-endian `u64`s and wraps on overflow; a key holding anything else
-    /// fails with [`Error::Host`].
+    /// returns the value this invocation sees: the counter as it first looked
+    /// at it plus its own increments so far. Increments commute: concurrent
+    /// invocations that only increment a key never conflict, each delta is
+    /// added at commit to whatever the counter holds then. A key the
+    /// invocation also reads, sets or deletes is checked for concurrent
+    /// changes like any other (the commit is refused if it changed). The host
+    /// stores counters as 8-byte little-endian `u64`s and wraps on overflow;
+    /// a key holding anything else fails with [`Error::Host`].
     pub fn increment(&self, key: &str, delta: u64) -> Result<u64, Error> {
         atomics::increment(&self.bucket, key, delta).map_err(|e| self.error(e))
     }

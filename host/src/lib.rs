@@ -13,6 +13,7 @@
 //! * [`runtime`] — engine, compile cache, limits, instantiation and invocation.
 //! * [`config`] — how the host itself runs (cache, secrets, allocator), apart from any manifest.
 //! * [`server`] — serve mode: the HTTP API, admission, idempotency, graceful drain.
+//! * [`state_store`] — durable invocations, queue, leases, shared budgets, on redb or Redis.
 //! * [`audit`] — the hash-chained audit trail; [`metrics`] — Prometheus metrics;
 //!   [`redact`] — how guest-influenced text is made safe to print.
 #![deny(missing_docs)]
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod redact;
 pub mod runtime;
 pub mod server;
+pub mod state_store;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -181,6 +181,34 @@ async fn concurrent_commits_conflict_instead_of_losing_an_update() {
     }
 }
 
+/// Increments commute: invocations that only increment one counter, all
+/// open at once, all commit (they conflicted before: 25 of 40 failed) and
+/// the counter counts every one.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_invocations_that_only_increment_a_counter_all_commit() {
+    for (backend, h, _redis) in backends() {
+        let agent = std::sync::Arc::new(h.agent("incr", guests::KV_COUNTER, GRANT));
+        let runs: Vec<_> = (0..16)
+            .map(|_| {
+                let agent = agent.clone();
+                tokio::spawn(async move {
+                    let input = json!({ "incrementOnly": true, "sleepMs": 200 });
+                    agent.invoke(task(input)).await
+                })
+            })
+            .collect();
+        for run in runs {
+            let inv = run.await.unwrap();
+            assert_eq!(inv.outcome(), "ok", "{backend}: {:?}", inv.result);
+        }
+        assert_eq!(
+            count(&agent).await,
+            17,
+            "{backend}: every increment counted"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_using_key_value_without_the_grant_is_refused_at_load() {
     let h = Harness::new();

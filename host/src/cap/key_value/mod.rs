@@ -8,6 +8,15 @@
 //! invocation read or wrote must still have the version it saw, or the whole
 //! commit is refused as a [`KvError::Conflict`]; nothing is ever half-written.
 //!
+//! Increments (`wasi:keyvalue/atomics.increment`) are commutative: a key the
+//! invocation only increments is not version-checked; its delta is added to
+//! whatever the key holds when the commit applies, so concurrent incrementers
+//! never conflict. Inside the transaction `increment` returns the value the
+//! key had at the invocation's first look at it plus the invocation's own
+//! deltas so far (other invocations' concurrent increments are not seen
+//! until the commit). A key the invocation also reads, sets or deletes keeps
+//! the optimistic check: its increments become an ordinary buffered write.
+//!
 //! What a transaction buffers is held in host memory, so it is budgeted at the
 //! call that adds it: buffered values and every key touched count against
 //! `maxBytes`, keys are at most [`MAX_KEY_BYTES`] and a transaction touches at
@@ -93,6 +102,10 @@ pub struct Changes {
     pub expected: BTreeMap<(String, String), u64>,
     /// New values (`None` deletes), per (bucket, key).
     pub writes: BTreeMap<(String, String), Option<Vec<u8>>>,
+    /// Deltas added (wrapping) to the little-endian u64 at (bucket, key) at
+    /// commit, absent counting as 0, without a version check. Never a key of
+    /// `writes`.
+    pub increments: BTreeMap<(String, String), u64>,
     /// The scope's byte quota (keys plus values).
     pub max_bytes: u64,
 }
@@ -129,6 +142,14 @@ pub enum KvError {
     TooManyKeys {
         /// The limit.
         limit: usize,
+    },
+    /// An increment met a value that is not an 8-byte little-endian counter.
+    #[error("key {key:?} in bucket {bucket:?} does not hold a u64 counter (8 bytes, little-endian), so it cannot be incremented")]
+    NotCounter {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
     },
     /// A key longer than [`MAX_KEY_BYTES`].
     #[error("key of {len} bytes is longer than the {limit}-byte limit for key-value keys")]
@@ -205,8 +226,11 @@ pub struct Transaction {
     scope: Scope,
     buckets: Vec<String>,
     changes: Changes,
-    /// Bytes the transaction holds: every key in `changes.expected` plus every
-    /// buffered value. Kept at most `changes.max_bytes`.
+    /// Per key only incremented so far: the value and version it had when
+    /// first looked at (what `increment` adds its deltas to).
+    counters: BTreeMap<(String, String), (u64, u64)>,
+    /// Bytes the transaction holds: every key touched plus every buffered
+    /// value (8 per counter). Kept at most `changes.max_bytes`.
     held: u64,
     /// When the invocation ends; calls after it fail with [`KvError::Deadline`].
     deadline: Option<Instant>,
@@ -228,6 +252,7 @@ impl Transaction {
                 max_bytes,
                 ..Changes::default()
             },
+            counters: BTreeMap::new(),
             held: 0,
             deadline: None,
         }
@@ -282,8 +307,8 @@ impl Transaction {
             });
         }
         let mut held = self.held + value_len as u64;
-        if !self.changes.expected.contains_key(k) {
-            if self.changes.expected.len() >= MAX_TRANSACTION_KEYS {
+        if !self.changes.expected.contains_key(k) && !self.counters.contains_key(k) {
+            if self.changes.expected.len() + self.counters.len() >= MAX_TRANSACTION_KEYS {
                 return Err(KvError::TooManyKeys {
                     limit: MAX_TRANSACTION_KEYS,
                 });
@@ -305,6 +330,7 @@ impl Transaction {
     /// Makes `k` part of the transaction's read set (reading its version from
     /// the backend the first time); its version.
     async fn track(&mut self, k: &(String, String)) -> Result<u64, KvError> {
+        self.fold(k);
         if let Some(version) = self.changes.expected.get(k) {
             return Ok(*version);
         }
@@ -321,6 +347,7 @@ impl Transaction {
     pub async fn get(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
+        self.fold(&k);
         if let Some(buffered) = self.changes.writes.get(&k) {
             return Ok(buffered.clone());
         }
@@ -340,6 +367,7 @@ impl Transaction {
         let k = (bucket.to_string(), key.to_string());
         // Checked before any backend call: a refused set costs the host nothing.
         self.admit(&k, value.len())?;
+        self.fold(&k);
         // The commit must know what it overwrites: a blind write still
         // conflicts with a concurrent one.
         self.track(&k).await?;
@@ -387,28 +415,66 @@ impl Transaction {
                 };
             }
         }
+        // An increment creates its key.
+        for (b, k) in self.changes.increments.keys() {
+            if b == bucket {
+                keys.insert(k.clone());
+            }
+        }
         Ok(keys.into_iter().collect())
     }
 
-    /// Adds `delta` to the little-endian u64 at `key` (absent counts as 0);
-    /// the new value.
+    /// Adds `delta` (wrapping) to the little-endian u64 at `key`, absent
+    /// counting as 0; the value seen at the first look at the key plus this
+    /// invocation's deltas so far. A key the transaction has not read or
+    /// written is recorded as a delta applied at commit with no version check
+    /// (see the module doc); otherwise it is a read-modify-write.
     pub async fn increment(&mut self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
-        let current = match self.get(bucket, key).await? {
-            None => 0,
-            Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
-                KvError::Backend(format!(
-                    "key {key:?} in bucket {bucket:?} does not hold a u64 counter"
-                ))
-            })?),
+        self.check_bucket(bucket)?;
+        let k = (bucket.to_string(), key.to_string());
+        if self.changes.expected.contains_key(&k) {
+            let current = match self.get(bucket, key).await? {
+                None => 0,
+                Some(bytes) => counter(&bytes, &k)?,
+            };
+            let next = current.wrapping_add(delta);
+            self.set(bucket, key, next.to_le_bytes().to_vec()).await?;
+            return Ok(next);
+        }
+        let (base, _) = match self.counters.get(&k) {
+            Some(seen) => *seen,
+            None => {
+                // The key and its 8-byte value are held like a buffered write.
+                let held = self.admit(&k, 8)?;
+                let read = self
+                    .before_deadline(self.backend.read(&self.scope, bucket, key))
+                    .await?;
+                let value = read.value.as_deref().map_or(Ok(0), |v| counter(v, &k))?;
+                self.counters.insert(k.clone(), (value, read.version));
+                self.held = held;
+                (value, read.version)
+            }
         };
-        let next = current.wrapping_add(delta);
-        self.set(bucket, key, next.to_le_bytes().to_vec()).await?;
-        Ok(next)
+        let total = self.changes.increments.entry(k).or_insert(0);
+        *total = total.wrapping_add(delta);
+        Ok(base.wrapping_add(*total))
+    }
+
+    /// Turns `k`'s pending increments, if any, into an ordinary buffered
+    /// write checked against the version first seen: the invocation is about
+    /// to read, set or delete the key, so it keeps the optimistic check.
+    fn fold(&mut self, k: &(String, String)) {
+        if let Some((base, version)) = self.counters.remove(k) {
+            let delta = self.changes.increments.remove(k).unwrap_or(0);
+            self.changes.expected.insert(k.clone(), version);
+            let value = base.wrapping_add(delta).to_le_bytes().to_vec();
+            self.changes.writes.insert(k.clone(), Some(value));
+        }
     }
 
     /// Keys this transaction would write or delete.
     pub fn pending_writes(&self) -> usize {
-        self.changes.writes.len()
+        self.changes.writes.len() + self.changes.increments.len()
     }
 
     /// Bytes the transaction holds (keys touched plus buffered values).
@@ -422,7 +488,7 @@ impl Transaction {
     /// learns whether it applied. A transaction that is dropped instead leaves
     /// no trace.
     pub async fn commit(self) -> Result<(), KvError> {
-        if self.changes.writes.is_empty() {
+        if self.changes.writes.is_empty() && self.changes.increments.is_empty() {
             return Ok(());
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -440,7 +506,26 @@ impl Transaction {
             .await
             .map_err(|e| KvError::Unknown(format!("commit task: {e}")))?
     }
+
+    /// What the commit would apply, for a caller that commits it together
+    /// with other state (the state store's `complete`); `None` when there is
+    /// nothing to write.
+    pub fn into_intent(self) -> Option<(Scope, Changes)> {
+        if self.changes.writes.is_empty() && self.changes.increments.is_empty() {
+            return None;
+        }
+        Some((self.scope, self.changes))
+    }
+}
+
+/// The u64 counter `bytes` hold (8 bytes, little-endian).
+pub(crate) fn counter(bytes: &[u8], k: &(String, String)) -> Result<u64, KvError> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| KvError::NotCounter {
+        bucket: k.0.clone(),
+        key: k.1.clone(),
+    })?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Changes, KvBackend, KvError, Scope, Versioned};
 
@@ -43,6 +43,12 @@ impl RedbBackend {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// The open database, shared with the state store so that a key-value
+    /// commit and an invocation's result are one redb write transaction.
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     /// Runs `f` on the blocking pool (redb calls block on disk I/O and fsync).
     async fn blocking<T: Send + 'static>(
         &self,
@@ -70,7 +76,7 @@ pub(crate) fn encode(parts: &[&str]) -> Vec<u8> {
     out
 }
 
-fn scope_key(scope: &Scope) -> Vec<u8> {
+pub(crate) fn scope_key(scope: &Scope) -> Vec<u8> {
     encode(&[&scope.namespace, &scope.agent])
 }
 
@@ -111,6 +117,17 @@ fn keys(db: &Database, prefix: &[u8]) -> Result<Vec<String>, KvError> {
 
 fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
     let txn = db.begin_write().map_err(backend)?;
+    apply(&txn, scope, changes)?;
+    txn.commit().map_err(backend)
+}
+
+/// Checks and applies `changes` inside `txn`; on an error the caller drops
+/// `txn`, which discards everything written in it.
+pub(crate) fn apply(
+    txn: &WriteTransaction,
+    scope: &Scope,
+    changes: &Changes,
+) -> Result<(), KvError> {
     {
         let mut data = txn.open_table(DATA).map_err(backend)?;
         let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
@@ -123,7 +140,6 @@ fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError
                 .map_err(backend)?
                 .map_or(0, |v| v.value());
             if now != *seen {
-                // Dropping the uncommitted transaction discards everything.
                 return Err(KvError::Conflict {
                     bucket: bucket.clone(),
                     key: key.clone(),
@@ -170,6 +186,30 @@ fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError
                 }
             }
         }
+        // Increments: added to whatever the key holds now, no version check.
+        for (k2 @ (bucket, key), delta) in &changes.increments {
+            let k = entry_key(scope, bucket, key);
+            let old = data
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec());
+            let current = match &old {
+                Some(v) => super::counter(v, k2)?,
+                None => {
+                    after += (key.len() + 8) as i128;
+                    0
+                }
+            };
+            let version = versions
+                .get(k.as_slice())
+                .map_err(backend)?
+                .map_or(0, |v| v.value());
+            stamp = stamp.max(version) + 1;
+            let next = current.wrapping_add(*delta).to_le_bytes();
+            data.insert(k.as_slice(), next.as_slice())
+                .map_err(backend)?;
+            versions.insert(k.as_slice(), stamp).map_err(backend)?;
+        }
         let after = after.max(0) as u64;
         // A quota lowered below what is stored still lets the agent shrink.
         if after > changes.max_bytes && after > before {
@@ -181,7 +221,7 @@ fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError
         usage.insert(sk.as_slice(), after).map_err(backend)?;
         stamps.insert(sk.as_slice(), stamp).map_err(backend)?;
     }
-    txn.commit().map_err(backend)
+    Ok(())
 }
 
 #[async_trait::async_trait]

@@ -74,10 +74,20 @@ async fn agents_never_see_each_others_keys() {
 #[tokio::test]
 async fn a_concurrent_commit_is_a_conflict_not_a_lost_update() {
     let (_d, kv) = store();
+    // A key read and then written conflicts (was: two increments, which are
+    // now commutative deltas and never conflict).
     let mut first = txn(&kv, "a");
     let mut second = txn(&kv, "a");
-    assert_eq!(first.increment("c", "n", 1).await.unwrap(), 1);
-    assert_eq!(second.increment("c", "n", 1).await.unwrap(), 1);
+    assert_eq!(first.get("c", "n").await.unwrap(), None);
+    assert_eq!(second.get("c", "n").await.unwrap(), None);
+    first
+        .set("c", "n", 1u64.to_le_bytes().to_vec())
+        .await
+        .unwrap();
+    second
+        .set("c", "n", 1u64.to_le_bytes().to_vec())
+        .await
+        .unwrap();
     first.commit().await.unwrap();
     assert_eq!(
         second.commit().await,
@@ -98,6 +108,88 @@ async fn a_concurrent_commit_is_a_conflict_not_a_lost_update() {
         b"2"
     );
     assert_eq!(txn(&kv, "a").increment("c", "n", 0).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_increments_of_one_key_all_commit_and_the_total_is_exact_on_redb() {
+    let (_d, kv) = store();
+    concurrent_increments_all_commit(kv).await;
+}
+
+/// 40 transactions open at once, each incrementing one counter (twice, and
+/// another key once), commit concurrently: none conflicts, the sum is exact.
+pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
+    let mut open = Vec::new();
+    for i in 0..40u64 {
+        let mut t = txn(&kv, "a");
+        // What increment returns: the value at the first look plus own deltas.
+        assert_eq!(t.increment("c", "hits", 1).await.unwrap(), 1);
+        assert_eq!(t.increment("c", "hits", i).await.unwrap(), 1 + i);
+        t.increment("c", &format!("own-{i}"), 7).await.unwrap();
+        open.push(t);
+    }
+    let commits = open.into_iter().map(|t| tokio::spawn(t.commit()));
+    for result in futures::future::join_all(commits).await {
+        result.unwrap().unwrap();
+    }
+    let mut check = txn(&kv, "a");
+    assert_eq!(
+        check.increment("c", "hits", 0).await.unwrap(),
+        40 + (0..40).sum::<u64>()
+    );
+    assert_eq!(check.keys("c").await.unwrap().len(), 41);
+    // A counter read and incremented keeps the optimistic check.
+    let mut reader = txn(&kv, "a");
+    reader.get("c", "hits").await.unwrap();
+    reader.increment("c", "hits", 1).await.unwrap();
+    let mut other = txn(&kv, "a");
+    other.increment("c", "hits", 1).await.unwrap();
+    other.commit().await.unwrap();
+    assert!(matches!(
+        reader.commit().await,
+        Err(KvError::Conflict { .. })
+    ));
+    // Incremented then read: the read sees the deltas and makes it checked.
+    let mut mixed = txn(&kv, "a");
+    let seen = mixed.increment("c", "hits", 5).await.unwrap();
+    assert_eq!(
+        mixed.get("c", "hits").await.unwrap().unwrap(),
+        seen.to_le_bytes()
+    );
+    let mut racer = txn(&kv, "a");
+    racer.increment("c", "hits", 1).await.unwrap();
+    racer.commit().await.unwrap();
+    assert!(matches!(
+        mixed.commit().await,
+        Err(KvError::Conflict { .. })
+    ));
+    // A value that is not a counter refuses the increment, at the call or
+    // (when it changed since) at the commit, and nothing applies.
+    let mut set = txn(&kv, "a");
+    set.set("c", "text", b"hello".to_vec()).await.unwrap();
+    set.commit().await.unwrap();
+    assert!(matches!(
+        txn(&kv, "a").increment("c", "text", 1).await,
+        Err(KvError::NotCounter { .. })
+    ));
+    let mut late = txn(&kv, "a");
+    late.increment("c", "later", 1).await.unwrap();
+    late.increment("c", "hits", 1).await.unwrap();
+    let mut spoil = txn(&kv, "a");
+    spoil
+        .set("c", "later", b"not a counter".to_vec())
+        .await
+        .unwrap();
+    spoil.commit().await.unwrap();
+    assert!(matches!(
+        late.commit().await,
+        Err(KvError::NotCounter { .. })
+    ));
+    assert_eq!(
+        txn(&kv, "a").increment("c", "hits", 0).await.unwrap(),
+        40 + (0..40).sum::<u64>() + 2,
+        "the refused commit applied none of its increments"
+    );
 }
 
 #[tokio::test]
