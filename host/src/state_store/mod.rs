@@ -59,7 +59,7 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::cap::kv::{Changes, KvBackend, KvError, Scope};
+use crate::cap::key_value::{Changes, KvBackend, KvError, Scope};
 
 /// Largest task input kept in the store: `spec.limits.maxInputBytes`' maximum.
 pub const MAX_INPUT_BYTES: usize = 64 << 20;
@@ -85,7 +85,7 @@ pub struct InvocationId(String);
 impl InvocationId {
     /// A fresh id for an invocation of `scope`.
     pub fn new(scope: &Scope) -> Self {
-        let parts = crate::cap::kv::redb_store::encode(&[&scope.namespace, &scope.agent]);
+        let parts = crate::cap::key_value::redb_store::encode(&[&scope.namespace, &scope.agent]);
         Self(format!(
             "{}.{}",
             hex::encode(parts),

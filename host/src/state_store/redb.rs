@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::*;
-use crate::cap::kv::redb_store::{self, encode, scope_key, RedbBackend};
+use crate::cap::key_value::redb_store::{self, encode, scope_key, RedbBackend};
 
 /// Id → the record's small fields (JSON [`Meta`]).
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("invocations");

@@ -1,6 +1,6 @@
 //! The shared state store on Redis or a Redis Cluster. Every key of an agent
 //! starts `agent-host/{namespace/agent}/` (the key-value layout of
-//! [`crate::cap::kv::redis_store`]), so every script below touches one slot;
+//! [`crate::cap::key_value::redis_store`]), so every script below touches one slot;
 //! an invocation id carries its agent's scope, so `get` and `cancel` find the
 //! slot from the id alone. Each operation is one Lua script (atomic on the
 //! server) using the server's clock (`TIME`) for leases and budgets.
@@ -26,12 +26,12 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::*;
-use crate::cap::kv::redb_store::encode;
-use crate::cap::kv::redis_store::{
+use crate::cap::key_value::redb_store::encode;
+use crate::cap::key_value::redis_store::{
     bucket_key, data_key, migrate_untagged_keys, prefix, usage_key, version_key, KvArgs, COMMIT,
     CONNECT_TIMEOUT, KV_LUA, RESPONSE_TIMEOUT,
 };
-use crate::cap::kv::Versioned;
+use crate::cap::key_value::Versioned;
 
 const NOW: &str = r#"
 local function now_ms()

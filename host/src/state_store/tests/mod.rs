@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::redb::RedbStore;
 use super::redis::RedisStore;
 use super::*;
-use crate::cap::kv::redb_store::RedbBackend;
+use crate::cap::key_value::redb_store::RedbBackend;
 use servers::{Cluster, RedisProc};
 
 /// Ended records are kept this long in the suite (one case checks removal).
@@ -59,11 +59,11 @@ async fn the_store_promises_hold_on_a_three_primary_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_increments_of_one_key_all_commit_and_the_total_is_exact_on_redis() {
     let redis = RedisProc::start(&[]);
-    let kv = crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
-    crate::cap::kv::tests::concurrent_increments_all_commit(Arc::new(kv)).await;
+    let kv = crate::cap::key_value::redis_store::RedisBackend::connect(redis.url().as_str()).unwrap();
+    crate::cap::key_value::tests::concurrent_increments_all_commit(Arc::new(kv)).await;
     let cluster = Cluster::start();
     let (store, _) = redis_replicas(&cluster.url()).await;
-    crate::cap::kv::tests::concurrent_increments_all_commit(store.kv()).await;
+    crate::cap::key_value::tests::concurrent_increments_all_commit(store.kv()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +129,7 @@ fn invocation_ids_carry_their_agent_and_malformed_ones_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
-    use crate::cap::kv::redb_store::encode;
+    use crate::cap::key_value::redb_store::encode;
     let redis = RedisProc::start(&[]);
     let scope = Scope {
         namespace: "team".into(),
@@ -154,7 +154,7 @@ async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
         .unwrap();
     let store = RedisStore::connect(&redis.url(), RETENTION).await.unwrap();
     let kv = store.kv();
-    let mut t = crate::cap::kv::Transaction::new(kv.clone(), scope.clone(), vec![], 1 << 20);
+    let mut t = crate::cap::key_value::Transaction::new(kv.clone(), scope.clone(), vec![], 1 << 20);
     assert_eq!(t.keys("c").await.unwrap(), ["n"]);
     assert_eq!(t.increment("c", "n", 1).await.unwrap(), 42);
     t.commit().await.unwrap();
@@ -175,8 +175,8 @@ async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
         .arg(&1u64.to_le_bytes()[..])
         .query(&mut conn)
         .unwrap();
-    crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
-    let mut t = crate::cap::kv::Transaction::new(kv, scope.clone(), vec![], 1 << 20);
+    crate::cap::key_value::redis_store::RedisBackend::connect(redis.url().as_str()).unwrap();
+    let mut t = crate::cap::key_value::Transaction::new(kv, scope.clone(), vec![], 1 << 20);
     assert_eq!(t.increment("c", "n", 0).await.unwrap(), 42);
     assert_eq!(t.increment("c", "m", 0).await.unwrap(), 1);
     let _: () = ::redis::cmd("SET")
@@ -184,7 +184,7 @@ async fn key_value_data_in_the_untagged_layout_is_carried_over_on_connect() {
         .arg("x")
         .query(&mut conn)
         .unwrap();
-    crate::cap::kv::redis_store::RedisBackend::connect(&redis.url()).unwrap();
+    crate::cap::key_value::redis_store::RedisBackend::connect(redis.url().as_str()).unwrap();
     let late: i64 = ::redis::cmd("EXISTS")
         .arg(old("d", &["c", "late"]))
         .query(&mut conn)
@@ -301,7 +301,7 @@ async fn measure_durable_invocations_per_second_at_c32() {
                         .await
                         .unwrap()
                         .unwrap();
-                    let mut t = crate::cap::kv::Transaction::new(
+                    let mut t = crate::cap::key_value::Transaction::new(
                         store.kv(),
                         scope.clone(),
                         vec![],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::super::*;
 use super::RETENTION;
-use crate::cap::kv::Transaction;
+use crate::cap::key_value::Transaction;
 
 type Store = Arc<dyn StateStore>;
 
