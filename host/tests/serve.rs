@@ -19,7 +19,7 @@ mod audit;
 #[path = "serve/fs.rs"]
 mod fs;
 #[path = "serve/kv.rs"]
-mod kv;
+mod key_value;
 #[path = "serve/store.rs"]
 mod store;
 #[path = "serve/store_url.rs"]

@@ -194,7 +194,7 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     assert!(first.usage.caps.llm.llm_tokens > 0, "{:?}", first.usage);
     assert_eq!(
         first.usage.caps.key_value.key_value,
-        Some(agent_host::cap::key_value::KvCommit::Committed)
+        Some(agent_host::cap::key_value::KeyValueCommit::Committed)
     );
     let filed = get_json(tickets_port, "/api/issues");
     assert_eq!(filed.as_array().unwrap().len(), 1, "{filed}");

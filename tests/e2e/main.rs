@@ -13,7 +13,7 @@ mod hostile_fs;
 mod hostile_http;
 mod hostile_resources;
 mod hostile_secrets;
-mod keyvalue;
+mod key_value;
 mod llm;
 mod loading;
 

@@ -22,8 +22,8 @@ mod validate;
 mod tests;
 
 pub use capabilities::{
-    Capabilities, EnvVar, EnvVarSource, MountSpec, HttpMethod, HttpRuleSpec, KeyValueSpec, LlmSpec,
-    LlmProvider, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
+    Capabilities, EnvVar, EnvVarSource, HttpMethod, HttpRuleSpec, KeyValueSpec, LlmProvider,
+    LlmSpec, MountSpec, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
 };
 pub use duration::KubeDuration;
 pub use error::ManifestError;

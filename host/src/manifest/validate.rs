@@ -10,8 +10,8 @@ use super::limits::{
     MAX_DENIALS, MAX_INPUT_BYTES, MAX_MEMORY, MAX_OUTPUT_BYTES, MAX_QUEUE, MAX_TIMEOUT, MIN_MEMORY,
 };
 use super::{
-    AgentSpec, Capabilities, ComponentSource, EnvVar, MountSpec, HttpRuleSpec, KeyValueSpec, Limits,
-    LlmSpec, ManifestError, SecretKeyRef,
+    AgentSpec, Capabilities, ComponentSource, EnvVar, HttpRuleSpec, KeyValueSpec, Limits, LlmSpec,
+    ManifestError, MountSpec, SecretKeyRef,
 };
 
 type Result = std::result::Result<(), ManifestError>;

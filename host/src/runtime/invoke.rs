@@ -14,7 +14,7 @@ use super::limiter::{Limiter, MemoryLimitExceeded};
 use super::state::InvocationState;
 use super::PreparedAgent;
 use crate::bindings::{AgentError, Task};
-use crate::cap::key_value::{KvCommit, KvError};
+use crate::cap::key_value::{KeyValueCommit, KeyValueError};
 use crate::cap::log::GuestLog;
 use crate::cap::{CommitIntent, Core, HostCalls, Kind, PrepareCx, States};
 use crate::redact::redact;
@@ -127,7 +127,7 @@ pub enum InvocationError {
     #[error("key-value commit refused, nothing was written: {error}")]
     KeyValue {
         /// Why (a conflicting commit, the quota, the backend).
-        error: crate::cap::key_value::KvError,
+        error: crate::cap::key_value::KeyValueError,
     },
     /// A host-side fault unrelated to the guest's behaviour.
     #[error("host error: {message}")]
@@ -170,8 +170,8 @@ impl InvocationError {
             InvocationError::Capacity { .. } => "Capacity",
             InvocationError::DenialLimit { .. } => "DenialLimit",
             InvocationError::KeyValue { error } => match error {
-                crate::cap::key_value::KvError::Conflict { .. } => "KeyValueConflict",
-                crate::cap::key_value::KvError::Quota { .. } => "KeyValueQuota",
+                crate::cap::key_value::KeyValueError::Conflict { .. } => "KeyValueConflict",
+                crate::cap::key_value::KeyValueError::Quota { .. } => "KeyValueQuota",
                 _ => "KeyValueError",
             },
             InvocationError::Host { .. } => "HostError",
@@ -494,9 +494,11 @@ impl PreparedAgent {
                         CommitIntent::KeyValue(txn) => {
                             // Starts only before the deadline; once started it runs to its end.
                             let committed = txn.commit().await;
-                            usage.caps.key_value.key_value = Some(KvCommit::of(&committed));
+                            usage.caps.key_value.key_value = Some(KeyValueCommit::of(&committed));
                             committed.map_err(|error| match error {
-                                KvError::Deadline => InvocationError::Timeout { limit: timeout },
+                                KeyValueError::Deadline => {
+                                    InvocationError::Timeout { limit: timeout }
+                                }
                                 error => InvocationError::KeyValue { error },
                             })?;
                         }

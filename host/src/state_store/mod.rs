@@ -59,7 +59,7 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::cap::key_value::{Changes, KvBackend, KvError, Scope};
+use crate::cap::key_value::{Changes, KeyValueBackend, KeyValueError, Scope};
 
 /// Largest task input kept in the store: `spec.limits.maxInputBytes`' maximum.
 pub const MAX_INPUT_BYTES: usize = 64 << 20;
@@ -261,7 +261,7 @@ pub enum Completed {
     Fenced,
     /// The key-value changes were refused (conflict, quota, a non-counter
     /// incremented); nothing written, the attempt still holds its lease.
-    KvConflict(KvError),
+    KeyValueConflict(KeyValueError),
 }
 
 /// Refused: the fencing token is not the invocation's current one, or it is
@@ -389,8 +389,8 @@ pub enum StoreError {
     Unknown(String),
 }
 
-impl From<KvError> for StoreError {
-    fn from(e: KvError) -> Self {
+impl From<KeyValueError> for StoreError {
+    fn from(e: KeyValueError) -> Self {
         StoreError::Backend(e.to_string())
     }
 }
@@ -399,7 +399,7 @@ impl From<KvError> for StoreError {
 #[async_trait::async_trait]
 pub trait StateStore: Send + Sync {
     /// The key-value backend on the same store (for reads in transactions).
-    fn kv(&self) -> std::sync::Arc<dyn KvBackend>;
+    fn kv(&self) -> std::sync::Arc<dyn KeyValueBackend>;
 
     /// Records `new` and its idempotency key and queues it, atomically; or
     /// finds the invocation the key already names.

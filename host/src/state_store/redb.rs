@@ -337,7 +337,7 @@ fn claimable(db: &Database, scope: &Scope, now: u64) -> Result<bool, StoreError>
 
 #[async_trait::async_trait]
 impl StateStore for RedbStore {
-    fn kv(&self) -> Arc<dyn KvBackend> {
+    fn kv(&self) -> Arc<dyn KeyValueBackend> {
         self.kv.clone()
     }
 
@@ -476,8 +476,10 @@ impl StateStore for RedbStore {
             if let Some((kv_scope, changes)) = &kv {
                 match redb_store::apply(txn, kv_scope, changes) {
                     Ok(()) => {}
-                    Err(e @ (KvError::Backend(_) | KvError::Unknown(_))) => return Err(e.into()),
-                    Err(refused) => return Ok(Step::Abort(Completed::KvConflict(refused))),
+                    Err(e @ (KeyValueError::Backend(_) | KeyValueError::Unknown(_))) => {
+                        return Err(e.into())
+                    }
+                    Err(refused) => return Ok(Step::Abort(Completed::KeyValueConflict(refused))),
                 }
             }
             let sk = scope_key(&scope);

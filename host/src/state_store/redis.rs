@@ -28,8 +28,8 @@ use ::redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use super::*;
 use crate::cap::key_value::redb_store::encode;
 use crate::cap::key_value::redis_store::{
-    bucket_key, data_key, migrate_untagged_keys, prefix, usage_key, version_key, KvArgs, COMMIT,
-    CONNECT_TIMEOUT, KV_LUA, RESPONSE_TIMEOUT,
+    bucket_key, data_key, migrate_untagged_keys, prefix, usage_key, version_key, KeyValueArgs,
+    COMMIT, CONNECT_TIMEOUT, KV_LUA, RESPONSE_TIMEOUT,
 };
 use crate::cap::key_value::Versioned;
 
@@ -270,8 +270,8 @@ fn sent(e: ::redis::RedisError) -> StoreError {
     }
 }
 
-fn kv_backend(e: impl std::fmt::Display) -> KvError {
-    KvError::Backend(format!("redis: {e}"))
+fn kv_backend(e: impl std::fmt::Display) -> KeyValueError {
+    KeyValueError::Backend(format!("redis: {e}"))
 }
 
 fn skey(scope: &Scope, kind: &str) -> Vec<u8> {
@@ -375,8 +375,13 @@ impl RedisStore {
 }
 
 #[async_trait::async_trait]
-impl KvBackend for RedisStore {
-    async fn read(&self, scope: &Scope, bucket: &str, name: &str) -> Result<Versioned, KvError> {
+impl KeyValueBackend for RedisStore {
+    async fn read(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        name: &str,
+    ) -> Result<Versioned, KeyValueError> {
         // Two GETs, not MGET: MGET is refused across keys on a Cluster
         // client even when they share a slot.
         let mut pipe = ::redis::pipe();
@@ -392,7 +397,7 @@ impl KvBackend for RedisStore {
         })
     }
 
-    async fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+    async fn usage(&self, scope: &Scope) -> Result<u64, KeyValueError> {
         let usage: Option<u64> = ::redis::cmd("GET")
             .arg(usage_key(scope))
             .query_async(&mut self.conn.clone())
@@ -401,7 +406,7 @@ impl KvBackend for RedisStore {
         Ok(usage.unwrap_or(0))
     }
 
-    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KeyValueError> {
         let mut keys: Vec<String> = ::redis::cmd("SMEMBERS")
             .arg(bucket_key(scope, bucket))
             .query_async(&mut self.conn.clone())
@@ -411,16 +416,16 @@ impl KvBackend for RedisStore {
         Ok(keys)
     }
 
-    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError> {
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KeyValueError> {
         let mut invocation = self.scripts.kv_commit.prepare_invoke();
-        let args = KvArgs::push(&mut invocation, scope, &changes);
+        let args = KeyValueArgs::push(&mut invocation, scope, &changes);
         let (status, detail): (String, i64) = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| {
                 // Sent but unanswered: Redis may have run the script.
                 if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
-                    KvError::Unknown(format!("redis: {e}"))
+                    KeyValueError::Unknown(format!("redis: {e}"))
                 } else {
                     kv_backend(e)
                 }
@@ -431,7 +436,7 @@ impl KvBackend for RedisStore {
 
 #[async_trait::async_trait]
 impl StateStore for RedisStore {
-    fn kv(&self) -> Arc<dyn KvBackend> {
+    fn kv(&self) -> Arc<dyn KeyValueBackend> {
         Arc::new(Self {
             conn: self.conn.clone(),
             scripts: self.scripts.clone(),
@@ -548,7 +553,7 @@ impl StateStore for RedisStore {
             .arg(if kv.is_some() { "1" } else { "0" });
         let args = kv
             .as_ref()
-            .map(|(kv_scope, changes)| KvArgs::push(&mut invocation, kv_scope, changes));
+            .map(|(kv_scope, changes)| KeyValueArgs::push(&mut invocation, kv_scope, changes));
         let (status, detail): (String, i64) = invocation
             .invoke_async(&mut self.conn.clone())
             .await
@@ -558,10 +563,10 @@ impl StateStore for RedisStore {
             ("fenced", _) => Ok(Completed::Fenced),
             (_, Some(args)) => match args.outcome(&status, detail) {
                 Err(
-                    refused @ (KvError::Conflict { .. }
-                    | KvError::Quota { .. }
-                    | KvError::NotCounter { .. }),
-                ) => Ok(Completed::KvConflict(refused)),
+                    refused @ (KeyValueError::Conflict { .. }
+                    | KeyValueError::Quota { .. }
+                    | KeyValueError::NotCounter { .. }),
+                ) => Ok(Completed::KeyValueConflict(refused)),
                 Err(e) => Err(e.into()),
                 Ok(()) => Err(backend(
                     "complete: key-value check passed but the script did not complete",

@@ -32,7 +32,7 @@ use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use super::imports::Binding;
 use super::{Capability, ConfigureCx, ConfigureError, HasCapability, Kind, PrepareCx};
 use crate::config::HostConfig;
-use crate::manifest::{MountSpec, Limits};
+use crate::manifest::{Limits, MountSpec};
 use registry::{MountLease, MountRegistry};
 
 /// The `filesystem` capability: the declared mounts as preopens, writes

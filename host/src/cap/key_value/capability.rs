@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use wasmtime::component::Linker;
 
-use super::host::KvView;
+use super::host::KeyValueView;
 use super::redb_store::RedbBackend;
 use super::redis_store::RedisBackend;
-use super::{KvBackend, KvCommit, KvGrant, Scope, Transaction};
+use super::{KeyValueBackend, KeyValueCommit, KeyValueGrant, Scope, Transaction};
 use crate::cap::imports::Binding;
 use crate::cap::tool_call::ToolCall;
 use crate::cap::{
@@ -28,15 +28,15 @@ pub struct KeyValue;
 pub struct KeyValueHost {
     store: Store,
     state_dir: std::path::PathBuf,
-    backend: Mutex<Option<Arc<dyn KvBackend>>>,
+    backend: Mutex<Option<Arc<dyn KeyValueBackend>>>,
 }
 
 /// A compiled key-value grant and the store behind it.
 pub struct Granted {
     /// Whose keys, which buckets, how many bytes.
-    pub grant: KvGrant,
+    pub grant: KeyValueGrant,
     /// `None` when only inspected: such a grant is never prepared.
-    backend: Option<Arc<dyn KvBackend>>,
+    backend: Option<Arc<dyn KeyValueBackend>>,
 }
 
 impl std::fmt::Debug for Granted {
@@ -63,7 +63,7 @@ pub struct KeyValueUsage {
     pub key_value_denied: u32,
     /// Whether the invocation's writes were committed (absent when it buffered none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_value: Option<KvCommit>,
+    pub key_value: Option<KeyValueCommit>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -71,12 +71,12 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl KeyValueHost {
-    fn backend(&self) -> Result<Arc<dyn KvBackend>, ConfigureError> {
+    fn backend(&self) -> Result<Arc<dyn KeyValueBackend>, ConfigureError> {
         let mut kv = self.backend.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(kv) = kv.as_ref() {
             return Ok(kv.clone());
         }
-        let backend: Arc<dyn KvBackend> = match &self.store {
+        let backend: Arc<dyn KeyValueBackend> = match &self.store {
             Store::Embedded => {
                 let path = self.state_dir.join("kv.redb");
                 let opened = std::fs::create_dir_all(&self.state_dir)
@@ -140,7 +140,7 @@ impl Capability for KeyValue {
         super::host::add_to_linker(linker, |s| {
             let v = s.capability();
             v.core.calls.record(Kind::KeyValue);
-            KvView {
+            KeyValueView {
                 table: &mut v.core.table,
                 txn: v.state.txn.as_mut(),
                 audit: &v.core.audit,
@@ -157,7 +157,7 @@ impl Capability for KeyValue {
             return Ok(None);
         };
         Ok(Some(Granted {
-            grant: KvGrant {
+            grant: KeyValueGrant {
                 scope: Scope {
                     namespace: cx.agent.metadata.namespace.clone().unwrap_or_default(),
                     agent: cx.agent.name().to_string(),
@@ -191,7 +191,7 @@ impl Capability for KeyValue {
     ) -> Option<CommitIntent> {
         usage.key_value_denied = state.denied;
         let txn = state.txn.filter(|t| t.pending_writes() > 0)?;
-        usage.key_value = Some(KvCommit::NotCommitted);
+        usage.key_value = Some(KeyValueCommit::NotCommitted);
         Some(CommitIntent::KeyValue(txn))
     }
 
@@ -218,9 +218,9 @@ impl Capability for KeyValue {
     fn report(grant: &Option<Granted>, usage: &KeyValueUsage, _: &Limits) -> Option<String> {
         grant.as_ref()?;
         let commit = match usage.key_value {
-            Some(KvCommit::Committed) => "committed",
-            Some(KvCommit::Unknown) => "commit unknown",
-            Some(KvCommit::NotCommitted) => "not committed",
+            Some(KeyValueCommit::Committed) => "committed",
+            Some(KeyValueCommit::Unknown) => "commit unknown",
+            Some(KeyValueCommit::NotCommitted) => "not committed",
             None => "nothing written",
         };
         Some(format!(
@@ -230,7 +230,7 @@ impl Capability for KeyValue {
     }
 }
 
-fn describe(grant: &KvGrant) -> String {
+fn describe(grant: &KeyValueGrant) -> String {
     let buckets = if grant.buckets.is_empty() {
         "any bucket".to_string()
     } else {

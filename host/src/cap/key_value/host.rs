@@ -6,14 +6,14 @@
 
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
-use super::{Bucket, KvError, Transaction};
+use super::{Bucket, KeyValueError, Transaction};
 use crate::audit::CapabilityAudit;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use crate::cap::Kind;
 
 /// What the key-value host calls work on: the handle table and, when the
 /// manifest grants key-value state, the invocation's transaction.
-pub struct KvView<'a> {
+pub struct KeyValueView<'a> {
     /// Where bucket handles live.
     pub table: &'a mut ResourceTable,
     /// The invocation's transaction; `None` without the grant (every call denied).
@@ -24,27 +24,27 @@ pub struct KvView<'a> {
     pub denied: &'a mut u32,
 }
 
-/// `HasData` marker for [`KvView`].
-pub struct HasKv;
+/// `HasData` marker for [`KeyValueView`].
+pub struct HasKeyValue;
 
-impl HasData for HasKv {
-    type Data<'a> = KvView<'a>;
+impl HasData for HasKeyValue {
+    type Data<'a> = KeyValueView<'a>;
 }
 
 type Result<T> = wasmtime::Result<std::result::Result<T, store::Error>>;
 
 /// What the guest sees. Past the deadline the call traps as an interrupt
 /// instead, so the invocation ends as `Timeout` like any other overrun.
-fn outcome<T>(r: std::result::Result<T, KvError>) -> Result<T> {
+fn outcome<T>(r: std::result::Result<T, KeyValueError>) -> Result<T> {
     match r {
-        Err(KvError::Deadline) => Err(wasmtime::Trap::Interrupt.into()),
-        Err(KvError::BucketDenied(_)) => Ok(Err(store::Error::AccessDenied)),
+        Err(KeyValueError::Deadline) => Err(wasmtime::Trap::Interrupt.into()),
+        Err(KeyValueError::BucketDenied(_)) => Ok(Err(store::Error::AccessDenied)),
         Err(other) => Ok(Err(store::Error::Other(other.to_string()))),
         Ok(v) => Ok(Ok(v)),
     }
 }
 
-impl KvView<'_> {
+impl KeyValueView<'_> {
     /// The transaction and the bucket name behind `bucket`; `None` without the grant.
     fn open(
         &mut self,
@@ -67,14 +67,14 @@ macro_rules! on_bucket {
     }};
 }
 
-impl store::Host for KvView<'_> {
+impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
         let Some(txn) = self.txn.as_deref() else {
             return Ok(Err(store::Error::AccessDenied));
         };
         // Also bounds the name each handle keeps (MAX_BUCKET_NAME_BYTES).
         if let Err(e) = txn.check_bucket(&identifier) {
-            if let KvError::BucketDenied(_) = &e {
+            if let KeyValueError::BucketDenied(_) = &e {
                 *self.denied += 1;
                 // Past spec.limits.maxDenials the invocation ends here.
                 self.audit
@@ -86,7 +86,7 @@ impl store::Host for KvView<'_> {
     }
 }
 
-impl store::HostBucket for KvView<'_> {
+impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>> {
         on_bucket!(self, bucket, |t, b| t.get(b, &key).await)
     }
@@ -123,7 +123,7 @@ impl store::HostBucket for KvView<'_> {
     }
 }
 
-impl atomics::Host for KvView<'_> {
+impl atomics::Host for KeyValueView<'_> {
     async fn increment(
         &mut self,
         bucket: Resource<Bucket>,
@@ -134,7 +134,7 @@ impl atomics::Host for KvView<'_> {
     }
 }
 
-impl batch::Host for KvView<'_> {
+impl batch::Host for KeyValueView<'_> {
     async fn get_many(
         &mut self,
         bucket: Resource<Bucket>,
@@ -146,7 +146,7 @@ impl batch::Host for KvView<'_> {
                 let value = t.get(b, &k).await?;
                 found.push(value.map(|v| (k, v)));
             }
-            Ok::<_, KvError>(found)
+            Ok::<_, KeyValueError>(found)
         }
         .await)
     }
@@ -160,7 +160,7 @@ impl batch::Host for KvView<'_> {
             for (k, v) in items {
                 t.set(b, &k, v).await?;
             }
-            Ok::<_, KvError>(())
+            Ok::<_, KeyValueError>(())
         }
         .await)
     }
@@ -170,7 +170,7 @@ impl batch::Host for KvView<'_> {
             for k in &keys {
                 t.delete(b, k).await?;
             }
-            Ok::<_, KvError>(())
+            Ok::<_, KeyValueError>(())
         }
         .await)
     }
@@ -179,10 +179,10 @@ impl batch::Host for KvView<'_> {
 /// Links the three interfaces; `get` counts the call and hands out the view.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
-    get: fn(&mut T) -> KvView<'_>,
+    get: fn(&mut T) -> KeyValueView<'_>,
 ) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, HasKv>(linker, get)?;
-    atomics::add_to_linker::<T, HasKv>(linker, get)?;
-    batch::add_to_linker::<T, HasKv>(linker, get)?;
+    store::add_to_linker::<T, HasKeyValue>(linker, get)?;
+    atomics::add_to_linker::<T, HasKeyValue>(linker, get)?;
+    batch::add_to_linker::<T, HasKeyValue>(linker, get)?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! nothing reaches the backend until the host commits — which it does only
 //! when `run` returned `ok`. The commit is optimistic: every key the
 //! invocation read or wrote must still have the version it saw, or the whole
-//! commit is refused as a [`KvError::Conflict`]; nothing is ever half-written.
+//! commit is refused as a [`KeyValueError::Conflict`]; nothing is ever half-written.
 //!
 //! Increments (`wasi:keyvalue/atomics.increment`) are commutative: a key the
 //! invocation only increments is not version-checked; its delta is added to
@@ -59,7 +59,7 @@ pub struct Scope {
 
 /// What the manifest grants: whose keys, which buckets, how many bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KvGrant {
+pub struct KeyValueGrant {
     /// The agent's namespace and name.
     pub scope: Scope,
     /// Buckets the agent may open; empty means any name.
@@ -68,9 +68,9 @@ pub struct KvGrant {
     pub max_bytes: u64,
 }
 
-impl KvGrant {
+impl KeyValueGrant {
     /// A fresh transaction for one invocation ending at `deadline`.
-    pub fn begin(&self, backend: Arc<dyn KvBackend>, deadline: Instant) -> Transaction {
+    pub fn begin(&self, backend: Arc<dyn KeyValueBackend>, deadline: Instant) -> Transaction {
         Transaction::new(
             backend,
             self.scope.clone(),
@@ -112,7 +112,7 @@ pub struct Changes {
 
 /// Why a key-value operation or commit failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum KvError {
+pub enum KeyValueError {
     /// Another invocation committed a key this one read or wrote.
     #[error("conflict: key {key:?} in bucket {bucket:?} changed since this invocation read it")]
     Conflict {
@@ -186,7 +186,7 @@ pub enum KvError {
 /// (reported in its usage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum KvCommit {
+pub enum KeyValueCommit {
     /// Every write applied.
     Committed,
     /// None applied (the invocation failed, or the commit was refused).
@@ -195,13 +195,13 @@ pub enum KvCommit {
     Unknown,
 }
 
-impl KvCommit {
+impl KeyValueCommit {
     /// What a commit's result says happened.
-    pub fn of(result: &Result<(), KvError>) -> Self {
+    pub fn of(result: &Result<(), KeyValueError>) -> Self {
         match result {
-            Ok(()) => KvCommit::Committed,
-            Err(KvError::Unknown(_)) => KvCommit::Unknown,
-            Err(_) => KvCommit::NotCommitted,
+            Ok(()) => KeyValueCommit::Committed,
+            Err(KeyValueError::Unknown(_)) => KeyValueCommit::Unknown,
+            Err(_) => KeyValueCommit::NotCommitted,
         }
     }
 }
@@ -209,20 +209,25 @@ impl KvCommit {
 /// A store shared by every agent of a host (or several hosts, for Redis).
 /// Async so that a slow store waits without holding an executor thread.
 #[async_trait::async_trait]
-pub trait KvBackend: Send + Sync {
+pub trait KeyValueBackend: Send + Sync {
     /// The current value and version of a key.
-    async fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError>;
+    async fn read(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Versioned, KeyValueError>;
     /// Bytes (keys plus values) the scope holds.
-    async fn usage(&self, scope: &Scope) -> Result<u64, KvError>;
+    async fn usage(&self, scope: &Scope) -> Result<u64, KeyValueError>;
     /// Keys of a bucket, sorted.
-    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError>;
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KeyValueError>;
     /// Applies `changes` atomically and durably, or nothing.
-    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError>;
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KeyValueError>;
 }
 
 /// One invocation's view of its agent's state.
 pub struct Transaction {
-    backend: Arc<dyn KvBackend>,
+    backend: Arc<dyn KeyValueBackend>,
     scope: Scope,
     buckets: Vec<String>,
     changes: Changes,
@@ -232,14 +237,14 @@ pub struct Transaction {
     /// Bytes the transaction holds: every key touched plus every buffered
     /// value (8 per counter). Kept at most `changes.max_bytes`.
     held: u64,
-    /// When the invocation ends; calls after it fail with [`KvError::Deadline`].
+    /// When the invocation ends; calls after it fail with [`KeyValueError::Deadline`].
     deadline: Option<Instant>,
 }
 
 impl Transaction {
     /// A transaction for `scope`; `buckets` empty means any bucket name.
     pub fn new(
-        backend: Arc<dyn KvBackend>,
+        backend: Arc<dyn KeyValueBackend>,
         scope: Scope,
         buckets: Vec<String>,
         max_bytes: u64,
@@ -265,9 +270,9 @@ impl Transaction {
     }
 
     /// Refuses buckets the manifest does not list, and over-long names.
-    pub fn check_bucket(&self, bucket: &str) -> Result<(), KvError> {
+    pub fn check_bucket(&self, bucket: &str) -> Result<(), KeyValueError> {
         if bucket.len() > MAX_BUCKET_NAME_BYTES {
-            return Err(KvError::BucketNameTooLong {
+            return Err(KeyValueError::BucketNameTooLong {
                 len: bucket.len(),
                 limit: MAX_BUCKET_NAME_BYTES,
             });
@@ -275,33 +280,33 @@ impl Transaction {
         if self.buckets.is_empty() || self.buckets.iter().any(|b| b == bucket) {
             Ok(())
         } else {
-            Err(KvError::BucketDenied(bucket.to_string()))
+            Err(KeyValueError::BucketDenied(bucket.to_string()))
         }
     }
 
     /// Runs a backend call, cut off at the invocation's deadline.
     async fn before_deadline<T>(
         &self,
-        call: impl std::future::Future<Output = Result<T, KvError>>,
-    ) -> Result<T, KvError> {
+        call: impl std::future::Future<Output = Result<T, KeyValueError>>,
+    ) -> Result<T, KeyValueError> {
         let Some(deadline) = self.deadline else {
             return call.await;
         };
         if Instant::now() >= deadline {
-            return Err(KvError::Deadline);
+            return Err(KeyValueError::Deadline);
         }
         tokio::time::timeout_at(deadline.into(), call)
             .await
-            .unwrap_or(Err(KvError::Deadline))
+            .unwrap_or(Err(KeyValueError::Deadline))
     }
 
     /// Checks the key and that taking it in (and a value of `value_len`
     /// bytes, replacing what is buffered for it) keeps the transaction within
     /// its budget; the bytes it would hold afterwards.
-    fn admit(&self, k: &(String, String), value_len: usize) -> Result<u64, KvError> {
+    fn admit(&self, k: &(String, String), value_len: usize) -> Result<u64, KeyValueError> {
         let key = &k.1;
         if key.len() > MAX_KEY_BYTES {
-            return Err(KvError::KeyTooLong {
+            return Err(KeyValueError::KeyTooLong {
                 len: key.len(),
                 limit: MAX_KEY_BYTES,
             });
@@ -309,7 +314,7 @@ impl Transaction {
         let mut held = self.held + value_len as u64;
         if !self.changes.expected.contains_key(k) && !self.counters.contains_key(k) {
             if self.changes.expected.len() + self.counters.len() >= MAX_TRANSACTION_KEYS {
-                return Err(KvError::TooManyKeys {
+                return Err(KeyValueError::TooManyKeys {
                     limit: MAX_TRANSACTION_KEYS,
                 });
             }
@@ -319,7 +324,7 @@ impl Transaction {
             held -= old.len() as u64;
         }
         if held > self.changes.max_bytes {
-            return Err(KvError::TransactionQuota {
+            return Err(KeyValueError::TransactionQuota {
                 needed: held,
                 limit: self.changes.max_bytes,
             });
@@ -329,7 +334,7 @@ impl Transaction {
 
     /// Makes `k` part of the transaction's read set (reading its version from
     /// the backend the first time); its version.
-    async fn track(&mut self, k: &(String, String)) -> Result<u64, KvError> {
+    async fn track(&mut self, k: &(String, String)) -> Result<u64, KeyValueError> {
         self.fold(k);
         if let Some(version) = self.changes.expected.get(k) {
             return Ok(*version);
@@ -344,7 +349,7 @@ impl Transaction {
     }
 
     /// The value of `key`, this invocation's own writes included.
-    pub async fn get(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    pub async fn get(&mut self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KeyValueError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
         self.fold(&k);
@@ -362,7 +367,12 @@ impl Transaction {
 
     /// Buffers `value` for `key`, refused when the transaction would then
     /// hold more than the quota (the commit checks the store's total again).
-    pub async fn set(&mut self, bucket: &str, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+    pub async fn set(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), KeyValueError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
         // Checked before any backend call: a refused set costs the host nothing.
@@ -379,7 +389,7 @@ impl Transaction {
     /// Buffers the deletion of `key`. Deleting a key the store does not hold
     /// buffers no write (only the read of its absence), so it never costs the
     /// store anything.
-    pub async fn delete(&mut self, bucket: &str, key: &str) -> Result<(), KvError> {
+    pub async fn delete(&mut self, bucket: &str, key: &str) -> Result<(), KeyValueError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
         let version = self.track(&k).await?;
@@ -395,12 +405,12 @@ impl Transaction {
     }
 
     /// Whether `key` exists, this invocation's writes included.
-    pub async fn exists(&mut self, bucket: &str, key: &str) -> Result<bool, KvError> {
+    pub async fn exists(&mut self, bucket: &str, key: &str) -> Result<bool, KeyValueError> {
         Ok(self.get(bucket, key).await?.is_some())
     }
 
     /// Keys of `bucket`, this invocation's writes and deletes applied, sorted.
-    pub async fn keys(&mut self, bucket: &str) -> Result<Vec<String>, KvError> {
+    pub async fn keys(&mut self, bucket: &str) -> Result<Vec<String>, KeyValueError> {
         self.check_bucket(bucket)?;
         let mut keys: std::collections::BTreeSet<String> = self
             .before_deadline(self.backend.keys(&self.scope, bucket))
@@ -429,7 +439,12 @@ impl Transaction {
     /// invocation's deltas so far. A key the transaction has not read or
     /// written is recorded as a delta applied at commit with no version check
     /// (see the module doc); otherwise it is a read-modify-write.
-    pub async fn increment(&mut self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
+    pub async fn increment(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<u64, KeyValueError> {
         self.check_bucket(bucket)?;
         let k = (bucket.to_string(), key.to_string());
         if self.changes.expected.contains_key(&k) {
@@ -483,16 +498,16 @@ impl Transaction {
     }
 
     /// Applies the buffered writes atomically, or nothing. Starts only before
-    /// the deadline ([`KvError::Deadline`] otherwise, nothing written); once
+    /// the deadline ([`KeyValueError::Deadline`] otherwise, nothing written); once
     /// started it runs to its end even past the deadline, so the caller always
     /// learns whether it applied. A transaction that is dropped instead leaves
     /// no trace.
-    pub async fn commit(self) -> Result<(), KvError> {
+    pub async fn commit(self) -> Result<(), KeyValueError> {
         if self.changes.writes.is_empty() && self.changes.increments.is_empty() {
             return Ok(());
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(KvError::Deadline);
+            return Err(KeyValueError::Deadline);
         }
         // A task of its own: even if the caller stops waiting (cancelled
         // invocation, shutdown), a commit that started runs to its end.
@@ -504,7 +519,7 @@ impl Transaction {
         } = self;
         tokio::spawn(async move { backend.commit(&scope, changes).await })
             .await
-            .map_err(|e| KvError::Unknown(format!("commit task: {e}")))?
+            .map_err(|e| KeyValueError::Unknown(format!("commit task: {e}")))?
     }
 
     /// What the commit would apply, for a caller that commits it together
@@ -519,8 +534,8 @@ impl Transaction {
 }
 
 /// The u64 counter `bytes` hold (8 bytes, little-endian).
-pub(crate) fn counter(bytes: &[u8], k: &(String, String)) -> Result<u64, KvError> {
-    let bytes: [u8; 8] = bytes.try_into().map_err(|_| KvError::NotCounter {
+pub(crate) fn counter(bytes: &[u8], k: &(String, String)) -> Result<u64, KeyValueError> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| KeyValueError::NotCounter {
         bucket: k.0.clone(),
         key: k.1.clone(),
     })?;

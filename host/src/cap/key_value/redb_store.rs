@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{Changes, KvBackend, KvError, Scope, Versioned};
+use super::{Changes, KeyValueBackend, KeyValueError, Scope, Versioned};
 
 /// Encoded (scope, bucket, key) → value.
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
@@ -29,9 +29,9 @@ pub struct RedbBackend {
 
 impl RedbBackend {
     /// Opens (or creates) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, KvError> {
+    pub fn open(path: &Path) -> Result<Self, KeyValueError> {
         let db = Database::create(path)
-            .map_err(|e| KvError::Backend(format!("{}: {e}", path.display())))?;
+            .map_err(|e| KeyValueError::Backend(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(DATA).map_err(backend)?;
@@ -52,17 +52,17 @@ impl RedbBackend {
     /// Runs `f` on the blocking pool (redb calls block on disk I/O and fsync).
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, KvError> + Send + 'static,
-    ) -> Result<T, KvError> {
+        f: impl FnOnce(&Database) -> Result<T, KeyValueError> + Send + 'static,
+    ) -> Result<T, KeyValueError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
-            .map_err(|e| KvError::Backend(format!("redb task: {e}")))?
+            .map_err(|e| KeyValueError::Backend(format!("redb task: {e}")))?
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> KvError {
-    KvError::Backend(e.to_string())
+fn backend(e: impl std::fmt::Display) -> KeyValueError {
+    KeyValueError::Backend(e.to_string())
 }
 
 /// Length-prefixed parts, so no name or key (NUL bytes included) can make one
@@ -84,7 +84,7 @@ fn entry_key(scope: &Scope, bucket: &str, key: &str) -> Vec<u8> {
     encode(&[&scope.namespace, &scope.agent, bucket, key])
 }
 
-fn read(db: &Database, k: &[u8]) -> Result<Versioned, KvError> {
+fn read(db: &Database, k: &[u8]) -> Result<Versioned, KeyValueError> {
     let txn = db.begin_read().map_err(backend)?;
     let data = txn.open_table(DATA).map_err(backend)?;
     let versions = txn.open_table(VERSIONS).map_err(backend)?;
@@ -94,13 +94,13 @@ fn read(db: &Database, k: &[u8]) -> Result<Versioned, KvError> {
     })
 }
 
-fn usage(db: &Database, sk: &[u8]) -> Result<u64, KvError> {
+fn usage(db: &Database, sk: &[u8]) -> Result<u64, KeyValueError> {
     let txn = db.begin_read().map_err(backend)?;
     let usage = txn.open_table(USAGE).map_err(backend)?;
     Ok(usage.get(sk).map_err(backend)?.map_or(0, |v| v.value()))
 }
 
-fn keys(db: &Database, prefix: &[u8]) -> Result<Vec<String>, KvError> {
+fn keys(db: &Database, prefix: &[u8]) -> Result<Vec<String>, KeyValueError> {
     let txn = db.begin_read().map_err(backend)?;
     let data = txn.open_table(DATA).map_err(backend)?;
     let mut keys = Vec::new();
@@ -115,7 +115,7 @@ fn keys(db: &Database, prefix: &[u8]) -> Result<Vec<String>, KvError> {
     Ok(keys)
 }
 
-fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KvError> {
+fn commit(db: &Database, scope: &Scope, changes: &Changes) -> Result<(), KeyValueError> {
     let txn = db.begin_write().map_err(backend)?;
     apply(&txn, scope, changes)?;
     txn.commit().map_err(backend)
@@ -127,7 +127,7 @@ pub(crate) fn apply(
     txn: &WriteTransaction,
     scope: &Scope,
     changes: &Changes,
-) -> Result<(), KvError> {
+) -> Result<(), KeyValueError> {
     {
         let mut data = txn.open_table(DATA).map_err(backend)?;
         let mut versions = txn.open_table(VERSIONS).map_err(backend)?;
@@ -140,7 +140,7 @@ pub(crate) fn apply(
                 .map_err(backend)?
                 .map_or(0, |v| v.value());
             if now != *seen {
-                return Err(KvError::Conflict {
+                return Err(KeyValueError::Conflict {
                     bucket: bucket.clone(),
                     key: key.clone(),
                 });
@@ -213,7 +213,7 @@ pub(crate) fn apply(
         let after = after.max(0) as u64;
         // A quota lowered below what is stored still lets the agent shrink.
         if after > changes.max_bytes && after > before {
-            return Err(KvError::Quota {
+            return Err(KeyValueError::Quota {
                 needed: after,
                 limit: changes.max_bytes,
             });
@@ -225,23 +225,28 @@ pub(crate) fn apply(
 }
 
 #[async_trait::async_trait]
-impl KvBackend for RedbBackend {
-    async fn read(&self, scope: &Scope, bucket: &str, key: &str) -> Result<Versioned, KvError> {
+impl KeyValueBackend for RedbBackend {
+    async fn read(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Versioned, KeyValueError> {
         let k = entry_key(scope, bucket, key);
         self.blocking(move |db| read(db, &k)).await
     }
 
-    async fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+    async fn usage(&self, scope: &Scope) -> Result<u64, KeyValueError> {
         let sk = scope_key(scope);
         self.blocking(move |db| usage(db, &sk)).await
     }
 
-    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KeyValueError> {
         let prefix = encode(&[&scope.namespace, &scope.agent, bucket]);
         self.blocking(move |db| keys(db, &prefix)).await
     }
 
-    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError> {
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KeyValueError> {
         let scope = scope.clone();
         self.blocking(move |db| commit(db, &scope, &changes)).await
     }

@@ -22,7 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
 use super::redb_store::encode;
-use super::{Changes, KvBackend, KvError, Scope, Versioned};
+use super::{Changes, KeyValueBackend, KeyValueError, Scope, Versioned};
 
 /// Longest wait for a TCP connection to Redis (at load, and on reconnects).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,8 +137,8 @@ pub struct RedisBackend {
     script: redis::Script,
 }
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> KvError {
-    KvError::Backend(format!("redis: {e}"))
+pub(crate) fn backend(e: impl std::fmt::Display) -> KeyValueError {
+    KeyValueError::Backend(format!("redis: {e}"))
 }
 
 /// The prefix of every key of `s`: `agent-host/{namespace/agent}/`. The
@@ -240,13 +240,13 @@ fn untagged_scope(key: &[u8]) -> Option<Scope> {
 }
 
 /// The keys of one key-value commit, in [`KV_LUA`]'s order.
-pub(crate) struct KvArgs<'a> {
+pub(crate) struct KeyValueArgs<'a> {
     entries: Vec<(&'a (String, String), u64)>,
     increments: Vec<(&'a (String, String), u64)>,
     max_bytes: u64,
 }
 
-impl<'a> KvArgs<'a> {
+impl<'a> KeyValueArgs<'a> {
     /// Appends `changes`' keys and arguments to `invocation`.
     pub(crate) fn push(
         invocation: &mut redis::ScriptInvocation<'_>,
@@ -290,7 +290,7 @@ impl<'a> KvArgs<'a> {
     }
 
     /// What [`KV_LUA`]'s `kv_check` reply means.
-    pub(crate) fn outcome(&self, status: &str, detail: i64) -> Result<(), KvError> {
+    pub(crate) fn outcome(&self, status: &str, detail: i64) -> Result<(), KeyValueError> {
         let at = |list: &[(&(String, String), u64)]| {
             let (bucket, key) = list[(detail - 1) as usize].0.clone();
             (bucket, key)
@@ -299,13 +299,13 @@ impl<'a> KvArgs<'a> {
             "ok" => Ok(()),
             "conflict" => {
                 let (bucket, key) = at(&self.entries);
-                Err(KvError::Conflict { bucket, key })
+                Err(KeyValueError::Conflict { bucket, key })
             }
             "notcounter" => {
                 let (bucket, key) = at(&self.increments);
-                Err(KvError::NotCounter { bucket, key })
+                Err(KeyValueError::NotCounter { bucket, key })
             }
-            "quota" => Err(KvError::Quota {
+            "quota" => Err(KeyValueError::Quota {
                 needed: detail as u64,
                 limit: self.max_bytes,
             }),
@@ -318,7 +318,7 @@ impl RedisBackend {
     /// Connects to `url` (`redis://host:port/db`, or connection settings that
     /// carry a password: [`crate::config::RedisSettings`]); fails if the server does not
     /// answer PING within [`CONNECT_TIMEOUT`] (once per host, at load).
-    pub fn connect(url: impl redis::IntoConnectionInfo) -> Result<Self, KvError> {
+    pub fn connect(url: impl redis::IntoConnectionInfo) -> Result<Self, KeyValueError> {
         let client = redis::Client::open(url).map_err(backend)?;
         let mut probe = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
@@ -338,7 +338,7 @@ impl RedisBackend {
     }
 
     /// The shared connection (a cheap handle onto it).
-    async fn conn(&self) -> Result<ConnectionManager, KvError> {
+    async fn conn(&self) -> Result<ConnectionManager, KeyValueError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -351,8 +351,13 @@ impl RedisBackend {
 }
 
 #[async_trait::async_trait]
-impl KvBackend for RedisBackend {
-    async fn read(&self, scope: &Scope, bucket: &str, name: &str) -> Result<Versioned, KvError> {
+impl KeyValueBackend for RedisBackend {
+    async fn read(
+        &self,
+        scope: &Scope,
+        bucket: &str,
+        name: &str,
+    ) -> Result<Versioned, KeyValueError> {
         let (value, version): (Option<Vec<u8>>, Option<u64>) = redis::cmd("MGET")
             .arg(data_key(scope, bucket, name))
             .arg(version_key(scope, bucket, name))
@@ -365,7 +370,7 @@ impl KvBackend for RedisBackend {
         })
     }
 
-    async fn usage(&self, scope: &Scope) -> Result<u64, KvError> {
+    async fn usage(&self, scope: &Scope) -> Result<u64, KeyValueError> {
         let usage: Option<u64> = redis::cmd("GET")
             .arg(usage_key(scope))
             .query_async(&mut self.conn().await?)
@@ -374,7 +379,7 @@ impl KvBackend for RedisBackend {
         Ok(usage.unwrap_or(0))
     }
 
-    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KvError> {
+    async fn keys(&self, scope: &Scope, bucket: &str) -> Result<Vec<String>, KeyValueError> {
         let mut keys: Vec<String> = redis::cmd("SMEMBERS")
             .arg(bucket_key(scope, bucket))
             .query_async(&mut self.conn().await?)
@@ -384,9 +389,9 @@ impl KvBackend for RedisBackend {
         Ok(keys)
     }
 
-    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KvError> {
+    async fn commit(&self, scope: &Scope, changes: Changes) -> Result<(), KeyValueError> {
         let mut invocation = self.script.prepare_invoke();
-        let args = KvArgs::push(&mut invocation, scope, &changes);
+        let args = KeyValueArgs::push(&mut invocation, scope, &changes);
         // A commit is not cut off by the invocation's deadline (it runs to its
         // end once started), so bound the whole exchange, reconnects included.
         let exchange = async {
@@ -397,7 +402,7 @@ impl KvBackend for RedisBackend {
                 .map_err(|e| {
                     // Sent but unanswered: Redis may have run the script.
                     if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
-                        KvError::Unknown(format!("redis: {e}"))
+                        KeyValueError::Unknown(format!("redis: {e}"))
                     } else {
                         backend(e)
                     }
@@ -406,7 +411,7 @@ impl KvBackend for RedisBackend {
         let (status, detail) = tokio::time::timeout(CONNECT_TIMEOUT + RESPONSE_TIMEOUT, exchange)
             .await
             .map_err(|_| {
-                KvError::Unknown(format!(
+                KeyValueError::Unknown(format!(
                     "redis: no reply within {:?}",
                     CONNECT_TIMEOUT + RESPONSE_TIMEOUT
                 ))

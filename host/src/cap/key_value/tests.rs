@@ -11,13 +11,13 @@ fn scope(agent: &str) -> Scope {
     }
 }
 
-fn store() -> (tempfile::TempDir, Arc<dyn KvBackend>) {
+fn store() -> (tempfile::TempDir, Arc<dyn KeyValueBackend>) {
     let dir = tempfile::tempdir().unwrap();
     let backend = RedbBackend::open(&dir.path().join("kv.redb")).unwrap();
     (dir, Arc::new(backend))
 }
 
-fn txn(backend: &Arc<dyn KvBackend>, agent: &str) -> Transaction {
+fn txn(backend: &Arc<dyn KeyValueBackend>, agent: &str) -> Transaction {
     Transaction::new(backend.clone(), scope(agent), vec![], 1 << 20)
 }
 
@@ -91,7 +91,7 @@ async fn a_concurrent_commit_is_a_conflict_not_a_lost_update() {
     first.commit().await.unwrap();
     assert_eq!(
         second.commit().await,
-        Err(KvError::Conflict {
+        Err(KeyValueError::Conflict {
             bucket: "c".into(),
             key: "n".into()
         })
@@ -102,7 +102,10 @@ async fn a_concurrent_commit_is_a_conflict_not_a_lost_update() {
     w1.set("c", "blind", b"1".to_vec()).await.unwrap();
     w2.set("c", "blind", b"2".to_vec()).await.unwrap();
     w2.commit().await.unwrap();
-    assert!(matches!(w1.commit().await, Err(KvError::Conflict { .. })));
+    assert!(matches!(
+        w1.commit().await,
+        Err(KeyValueError::Conflict { .. })
+    ));
     assert_eq!(
         txn(&kv, "a").get("c", "blind").await.unwrap().unwrap(),
         b"2"
@@ -118,7 +121,7 @@ async fn concurrent_increments_of_one_key_all_commit_and_the_total_is_exact_on_r
 
 /// 40 transactions open at once, each incrementing one counter (twice, and
 /// another key once), commit concurrently: none conflicts, the sum is exact.
-pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
+pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KeyValueBackend>) {
     let mut open = Vec::new();
     for i in 0..40u64 {
         let mut t = txn(&kv, "a");
@@ -147,7 +150,7 @@ pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
     other.commit().await.unwrap();
     assert!(matches!(
         reader.commit().await,
-        Err(KvError::Conflict { .. })
+        Err(KeyValueError::Conflict { .. })
     ));
     // Incremented then read: the read sees the deltas and makes it checked.
     let mut mixed = txn(&kv, "a");
@@ -161,7 +164,7 @@ pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
     racer.commit().await.unwrap();
     assert!(matches!(
         mixed.commit().await,
-        Err(KvError::Conflict { .. })
+        Err(KeyValueError::Conflict { .. })
     ));
     // A value that is not a counter refuses the increment, at the call or
     // (when it changed since) at the commit, and nothing applies.
@@ -170,7 +173,7 @@ pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
     set.commit().await.unwrap();
     assert!(matches!(
         txn(&kv, "a").increment("c", "text", 1).await,
-        Err(KvError::NotCounter { .. })
+        Err(KeyValueError::NotCounter { .. })
     ));
     let mut late = txn(&kv, "a");
     late.increment("c", "later", 1).await.unwrap();
@@ -183,7 +186,7 @@ pub(crate) async fn concurrent_increments_all_commit(kv: Arc<dyn KvBackend>) {
     spoil.commit().await.unwrap();
     assert!(matches!(
         late.commit().await,
-        Err(KvError::NotCounter { .. })
+        Err(KeyValueError::NotCounter { .. })
     ));
     assert_eq!(
         txn(&kv, "a").increment("c", "hits", 0).await.unwrap(),
@@ -200,7 +203,7 @@ async fn the_quota_counts_keys_and_values_and_lets_an_agent_shrink() {
         t.set("b", "big", vec![0; 200]).await,
         // Refused at the call, by what the transaction would hold (was `Quota`
         // when only single values were checked).
-        Err(KvError::TransactionQuota { limit: 100, .. })
+        Err(KeyValueError::TransactionQuota { limit: 100, .. })
     ));
     t.set("b", "k1", vec![0; 60]).await.unwrap();
     t.commit().await.unwrap();
@@ -209,7 +212,7 @@ async fn the_quota_counts_keys_and_values_and_lets_an_agent_shrink() {
     over.set("b", "k2", vec![0; 60]).await.unwrap();
     assert_eq!(
         over.commit().await,
-        Err(KvError::Quota {
+        Err(KeyValueError::Quota {
             needed: 124,
             limit: 100
         })
@@ -231,7 +234,7 @@ async fn only_listed_buckets_open() {
     t.set("seen", "k", vec![1]).await.unwrap();
     assert_eq!(
         t.get("other", "k").await,
-        Err(KvError::BucketDenied("other".into()))
+        Err(KeyValueError::BucketDenied("other".into()))
     );
 }
 
@@ -240,12 +243,12 @@ async fn commits_survive_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kv.redb");
     {
-        let kv: Arc<dyn KvBackend> = Arc::new(RedbBackend::open(&path).unwrap());
+        let kv: Arc<dyn KeyValueBackend> = Arc::new(RedbBackend::open(&path).unwrap());
         let mut t = txn(&kv, "a");
         t.set("b", "k", b"v".to_vec()).await.unwrap();
         t.commit().await.unwrap();
     }
-    let kv: Arc<dyn KvBackend> = Arc::new(RedbBackend::open(&path).unwrap());
+    let kv: Arc<dyn KeyValueBackend> = Arc::new(RedbBackend::open(&path).unwrap());
     assert_eq!(txn(&kv, "a").get("b", "k").await.unwrap().unwrap(), b"v");
 }
 
@@ -260,7 +263,7 @@ async fn a_set_is_refused_once_the_buffered_writes_would_pass_the_quota() {
     // Each value alone fits; the fourth would take the buffer past 1000 bytes.
     assert_eq!(
         t.set("b", "k3", vec![0; 300]).await,
-        Err(KvError::TransactionQuota {
+        Err(KeyValueError::TransactionQuota {
             needed: 4 * 302,
             limit: 1000
         })
@@ -290,7 +293,7 @@ async fn keys_read_count_against_the_quota_but_a_few_reads_do_not_matter() {
     }
     assert!(matches!(
         t.get("b", &key(1048)).await,
-        Err(KvError::TransactionQuota { limit: 1048576, .. })
+        Err(KeyValueError::TransactionQuota { limit: 1048576, .. })
     ));
     // Reading a key already read costs nothing more.
     t.get("b", &key(0)).await.unwrap();
@@ -314,7 +317,7 @@ async fn a_transaction_touches_a_bounded_number_of_keys() {
     }
     assert_eq!(
         t.set("b", "one-more", vec![]).await,
-        Err(KvError::TooManyKeys {
+        Err(KeyValueError::TooManyKeys {
             limit: MAX_TRANSACTION_KEYS
         })
     );
@@ -325,7 +328,7 @@ async fn keys_and_bucket_names_past_their_limits_are_refused() {
     let (_d, kv) = store();
     let mut t = txn(&kv, "a");
     let long = "k".repeat(MAX_KEY_BYTES + 1);
-    let refused = Err(KvError::KeyTooLong {
+    let refused = Err(KeyValueError::KeyTooLong {
         len: MAX_KEY_BYTES + 1,
         limit: MAX_KEY_BYTES,
     });
@@ -337,7 +340,7 @@ async fn keys_and_bucket_names_past_their_limits_are_refused() {
         .unwrap();
     assert!(matches!(
         t.check_bucket(&"b".repeat(MAX_BUCKET_NAME_BYTES + 1)),
-        Err(KvError::BucketNameTooLong { .. })
+        Err(KeyValueError::BucketNameTooLong { .. })
     ));
 }
 
@@ -345,7 +348,7 @@ async fn keys_and_bucket_names_past_their_limits_are_refused() {
 async fn deletes_of_absent_keys_write_nothing_and_deletes_leave_no_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kv.redb");
-    let kv: Arc<dyn KvBackend> = Arc::new(RedbBackend::open(&path).unwrap());
+    let kv: Arc<dyn KeyValueBackend> = Arc::new(RedbBackend::open(&path).unwrap());
     // Warm the file up with one real commit so its size is settled.
     let mut warm = txn(&kv, "a");
     warm.set("b", "k", vec![0; 1000]).await.unwrap();
@@ -393,7 +396,10 @@ async fn a_key_deleted_and_recreated_since_it_was_read_is_a_conflict() {
     again.set("b", "k", b"new".to_vec()).await.unwrap();
     again.commit().await.unwrap();
     slow.set("b", "k2", b"from old".to_vec()).await.unwrap();
-    assert!(matches!(slow.commit().await, Err(KvError::Conflict { .. })));
+    assert!(matches!(
+        slow.commit().await,
+        Err(KeyValueError::Conflict { .. })
+    ));
 }
 
 #[tokio::test]
@@ -405,7 +411,10 @@ async fn an_agent_at_its_quota_can_delete_to_shrink() {
     fill.commit().await.unwrap();
     let mut more = Transaction::new(kv.clone(), scope("a"), vec![], 100);
     more.set("b", "k3", vec![0; 10]).await.unwrap();
-    assert!(matches!(more.commit().await, Err(KvError::Quota { .. })));
+    assert!(matches!(
+        more.commit().await,
+        Err(KeyValueError::Quota { .. })
+    ));
     // Even with the quota lowered below what is stored.
     let mut shrink = Transaction::new(kv.clone(), scope("a"), vec![], 10);
     shrink.delete("b", "k1").await.unwrap();
@@ -419,8 +428,8 @@ async fn no_call_or_commit_starts_after_the_deadline() {
     let mut t = txn(&kv, "a").with_deadline(Instant::now() + Duration::from_millis(50));
     t.set("b", "k", b"v".to_vec()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(t.get("b", "other").await, Err(KvError::Deadline));
-    assert_eq!(t.commit().await, Err(KvError::Deadline));
+    assert_eq!(t.get("b", "other").await, Err(KeyValueError::Deadline));
+    assert_eq!(t.commit().await, Err(KeyValueError::Deadline));
     assert_eq!(
         txn(&kv, "a").get("b", "k").await.unwrap(),
         None,

@@ -59,7 +59,8 @@ async fn the_store_promises_hold_on_a_three_primary_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_increments_of_one_key_all_commit_and_the_total_is_exact_on_redis() {
     let redis = RedisProc::start(&[]);
-    let kv = crate::cap::key_value::redis_store::RedisBackend::connect(redis.url().as_str()).unwrap();
+    let kv =
+        crate::cap::key_value::redis_store::RedisBackend::connect(redis.url().as_str()).unwrap();
     crate::cap::key_value::tests::concurrent_increments_all_commit(Arc::new(kv)).await;
     let cluster = Cluster::start();
     let (store, _) = redis_replicas(&cluster.url()).await;

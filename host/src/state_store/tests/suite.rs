@@ -253,7 +253,10 @@ async fn complete_writes_the_result_and_the_kv_changes_in_one_fenced_step(a: &St
         .await
         .unwrap();
     assert!(
-        matches!(refused, Completed::KvConflict(KvError::Conflict { .. })),
+        matches!(
+            refused,
+            Completed::KeyValueConflict(KeyValueError::Conflict { .. })
+        ),
         "{refused:?}"
     );
     assert_eq!(

@@ -3,7 +3,7 @@
 //! commits conflict instead of losing an update — each against the embedded
 //! backend and against a real Redis server on loopback.
 
-use agent_host::cap::key_value::{KvCommit, KvError};
+use agent_host::cap::key_value::{KeyValueCommit, KeyValueError};
 use agent_host::config::Store;
 use agent_host::runtime::LoadError;
 use agent_host::{InvocationError, PreparedAgent};
@@ -124,7 +124,7 @@ async fn the_quota_and_the_bucket_list_are_enforced() {
             matches!(
                 inv.result,
                 Err(InvocationError::KeyValue {
-                    error: KvError::Quota { limit: 100, .. }
+                    error: KeyValueError::Quota { limit: 100, .. }
                 })
             ),
             "{backend}: {:?}",
@@ -132,7 +132,7 @@ async fn the_quota_and_the_bucket_list_are_enforced() {
         );
         assert_eq!(
             inv.usage.caps.key_value.key_value,
-            Some(KvCommit::NotCommitted)
+            Some(KeyValueCommit::NotCommitted)
         );
         let listed = h.agent(
             "listed",
@@ -170,7 +170,7 @@ async fn concurrent_commits_conflict_instead_of_losing_an_update() {
         assert!(matches!(
             conflict.result,
             Err(InvocationError::KeyValue {
-                error: KvError::Conflict { .. }
+                error: KeyValueError::Conflict { .. }
             })
         ));
         assert_eq!(
@@ -279,7 +279,7 @@ async fn a_set_that_takes_the_transaction_past_the_quota_is_refused_at_the_call(
         );
         assert_eq!(
             inv.usage.caps.key_value.key_value,
-            Some(KvCommit::Committed),
+            Some(KeyValueCommit::Committed),
             "{backend}"
         );
         // What fit was committed.
@@ -322,7 +322,7 @@ async fn reads_past_the_budget_and_oversized_keys_are_refused() {
         );
         assert_eq!(
             inv.usage.caps.key_value.key_value,
-            Some(KvCommit::Committed),
+            Some(KeyValueCommit::Committed),
             "{backend}"
         );
     }
@@ -377,7 +377,7 @@ async fn an_agent_at_its_quota_can_still_delete_to_shrink() {
         assert_eq!(report["ok"], 1, "{backend}: {report}");
         assert_eq!(
             inv.usage.caps.key_value.key_value,
-            Some(KvCommit::Committed),
+            Some(KeyValueCommit::Committed),
             "{backend}"
         );
         if redis.is_some() {
@@ -427,13 +427,16 @@ async fn a_commit_redis_never_answers_is_reported_as_unknown() {
         matches!(
             inv.result,
             Err(InvocationError::KeyValue {
-                error: KvError::Unknown(_)
+                error: KeyValueError::Unknown(_)
             })
         ),
         "{:?}",
         inv.result
     );
-    assert_eq!(inv.usage.caps.key_value.key_value, Some(KvCommit::Unknown));
+    assert_eq!(
+        inv.usage.caps.key_value.key_value,
+        Some(KeyValueCommit::Unknown)
+    );
 }
 
 /// The guest SDK's `kv::Store` through the real host: JSON values round-trip
