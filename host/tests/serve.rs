@@ -18,7 +18,7 @@ use crate::support::{read_http_request, HostProcess, Reply, BIN};
 mod audit;
 #[path = "serve/fs.rs"]
 mod fs;
-#[path = "serve/kv.rs"]
+#[path = "serve/key_value.rs"]
 mod key_value;
 #[path = "serve/store.rs"]
 mod store;

@@ -32,7 +32,7 @@ mod coverage {
             include_str!("hostile_http.rs"),
             include_str!("hostile_resources.rs"),
             include_str!("hostile_secrets.rs"),
-            include_str!("keyvalue.rs"),
+            include_str!("key_value.rs"),
             include_str!("llm.rs"),
             include_str!("loading.rs"),
             include_str!("../../host/tests/cli.rs"),
