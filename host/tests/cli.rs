@@ -415,3 +415,38 @@ fn kv_redis_is_a_deprecated_alias_of_store() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_readme_documents_every_flag_and_environment_variable_of_every_command() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let help = |args: &[&str]| text(&Command::new(BIN).args(args).output().unwrap().stdout);
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 6, "{top}");
+    let mut missing = Vec::new();
+    for command in &commands {
+        let text = help(&[command, "--help"]);
+        for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']') {
+            let word = word.trim_end_matches('=');
+            let flag = word.starts_with("--") && word.len() > 2 && word != "--help";
+            let var = word.len() > 3
+                && word.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                && (word.starts_with("AGENT_HOST_") || word == "POD_NAME");
+            let word = word.split('<').next().unwrap_or(word);
+            if (flag || var) && !readme.contains(word) {
+                missing.push(format!("{command}: {word}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}
