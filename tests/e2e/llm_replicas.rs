@@ -92,7 +92,9 @@ async fn replicas_on_one_redis_spend_from_one_tokens_per_minute_window() {
     assert!(refused.len() >= 3, "only {} of 6 refused", refused.len());
     for e in &refused {
         assert!(
-            e.contains("BudgetExceeded") && e.contains("tokensPerMinute") && e.contains("across replicas"),
+            e.contains("BudgetExceeded")
+                && e.contains("tokensPerMinute")
+                && e.contains("across replicas"),
             "{e}"
         );
     }
@@ -115,7 +117,10 @@ async fn replicas_on_one_redis_spend_from_one_tokens_per_minute_window() {
         "{out}"
     );
     assert_eq!(
-        (second.usage.caps.llm.llm_requests, second.usage.caps.llm.llm_denied),
+        (
+            second.usage.caps.llm.llm_requests,
+            second.usage.caps.llm.llm_denied
+        ),
         (0, 1)
     );
 }

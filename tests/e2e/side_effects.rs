@@ -67,7 +67,8 @@ async fn a_rerun_of_the_same_invocation_sends_the_same_idempotency_keys() {
 
     // Another invocation: other keys.
     output_json(&agent.invoke(run("inv-8")).await);
-    let other: Vec<Vec<&str>> = sink.requests()[6..].iter().map(keys).collect();
+    let all = sink.requests();
+    let other: Vec<Vec<&str>> = all[6..].iter().map(keys).collect();
     assert_eq!(other[0], ["inv-8-1"]);
     assert_eq!(other[2], ["inv-8-4"]);
 }
@@ -84,13 +85,12 @@ async fn an_invocation_id_that_cannot_be_a_key_fails_closed() {
             "  capabilities:\n    http:\n      - {{ url: \"{base}/charge\", methods: [POST], idempotencyKey: true }}\n"
         ),
     );
-    let inv = agent
-        .invoke(TaskInput {
-            id: Some("bad\nid".into()),
-            input: json!({ "method": "POST", "url": format!("{base}/charge") }).to_string(),
-            metadata: vec![],
-        })
-        .await;
+    let run = |id: &str| TaskInput {
+        id: Some(id.into()),
+        input: json!({ "method": "POST", "url": format!("{base}/charge") }).to_string(),
+        metadata: vec![],
+    };
+    let inv = agent.invoke(run("bad\nid")).await;
     let out = output_json(&inv);
     assert_eq!(out["denied"], true, "{out}");
     assert_eq!(inv.usage.caps.http.http_denied, 1);
@@ -98,4 +98,8 @@ async fn an_invocation_id_that_cannot_be_a_key_fails_closed() {
         sink.requests().is_empty(),
         "sent without its idempotency key"
     );
+    // The rule allows the request: only the id refused it.
+    let out = output_json(&agent.invoke(run("good-id")).await);
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(keys(&sink.requests()[0]), ["good-id-1"]);
 }

@@ -186,8 +186,15 @@ fn describe(g: &LlmGrant) -> String {
         g.max_requests_per_invocation
     );
     if let Some(rate) = &g.rate {
-        let across = if rate.shared() { " across replicas" } else { "" };
-        line.push_str(&format!(", {} tokens per minute{across}", rate.per_minute()));
+        let across = if rate.shared() {
+            " across replicas"
+        } else {
+            ""
+        };
+        line.push_str(&format!(
+            ", {} tokens per minute{across}",
+            rate.per_minute()
+        ));
     }
     line.push(')');
     line

@@ -374,7 +374,8 @@ mod grant {
             r.release(admitted).await;
         }
         assert!(r
-            .admit(0, Some(1)).await
+            .admit(0, Some(1))
+            .await
             .unwrap_err()
             .contains("maxRequestsPerInvocation"));
     }
