@@ -1,6 +1,7 @@
 //! The `llm` capability (`spec.capabilities.llm`): chat completions sent by the
 //! host to the granted provider and model, under per-invocation token and
-//! request budgets and an optional per-agent tokens-per-minute rate. The
+//! request budgets and an optional per-agent tokens-per-minute rate (kept in
+//! this process, or in the state store so replicas share it: [`rate`]). The
 //! guest-facing call is in [`host`], the wire formats in [`provider`], the
 //! HTTP exchange with retries in [`client`].
 
