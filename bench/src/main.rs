@@ -9,6 +9,7 @@
 
 mod chart;
 mod density;
+mod durable;
 mod process;
 mod report;
 mod scenarios;

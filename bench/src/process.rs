@@ -53,10 +53,19 @@ pub fn time_until_ready(ctx: &Ctx, cache_dir: &Path) -> anyhow::Result<f64> {
 }
 
 fn spawn_server(ctx: &Ctx, cache_dir: &Path, extra: &[&OsStr]) -> anyhow::Result<(Child, String)> {
+    spawn_serve(ctx, cache_dir, &ctx.hello_manifest, extra)
+}
+
+fn spawn_serve(
+    ctx: &Ctx,
+    cache_dir: &Path,
+    manifest: &Path,
+    extra: &[&OsStr],
+) -> anyhow::Result<(Child, String)> {
     let mut cmd = host_command(ctx);
     cmd.env("AGENT_HOST_CACHE_DIR", cache_dir)
         .args(["serve", "--listen", "127.0.0.1:0", "-f"])
-        .arg(&ctx.hello_manifest)
+        .arg(manifest)
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -72,6 +81,8 @@ fn spawn_server(ctx: &Ctx, cache_dir: &Path, extra: &[&OsStr]) -> anyhow::Result
 /// A running `agent-host serve` with hello, stopped on drop.
 pub struct Server {
     child: Child,
+    /// `http://127.0.0.1:<port>`.
+    base: String,
     url: String,
 }
 
@@ -106,36 +117,79 @@ impl Wrk {
 
 impl Server {
     pub fn start(ctx: &Ctx, extra: &[&OsStr]) -> anyhow::Result<Self> {
-        let (child, line) = spawn_server(ctx, &ctx.cache_dir, extra)?;
+        Self::start_agent(ctx, &ctx.hello_manifest, "hello", extra)
+    }
+
+    /// `serve` of the manifest of `agent` at `manifest`, with `extra` arguments.
+    pub fn start_agent(
+        ctx: &Ctx,
+        manifest: &Path,
+        agent: &str,
+        extra: &[&OsStr],
+    ) -> anyhow::Result<Self> {
+        let (child, line) = spawn_serve(ctx, &ctx.cache_dir, manifest, extra)?;
         let mut server = Server {
             child,
+            base: String::new(),
             url: String::new(),
         };
         let base = line
             .strip_prefix("listening on ")
             .with_context(|| format!("serve did not start: {line:?}"))?;
-        server.url = format!("{base}/v1/agents/hello/invocations");
+        server.base = base.to_string();
+        server.url = format!("{base}/v1/agents/{agent}/invocations");
         Ok(server)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The agent's invocations URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// wrk with `connections` connections on `threads` threads for the run's duration.
     pub fn wrk(&self, ctx: &Ctx, connections: usize, threads: usize) -> anyhow::Result<Wrk> {
-        let script = ctx.work.path().join("wrk-invoke.lua");
-        std::fs::write(&script, WRK_SCRIPT)?;
-        let out = Command::new("wrk")
-            .arg(format!("-t{threads}"))
-            .arg(format!("-c{connections}"))
-            .arg(format!("-d{}s", ctx.http_seconds))
-            .arg("--latency")
-            .arg("-s")
-            .arg(&script)
-            .arg(&self.url)
-            .output()
-            .context("running wrk (Debian package wrk; `make setup` installs it)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        anyhow::ensure!(out.status.success(), "wrk failed: {text}");
-        parse_wrk(&text)
+        run_wrk(ctx, connections, threads, &self.url, WRK_SCRIPT, &[])
     }
+}
+
+/// wrk against `url` with the Lua `script` (given `args` after `--`) for the
+/// run's duration; refuses runs with failed requests.
+pub fn run_wrk(
+    ctx: &Ctx,
+    connections: usize,
+    threads: usize,
+    url: &str,
+    script: &str,
+    args: &[String],
+) -> anyhow::Result<Wrk> {
+    // Named by content and written once.
+    let digest = script.bytes().fold(0u64, |h, b| {
+        h.wrapping_mul(1_099_511_628_211) ^ u64::from(b)
+    });
+    let path = ctx.work.path().join(format!("wrk-{digest:016x}.lua"));
+    if !path.exists() {
+        std::fs::write(&path, script)?;
+    }
+    let out = Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", ctx.http_seconds))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&path)
+        .arg(url)
+        .arg("--")
+        .args(args)
+        .output()
+        .context("running wrk (Debian package wrk; `make setup` installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
+    parse_wrk(&text)
 }
 
 impl Drop for Server {

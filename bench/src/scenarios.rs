@@ -29,6 +29,8 @@ pub enum Id {
     Http,
     Density,
     Abi,
+    DurableAsync,
+    DurableKeyed,
 }
 
 /// Shared set-up: iteration counts, binaries, a scratch directory with the
@@ -156,7 +158,7 @@ impl Row {
         self
     }
 
-    fn throughput(mut self, per_second: f64) -> Self {
+    pub(crate) fn throughput(mut self, per_second: f64) -> Self {
         self.per_second = Some(per_second);
         self
     }
@@ -182,7 +184,7 @@ fn at_most(goal: &str, value: f64, limit: f64, figure: String) -> Goal {
     }
 }
 
-fn at_least(goal: &str, value: f64, limit: f64, figure: String) -> Goal {
+pub(crate) fn at_least(goal: &str, value: f64, limit: f64, figure: String) -> Goal {
     Goal {
         goal: goal.into(),
         figure,
@@ -207,7 +209,7 @@ pub struct Outcome {
     pub goals: Vec<Goal>,
 }
 
-fn ratio(name: &str, value: f64) -> Ratio {
+pub(crate) fn ratio(name: &str, value: f64) -> Ratio {
     Ratio {
         name: name.into(),
         value,
@@ -247,6 +249,12 @@ pub async fn run_all(ctx: &Ctx, only: &[Id]) -> anyhow::Result<Vec<Outcome>> {
     }
     if chosen(Id::Abi) {
         out.push(abi(ctx).await?);
+    }
+    if chosen(Id::DurableAsync) {
+        out.push(crate::durable::async_two_replicas(ctx).await?);
+    }
+    if chosen(Id::DurableKeyed) {
+        out.push(crate::durable::keyed_sync(ctx).await?);
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "per-invocation",
     "process-per-task",
     "allocator",
@@ -13,6 +13,8 @@ const SCENARIOS: [&str; 8] = [
     "http",
     "density",
     "abi",
+    "durable-async",
+    "durable-keyed",
 ];
 
 #[test]

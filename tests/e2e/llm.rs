@@ -14,7 +14,7 @@ const REPLY: &str = r#"{
   "usage": { "prompt_tokens": 40, "completion_tokens": 9 }
 }"#;
 
-fn grant(base: &str, extra: &str) -> String {
+pub(crate) fn grant(base: &str, extra: &str) -> String {
     format!(
         "  capabilities:\n    llm: {{ provider: openai, model: test-model, endpoint: \"{base}/v1/\"{extra} }}\n"
     )
@@ -217,7 +217,7 @@ async fn a_prompt_larger_than_the_token_budget_is_refused_unsent() {
 
 /// A model server that answers after `delay`, reporting 40 prompt tokens and
 /// every completion token it was asked for (`max_tokens`).
-async fn slow_greedy_model(delay: std::time::Duration) -> std::net::SocketAddr {
+pub(crate) async fn slow_greedy_model(delay: std::time::Duration) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

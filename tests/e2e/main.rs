@@ -15,7 +15,9 @@ mod hostile_resources;
 mod hostile_secrets;
 mod key_value;
 mod llm;
+mod llm_replicas;
 mod loading;
+mod side_effects;
 
 mod coverage {
     /// Every test program in `tests/programs/examples/` is run by some test:
@@ -34,7 +36,9 @@ mod coverage {
             include_str!("hostile_secrets.rs"),
             include_str!("key_value.rs"),
             include_str!("llm.rs"),
+            include_str!("llm_replicas.rs"),
             include_str!("loading.rs"),
+            include_str!("side_effects.rs"),
             include_str!("../../host/tests/cli.rs"),
             include_str!("../../host/tests/serve.rs"),
             include_str!("../../host/tests/pod.rs"),

@@ -53,6 +53,13 @@ pub struct HttpRuleSpec {
     /// organisation policy can refuse it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_all_addresses: bool,
+    /// Makes the host add `Idempotency-Key: <invocation id>-<n>` to this rule's
+    /// requests (n: the request's 1-based place among all outgoing HTTP
+    /// requests of the invocation), replacing any the agent set. An invocation
+    /// re-run after a crash sends the same keys, so a server that honours the
+    /// header applies each request once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_key: bool,
 }
 
 impl HttpRuleSpec {

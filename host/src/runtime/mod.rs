@@ -24,6 +24,8 @@ use crate::cap::imports::{bind_imports, Binding, ImportBinding};
 use crate::cap::{ConfigureError, Grants, HostStates};
 use crate::config::{HostConfig, Metering};
 use crate::manifest::{Agent, Limits, LoadedAgent, ManifestError};
+use crate::state_store::budget::StoreBudgets;
+use crate::state_store::StateStore;
 use state::InvocationState;
 
 pub use crate::config::MAX_COMPONENT_BYTES;
@@ -166,6 +168,14 @@ impl Runtime {
     /// Records the capability uses and denials of agents prepared from now on in `log`.
     pub fn set_audit_log(&mut self, log: AuditLog) {
         self.audit = log;
+    }
+
+    /// Keeps what replicas must share in `store`, for agents prepared from
+    /// now on: their `tokensPerMinute` windows (otherwise per process).
+    pub fn use_state_store(&mut self, store: Arc<dyn StateStore>) {
+        self.caps
+            .llm
+            .keep_budgets_in(Arc::new(StoreBudgets::new(store)));
     }
 
     /// The engine.

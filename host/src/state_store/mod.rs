@@ -42,7 +42,8 @@
 //!    tokens-per-minute window in the store, so every replica spends from
 //!    one budget, with the semantics of `cap::llm::TokenRate`: a reservation
 //!    counts until settled (or until [`MAX_HOLD`] passes: a replica that
-//!    died holding it), used tokens count for 60 s.
+//!    died holding it), used tokens count for 60 s. [`budget::StoreBudgets`]
+//!    is how the `llm` capability uses them.
 //!
 //! Redis queue design: a sorted set of queued ids scored by a per-agent
 //! sequence number (oldest first; a released item keeps its number) and a
@@ -52,6 +53,7 @@
 //! a stream entry's ownership (XAUTOCLAIM) cannot be checked in the same
 //! atomic step as the key-value commit and the result.
 
+pub mod budget;
 pub mod redb;
 pub mod redis;
 #[cfg(test)]

@@ -38,6 +38,12 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts the server and waits until it answers PING.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with `extra` arguments, which override the
+    /// defaults (e.g. `--appendonly yes --appendfsync everysec`).
+    pub fn start_with(extra: &[&str]) -> Self {
         use std::io::{Read, Write};
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -49,6 +55,7 @@ impl RedisServer {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&dir)
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (Debian package redis-server; `make setup` installs it)");

@@ -13,9 +13,11 @@
 //! parser would rewrite) is refused, and the request line carries exactly the
 //! checked path. The address is then checked after DNS resolution
 //! ([`address`]) and that very address is connected to ([`client`]).
+//! A rule with `idempotencyKey: true` gets the header of [`idempotency`].
 
 pub mod address;
 pub mod client;
+pub mod idempotency;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -59,6 +61,8 @@ pub struct Rule {
     pub label: Arc<str>,
     /// [`Rule::display`] plus the addresses granted beyond public ones (status).
     pub description: String,
+    /// Whether the host adds an `Idempotency-Key` ([`idempotency`]).
+    pub idempotency_key: bool,
 }
 
 /// The outgoing-HTTP grant of one agent.
@@ -92,6 +96,14 @@ pub enum Denial {
         /// The limit.
         limit: u32,
     },
+    /// The rule adds an idempotency key and the invocation id cannot be one.
+    #[error("the rule {rule} has idempotencyKey: true, but the invocation id {invocation:?} cannot be an Idempotency-Key header value (printable ASCII only); the request was not sent without its key")]
+    IdempotencyKey {
+        /// The rule, as written.
+        rule: String,
+        /// The invocation id, at most 200 characters of it.
+        invocation: String,
+    },
 }
 
 /// An allowed request: where it goes and which addresses it may reach.
@@ -111,6 +123,8 @@ pub struct Target {
     pub label: Arc<str>,
     /// The request target to send: the path the rule matched, then the query.
     pub path_and_query: String,
+    /// Whether the matching rule adds an `Idempotency-Key`.
+    pub idempotency_key: bool,
 }
 
 impl HttpGrant {
@@ -151,6 +165,7 @@ impl HttpGrant {
                 ),
                 label: r.url.to_string().into(),
                 description: describe_rule(r),
+                idempotency_key: r.idempotency_key,
             })
             .collect();
         Self { rules }
@@ -228,6 +243,7 @@ impl HttpGrant {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
             },
+            idempotency_key: rule.idempotency_key,
         })
     }
 }
@@ -328,6 +344,8 @@ pub struct HttpPolicy {
     invocation: Arc<str>,
     remaining: u32,
     limit: u32,
+    /// Numbers every request, for idempotency keys.
+    sequence: idempotency::Sequence,
     max_response_bytes: u64,
     counters: Arc<HttpCounters>,
     audit: CapabilityAudit,
@@ -349,6 +367,7 @@ impl HttpPolicy {
             invocation,
             remaining: max_requests,
             limit: max_requests,
+            sequence: idempotency::Sequence::default(),
             max_response_bytes,
             counters: Arc::default(),
             audit,
@@ -393,16 +412,36 @@ impl WasiHttpHooks for HttpPolicy {
 
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        // Numbered first, whatever is decided, so a re-run numbers alike.
+        let n = self.sequence.next();
         // Past the denial budget the invocation is being ended: nothing more goes out.
         if self.audit.denial_limit().is_some() {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let decision = self.decide(&method, &uri);
+        let decision = self.decide(&method, &uri).and_then(|target| {
+            if !target.idempotency_key {
+                return Ok(target);
+            }
+            match idempotency::key(&self.invocation, n) {
+                Some(key) => {
+                    idempotency::set(&mut request, key);
+                    Ok(target)
+                }
+                None => Err((
+                    Denial::IdempotencyKey {
+                        rule: target.rule,
+                        invocation: self.invocation.chars().take(200).collect(),
+                    },
+                    HttpError::HttpRequestDenied,
+                    Some(target.label),
+                )),
+            }
+        });
         let (agent, invocation) = (self.agent.clone(), self.invocation.clone());
         let counters = self.counters.clone();
         let audit = self.audit.clone();
@@ -620,6 +659,9 @@ fn describe_rule(r: &HttpRuleSpec) -> String {
     }
     if r.allow_all_addresses {
         line.push_str(" (any address)");
+    }
+    if r.idempotency_key {
+        line.push_str(" (Idempotency-Key added)");
     }
     line
 }

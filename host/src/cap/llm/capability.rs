@@ -1,12 +1,13 @@
 //! The `llm` capability: the host calls the granted model on the agent's
 //! behalf, under the grant's budgets; the API key never enters the guest.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use wasmtime::component::Linker;
 
 use super::host::{HasLlm, LlmSession, LlmView};
+use super::rate::{LocalBudgets, TokenBudgets};
 use super::LlmGrant;
 use crate::cap::imports::Binding;
 use crate::cap::tool_call::ToolCall;
@@ -19,11 +20,27 @@ use crate::manifest::Limits;
 /// The `llm` capability.
 pub struct Llm;
 
-/// The operator's model settings.
-#[derive(Clone, Copy, Debug, Default)]
+/// The operator's model settings and where tokens-per-minute windows are kept.
 pub struct LlmHost {
     /// Whether prompts go into the audit log (`--audit-llm-prompts`).
     pub audit_prompts: bool,
+    /// In this process until the runtime is given a state store.
+    budgets: RwLock<Arc<dyn TokenBudgets>>,
+}
+
+impl LlmHost {
+    /// Keeps the tokens-per-minute windows of agents loaded from now on in
+    /// `budgets` (the state store: shared by every replica).
+    pub fn keep_budgets_in(&self, budgets: Arc<dyn TokenBudgets>) {
+        *self.budgets.write().unwrap_or_else(|e| e.into_inner()) = budgets;
+    }
+
+    fn budgets(&self) -> Arc<dyn TokenBudgets> {
+        self.budgets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// What one invocation did with the model.
@@ -63,6 +80,7 @@ impl Capability for Llm {
     fn host(config: &HostConfig) -> LlmHost {
         LlmHost {
             audit_prompts: config.audit_llm_prompts,
+            budgets: RwLock::new(Arc::new(LocalBudgets)),
         }
     }
 
@@ -74,14 +92,20 @@ impl Capability for Llm {
         })
     }
 
-    fn configure(_: &LlmHost, cx: &ConfigureCx<'_>) -> Result<Self::Grant, ConfigureError> {
-        cx.agent
-            .spec
-            .capabilities
-            .llm
-            .as_ref()
-            .map(|spec| LlmGrant::configure(spec, cx.secrets_dir).map(Arc::new))
-            .transpose()
+    fn configure(host: &LlmHost, cx: &ConfigureCx<'_>) -> Result<Self::Grant, ConfigureError> {
+        let Some(spec) = cx.agent.spec.capabilities.llm.as_ref() else {
+            return Ok(None);
+        };
+        // The same scope as the agent's key-value state and invocations.
+        let scope = crate::cap::key_value::Scope {
+            namespace: cx.agent.metadata.namespace.clone().unwrap_or_default(),
+            agent: cx.agent.name().to_string(),
+        };
+        let budgets = host.budgets();
+        let grant = LlmGrant::configure_in(spec, cx.secrets_dir, |per_minute| {
+            budgets.budget(&scope, per_minute)
+        })?;
+        Ok(Some(Arc::new(grant)))
     }
 
     fn secrets(grant: &Self::Grant) -> Vec<String> {
@@ -162,7 +186,15 @@ fn describe(g: &LlmGrant) -> String {
         g.max_requests_per_invocation
     );
     if let Some(rate) = &g.rate {
-        line.push_str(&format!(", {} tokens per minute", rate.per_minute()));
+        let across = if rate.shared() {
+            " across replicas"
+        } else {
+            ""
+        };
+        line.push_str(&format!(
+            ", {} tokens per minute{across}",
+            rate.per_minute()
+        ));
     }
     line.push(')');
     line

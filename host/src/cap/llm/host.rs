@@ -97,7 +97,11 @@ impl llm::Host for LlmView<'_> {
             )));
         };
         let estimate = super::estimate_prompt_tokens(&request);
-        let admitted = match session.budget.admit(estimate, request.options.max_tokens) {
+        let admitted = match session
+            .budget
+            .admit(estimate, request.options.max_tokens)
+            .await
+        {
             Ok(admitted) => admitted,
             Err(why) => {
                 session.denied += 1;
@@ -152,7 +156,8 @@ impl llm::Host for LlmView<'_> {
                 let u = &response.usage;
                 session
                     .budget
-                    .settle(admitted, u.prompt_tokens, u.completion_tokens);
+                    .settle(admitted, u.prompt_tokens, u.completion_tokens)
+                    .await;
                 session.record(
                     Decision::Allow,
                     &format!(
@@ -164,7 +169,7 @@ impl llm::Host for LlmView<'_> {
                 Ok(Ok(response))
             }
             Err(e) => {
-                session.budget.release(admitted);
+                session.budget.release(admitted).await;
                 Ok(Err(match e {
                     client::CallError::Invalid(why) => Error::InvalidRequest(why),
                     client::CallError::Upstream(why) => Error::Upstream(why),

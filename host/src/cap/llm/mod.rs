@@ -1,6 +1,7 @@
 //! The `llm` capability (`spec.capabilities.llm`): chat completions sent by the
 //! host to the granted provider and model, under per-invocation token and
-//! request budgets and an optional per-agent tokens-per-minute rate. The
+//! request budgets and an optional per-agent tokens-per-minute rate (kept in
+//! this process, or in the state store so replicas share it: [`rate`]). The
 //! guest-facing call is in [`host`], the wire formats in [`provider`], the
 //! HTTP exchange with retries in [`client`].
 
@@ -8,13 +9,15 @@ mod capability;
 pub mod client;
 pub mod host;
 pub mod provider;
+pub mod rate;
 
 pub use capability::{Llm, LlmHost, LlmUsage};
+pub use rate::{LocalBudgets, Reservation, TokenBudget, TokenBudgets, TokenRate};
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+
+use rate::RateHold;
 
 use super::env::read_secret;
 use super::ConfigureError;
@@ -64,16 +67,28 @@ pub struct LlmGrant {
     pub max_tokens_per_invocation: u64,
     /// Model calls per invocation.
     pub max_requests_per_invocation: u32,
-    /// Tokens per minute across the agent's invocations, shared by them.
-    pub rate: Option<Arc<TokenRate>>,
+    /// Tokens per minute across the agent's invocations, shared by them
+    /// (and by every replica when the host has a state store).
+    pub rate: Option<Arc<dyn TokenBudget>>,
 }
 
 impl LlmGrant {
-    /// Compiles `grant`; the API key is read from the mounted secret now, so a
-    /// missing key fails the load rather than the first call.
+    /// Compiles `grant` with its tokens-per-minute window in this process;
+    /// the API key is read from the mounted secret now, so a missing key
+    /// fails the load rather than the first call.
     pub fn configure(
         grant: &crate::manifest::LlmSpec,
         secrets_dir: &Path,
+    ) -> Result<Self, ConfigureError> {
+        Self::configure_in(grant, secrets_dir, |n| Arc::new(TokenRate::new(n)))
+    }
+
+    /// [`LlmGrant::configure`] with the window of `tokensPerMinute` made by
+    /// `window` (from the limit).
+    pub fn configure_in(
+        grant: &crate::manifest::LlmSpec,
+        secrets_dir: &Path,
+        window: impl FnOnce(u64) -> Arc<dyn TokenBudget>,
     ) -> Result<Self, ConfigureError> {
         let base = match &grant.endpoint {
             Some(url) => url.to_string(),
@@ -114,7 +129,7 @@ impl LlmGrant {
             max_requests_per_invocation: grant
                 .max_requests_per_invocation
                 .unwrap_or(DEFAULT_MAX_REQUESTS_PER_INVOCATION),
-            rate: grant.tokens_per_minute.map(|n| Arc::new(TokenRate::new(n))),
+            rate: grant.tokens_per_minute.map(window),
         })
     }
 
@@ -135,7 +150,7 @@ impl LlmGrant {
 pub struct Budget {
     tokens_left: u64,
     requests_left: u32,
-    rate: Option<Arc<TokenRate>>,
+    rate: Option<Arc<dyn TokenBudget>>,
     /// Prompt plus completion tokens so far.
     pub tokens_used: u64,
     /// Model calls so far.
@@ -161,7 +176,11 @@ impl Budget {
     /// fit what is left, and the estimate plus the completion asked for (cut to
     /// what is left) is reserved in the invocation's budget and the agent's
     /// per-minute rate before anything is sent. Err: why not (nothing sent).
-    pub fn admit(&mut self, prompt_estimate: u64, wanted: Option<u32>) -> Result<Admitted, String> {
+    pub async fn admit(
+        &mut self,
+        prompt_estimate: u64,
+        wanted: Option<u32>,
+    ) -> Result<Admitted, String> {
         if self.requests_left == 0 {
             return Err(format!(
                 "spec.capabilities.llm.maxRequestsPerInvocation: all {} requests used",
@@ -184,8 +203,9 @@ impl Budget {
         let mut completion = wanted.min(self.tokens_left - prompt_estimate);
         let hold = match &self.rate {
             Some(rate) => {
-                let hold = TokenRate::reserve(rate, prompt_estimate, completion)?;
-                completion = hold.tokens - prompt_estimate;
+                let hold = RateHold::reserve(rate, prompt_estimate, completion).await?;
+                // A window never grants more than asked; fewer when it is short.
+                completion = completion.min(hold.tokens().saturating_sub(prompt_estimate));
                 Some(hold)
             }
             None => None,
@@ -204,116 +224,21 @@ impl Budget {
     /// Replaces `admitted`'s reservation by what the provider reports it used.
     /// A provider may report more than was reserved; the next request is then
     /// refused.
-    pub fn settle(&mut self, admitted: Admitted, prompt: u32, completion: u32) {
+    pub async fn settle(&mut self, admitted: Admitted, prompt: u32, completion: u32) {
         let used = u64::from(prompt) + u64::from(completion);
         self.tokens_used += used;
         self.tokens_left = (self.tokens_left + admitted.reserved).saturating_sub(used);
         if let Some(hold) = admitted.hold {
-            hold.settle(used);
+            hold.settle(used).await;
         }
     }
 
     /// Gives `admitted`'s reservation back: the request failed with no usage
     /// reported.
-    pub fn release(&mut self, admitted: Admitted) {
+    pub async fn release(&mut self, admitted: Admitted) {
         self.tokens_left += admitted.reserved;
-    }
-}
-
-/// Tokens used by an agent in the last minute, across its invocations, and
-/// tokens reserved by requests still in flight.
-#[derive(Debug)]
-pub struct TokenRate {
-    per_minute: u64,
-    window: Mutex<Window>,
-}
-
-#[derive(Debug, Default)]
-struct Window {
-    used: VecDeque<(Instant, u64)>,
-    reserved: u64,
-}
-
-/// Tokens reserved in a [`TokenRate`] by one request in flight; given back if
-/// dropped unsettled (the call failed or the invocation was cancelled).
-#[derive(Debug)]
-struct RateHold {
-    rate: Arc<TokenRate>,
-    tokens: u64,
-}
-
-impl RateHold {
-    fn settle(mut self, used: u64) {
-        let reserved = std::mem::take(&mut self.tokens);
-        self.rate.settle(reserved, used);
-    }
-}
-
-impl Drop for RateHold {
-    fn drop(&mut self) {
-        if self.tokens > 0 {
-            self.rate.settle(std::mem::take(&mut self.tokens), 0);
-        }
-    }
-}
-
-impl TokenRate {
-    /// The limit, tokens per minute.
-    pub fn per_minute(&self) -> u64 {
-        self.per_minute
-    }
-
-    /// A limit of `per_minute` tokens.
-    pub fn new(per_minute: u64) -> Self {
-        Self {
-            per_minute,
-            window: Mutex::default(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Tokens used in the last minute plus those reserved now.
-    fn committed(window: &mut Window) -> u64 {
-        let cutoff = Instant::now().checked_sub(Duration::from_secs(60));
-        while window
-            .used
-            .front()
-            .is_some_and(|(t, _)| cutoff.is_some_and(|c| *t < c))
-        {
-            window.used.pop_front();
-        }
-        window.used.iter().map(|(_, n)| n).sum::<u64>() + window.reserved
-    }
-
-    /// Reserves the prompt estimate plus up to `completion` tokens (fewer if
-    /// the window has less room), so concurrent invocations cannot all be
-    /// admitted against the same room.
-    fn reserve(rate: &Arc<Self>, prompt: u64, completion: u64) -> Result<RateHold, String> {
-        let mut window = rate.lock();
-        let committed = Self::committed(&mut window);
-        let room = rate.per_minute.saturating_sub(committed);
-        if room <= prompt {
-            return Err(format!(
-                "spec.capabilities.llm.tokensPerMinute: {committed} of {} tokens used or reserved in the last minute; this prompt counts as {prompt}",
-                rate.per_minute
-            ));
-        }
-        let tokens = prompt + completion.min(room - prompt);
-        window.reserved += tokens;
-        Ok(RateHold {
-            rate: rate.clone(),
-            tokens,
-        })
-    }
-
-    fn settle(&self, reserved: u64, used: u64) {
-        let mut window = self.lock();
-        window.reserved -= reserved;
-        if used > 0 {
-            window.used.push_back((Instant::now(), used));
+        if let Some(hold) = admitted.hold {
+            hold.settle(0).await;
         }
     }
 }

@@ -341,27 +341,27 @@ mod grant {
         assert!(format!("{:?}", llm.endpoint).contains("[REDACTED]"));
     }
 
-    #[test]
-    fn budgets_refuse_the_request_that_would_exceed_them() {
+    #[tokio::test]
+    async fn budgets_refuse_the_request_that_would_exceed_them() {
         let compiled = compiled(
             "{ provider: anthropic, model: m, maxTokensPerInvocation: 100, maxRequestsPerInvocation: 3, tokensPerMinute: 250 }",
         );
         let mut budget = compiled.budget();
-        let first = budget.admit(0, Some(500)).unwrap();
+        let first = budget.admit(0, Some(500)).await.unwrap();
         assert_eq!(first.max_tokens, 100, "asks for no more than is left");
-        budget.settle(first, 60, 30);
-        let second = budget.admit(0, None).unwrap();
+        budget.settle(first, 60, 30).await;
+        let second = budget.admit(0, None).await.unwrap();
         assert_eq!(second.max_tokens, 10);
-        budget.settle(second, 20, 10);
-        let refused = budget.admit(0, None).unwrap_err();
+        budget.settle(second, 20, 10).await;
+        let refused = budget.admit(0, None).await.unwrap_err();
         assert!(refused.contains("maxTokensPerInvocation"), "{refused}");
 
         // The per-minute rate is shared by the agent's invocations.
         let mut other = compiled.budget();
-        let a = other.admit(0, None).unwrap();
+        let a = other.admit(0, None).await.unwrap();
         assert_eq!(a.max_tokens, 100);
-        other.settle(a, 100, 60);
-        let refused = compiled.budget().admit(0, None).unwrap_err();
+        other.settle(a, 100, 60).await;
+        let refused = compiled.budget().admit(0, None).await.unwrap_err();
         assert!(refused.contains("tokensPerMinute"), "{refused}");
 
         let rate_free = LlmGrant {
@@ -370,30 +370,31 @@ mod grant {
         };
         let mut r = rate_free.budget();
         for _ in 0..3 {
-            let admitted = r.admit(0, Some(1)).unwrap();
-            r.release(admitted);
+            let admitted = r.admit(0, Some(1)).await.unwrap();
+            r.release(admitted).await;
         }
         assert!(r
             .admit(0, Some(1))
+            .await
             .unwrap_err()
             .contains("maxRequestsPerInvocation"));
     }
 
-    #[test]
-    fn a_prompt_that_cannot_fit_the_token_budget_is_refused_before_sending() {
+    #[tokio::test]
+    async fn a_prompt_that_cannot_fit_the_token_budget_is_refused_before_sending() {
         let compiled = compiled("{ provider: openai, model: m, maxTokensPerInvocation: 1000 }");
         let mut budget = compiled.budget();
-        let refused = budget.admit(1000, Some(1)).unwrap_err();
+        let refused = budget.admit(1000, Some(1)).await.unwrap_err();
         assert!(
             refused.contains("maxTokensPerInvocation") && refused.contains("not sent"),
             "{refused}"
         );
         assert_eq!((budget.requests_made, budget.tokens_used), (0, 0));
         // A prompt that fits leaves the rest for the completion.
-        let admitted = budget.admit(900, None).unwrap();
+        let admitted = budget.admit(900, None).await.unwrap();
         assert_eq!(admitted.max_tokens, 100);
-        budget.release(admitted);
-        assert_eq!(budget.admit(999, None).unwrap().max_tokens, 1);
+        budget.release(admitted).await;
+        assert_eq!(budget.admit(999, None).await.unwrap().max_tokens, 1);
     }
 
     #[test]
@@ -410,27 +411,27 @@ mod grant {
         );
     }
 
-    #[test]
-    fn concurrent_invocations_cannot_be_admitted_against_the_same_minute() {
+    #[tokio::test]
+    async fn concurrent_invocations_cannot_be_admitted_against_the_same_minute() {
         let compiled = compiled("{ provider: openai, model: m, tokensPerMinute: 300 }");
         let (mut a, mut b, mut c) = (compiled.budget(), compiled.budget(), compiled.budget());
         // Three invocations ask before any is charged.
-        let first = a.admit(50, Some(200)).unwrap();
+        let first = a.admit(50, Some(200)).await.unwrap();
         assert_eq!(first.max_tokens, 200);
-        let second = b.admit(30, Some(200)).unwrap();
+        let second = b.admit(30, Some(200)).await.unwrap();
         assert_eq!(
             second.max_tokens, 20,
             "only what the first left is reserved"
         );
-        let refused = c.admit(1, Some(1)).unwrap_err();
+        let refused = c.admit(1, Some(1)).await.unwrap_err();
         assert!(refused.contains("tokensPerMinute"), "{refused}");
         // Settling to the actual usage gives back what was not used.
-        a.settle(first, 40, 60);
-        let third = c.admit(1, Some(1000)).unwrap();
+        a.settle(first, 40, 60).await;
+        let third = c.admit(1, Some(1000)).await.unwrap();
         assert_eq!(third.max_tokens, 300 - 100 - 50 - 1);
         // A failed or cancelled call gives its reservation back.
-        b.release(second);
+        b.release(second).await;
         drop(third);
-        assert_eq!(c.admit(0, Some(1000)).unwrap().max_tokens, 200);
+        assert_eq!(c.admit(0, Some(1000)).await.unwrap().max_tokens, 200);
     }
 }

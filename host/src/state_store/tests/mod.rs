@@ -2,6 +2,7 @@
 //! embedded store, one Redis server and a three-primary Redis Cluster, plus
 //! replicas racing on one store with a stale owner among them.
 
+mod budget;
 pub(crate) mod servers;
 mod suite;
 
