@@ -2,7 +2,6 @@
 //! embedded store, one Redis server and a three-primary Redis Cluster, plus
 //! replicas racing on one store with a stale owner among them.
 
-pub(crate) mod servers;
 mod suite;
 
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use super::redb::RedbStore;
 use super::redis::RedisStore;
 use super::*;
 use crate::cap::key_value::redb_store::RedbBackend;
-use servers::{Cluster, RedisProc};
+use agent_host_test_guests::redis::{Cluster, RedisProc};
 
 /// Ended records are kept this long in the suite (one case checks removal).
 const RETENTION: Duration = Duration::from_secs(2);
