@@ -33,18 +33,18 @@ mod store_faults;
 const COUNTER: &str = "counter";
 
 /// Writes `<dir>/agents/counter.yaml`: `count_and_notify` with a key-value
-/// grant, an HTTP rule to `sink` (when given) that adds an
-/// `Idempotency-Key` when `keyed`, `maxConcurrency` per replica and a queue
-/// big enough for the scenario. Returns the manifest directory.
+/// grant, an HTTP rule to `sink` that adds an `Idempotency-Key` when
+/// `keyed`, `maxConcurrency` per replica and a queue big enough for the
+/// scenario. Returns the manifest directory.
 fn counter_agents(dir: &Path, sink: Option<&str>, keyed: bool, concurrency: u32) -> PathBuf {
     let agents = dir.join("agents");
     std::fs::create_dir_all(&agents).unwrap();
-    let http = sink.map_or_else(String::new, |url| {
-        let key = if keyed { ", idempotencyKey: true" } else { "" };
-        format!("    http:\n      - {{ url: \"{url}\", methods: [POST]{key} }}\n")
-    });
+    // The component imports wasi:http, so it needs a rule even when no
+    // scenario input names a sink (port 1: nothing listens there).
+    let url = sink.unwrap_or("http://127.0.0.1:1/");
+    let key = if keyed { ", idempotencyKey: true" } else { "" };
     let spec = format!(
-        "  capabilities:\n    keyValue: {{ maxBytes: 1Mi }}\n{http}  limits: {{ maxConcurrency: {concurrency}, maxQueue: 1000, timeout: 30s }}\n"
+        "  capabilities:\n    keyValue: {{ maxBytes: 1Mi }}\n    http:\n      - {{ url: \"{url}\", methods: [POST]{key} }}\n  limits: {{ maxConcurrency: {concurrency}, maxQueue: 1000, timeout: 30s }}\n"
     );
     guests::write_manifest(&agents, COUNTER, guests::COUNT_AND_NOTIFY, &spec);
     agents

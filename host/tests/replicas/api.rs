@@ -18,7 +18,9 @@ fn answered_by_every_replica(store: String) {
     let agents = counter_agents(dir.path(), None, false, 4);
     let mut fleet = Fleet::new(Some(store), &agents, &[]);
     fleet.grow(3);
-    let r = fleet.get("r1").submit_reply(COUNTER, &[], &counted(None, 300));
+    let r = fleet
+        .get("r1")
+        .submit_reply(COUNTER, &[], &counted(None, 300));
     let id = super::fleet::accepted_id("r1", &r);
     let location = r.headers["location"].to_str().unwrap().to_string();
     for name in ["r2", "r3"] {
@@ -32,7 +34,11 @@ fn answered_by_every_replica(store: String) {
             early.body
         );
     }
-    let ended = fleet.wait_ended(fleet.get("r2"), std::slice::from_ref(&id), Duration::from_secs(20));
+    let ended = fleet.wait_ended(
+        fleet.get("r2"),
+        std::slice::from_ref(&id),
+        Duration::from_secs(20),
+    );
     let body = &ended[&id];
     assert_eq!(body["state"], "succeeded", "{body}");
     assert_eq!(body["output"]["count"], 1, "{body}");
@@ -75,7 +81,10 @@ fn one_idempotency_key_sent_to_three_replicas_at_once_runs_the_agent_once() {
                 s.spawn(move || {
                     start.wait();
                     let r = replica.invoke_keyed(COUNTER, "one-task", body);
-                    let replayed = r.headers.get("idempotent-replayed").is_some_and(|v| v == "true");
+                    let replayed = r
+                        .headers
+                        .get("idempotent-replayed")
+                        .is_some_and(|v| v == "true");
                     (r.status, r.body, replayed)
                 })
             })
@@ -85,14 +94,24 @@ fn one_idempotency_key_sent_to_three_replicas_at_once_runs_the_agent_once() {
     for (status, body, _) in &replies {
         assert_eq!(*status, 200, "{body}");
         assert_eq!(body["state"], "succeeded", "{body}");
-        assert_eq!(body["id"], replies[0].1["id"], "different invocations: {body}");
-        assert_eq!(body["output"], replies[0].1["output"], "different answers: {body}");
+        assert_eq!(
+            body["id"], replies[0].1["id"],
+            "different invocations: {body}"
+        );
+        assert_eq!(
+            body["output"], replies[0].1["output"],
+            "different answers: {body}"
+        );
     }
     let replayed = replies.iter().filter(|(_, _, r)| *r).count();
     assert_eq!(replayed, 2, "two of the three requests are replays");
     let again = fleet.get("r2").invoke_keyed(COUNTER, "one-task", &body);
     assert_eq!(again.body["id"], replies[0].1["id"]);
-    assert_eq!(fleet.get("r3").counter(COUNTER), 1, "the agent ran more than once");
+    assert_eq!(
+        fleet.get("r3").counter(COUNTER),
+        1,
+        "the agent ran more than once"
+    );
 }
 
 /// One slot per replica, both busy: the third invocation waits in the shared
@@ -106,9 +125,12 @@ fn a_cancel_sent_to_another_replica_ends_queued_work_and_it_never_runs() {
     let mut fleet = Fleet::new(Some(redis.url()), &agents, &[]);
     fleet.grow(2);
     let r1 = fleet.get("r1");
-    let busy: Vec<String> = (0..2).map(|_| r1.submit(COUNTER, &counted(None, 1500))).collect();
+    let busy: Vec<String> = (0..2)
+        .map(|_| r1.submit(COUNTER, &counted(None, 1500)))
+        .collect();
     fleet.wait_until("both replicas busy", Duration::from_secs(10), || {
-        busy.iter().all(|id| r1.invocation(id).body["state"] == "running")
+        busy.iter()
+            .all(|id| r1.invocation(id).body["state"] == "running")
     });
     let waiting = r1.submit(COUNTER, &counted(None, 0));
     assert_eq!(r1.invocation(&waiting).body["state"], "queued");
@@ -118,7 +140,14 @@ fn a_cancel_sent_to_another_replica_ends_queued_work_and_it_never_runs() {
     assert_eq!(ended[&waiting]["state"], "cancelled", "{}", ended[&waiting]);
 
     let ended = fleet.wait_ended(r1, &busy, Duration::from_secs(20));
-    assert!(ended.values().all(|b| b["state"] == "succeeded"), "{ended:?}");
+    assert!(
+        ended.values().all(|b| b["state"] == "succeeded"),
+        "{ended:?}"
+    );
     assert_eq!(r1.invocation(&waiting).body["state"], "cancelled");
-    assert_eq!(fleet.get("r2").counter(COUNTER), 2, "the cancelled invocation ran");
+    assert_eq!(
+        fleet.get("r2").counter(COUNTER),
+        2,
+        "the cancelled invocation ran"
+    );
 }

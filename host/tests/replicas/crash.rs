@@ -23,7 +23,8 @@ fn assert_one_key_per_invocation(sink: &Sink, ids: &[String]) {
         let keys = by_task
             .get(id)
             .unwrap_or_else(|| panic!("the sink never saw invocation {id}"));
-        let [Some(key)] = keys.iter().collect::<Vec<_>>()[..] else {
+        let keys: Vec<&Option<String>> = keys.iter().collect();
+        let [Some(key)] = keys.as_slice() else {
             panic!("invocation {id} reached the sink with keys {keys:?}, not one");
         };
         assert!(
@@ -54,7 +55,11 @@ fn a_replica_killed_mid_stream(store: String, count: usize) {
     });
     let mut victim = fleet.take("r2");
     victim.signal("KILL");
-    assert_eq!(victim.wait_exit(Duration::from_secs(5)), None, "killed by a signal");
+    assert_eq!(
+        victim.wait_exit(Duration::from_secs(5)),
+        None,
+        "killed by a signal"
+    );
     ids.extend((count / 2..count).map(|i| fleet.replicas[i % 2].submit(COUNTER, &input)));
 
     let ended = fleet.wait_ended(fleet.get("r3"), &ids, Duration::from_secs(60));
@@ -66,7 +71,10 @@ fn a_replica_killed_mid_stream(store: String, count: usize) {
             replicas.len() >= 2 && replicas[0] == "r2"
         })
         .count();
-    assert!(rerun > 0, "no invocation the killed replica was running ran again");
+    assert!(
+        rerun > 0,
+        "no invocation the killed replica was running ran again"
+    );
     let reclaims: f64 = fleet
         .replicas
         .iter()
@@ -121,8 +129,10 @@ fn a_replica_scaled_down_hands_its_work_back_and_nothing_is_cancelled() {
     let ended = fleet.wait_ended(fleet.get("r2"), &ids, Duration::from_secs(30));
     assert_all_succeeded(&ended);
     assert!(
-        ended.values().any(|b| attempt_replicas(b).first().is_some_and(|r| r == "r1")
-            && attempt_replicas(b).len() >= 2),
+        ended
+            .values()
+            .any(|b| attempt_replicas(b).first().is_some_and(|r| r == "r1")
+                && attempt_replicas(b).len() >= 2),
         "no invocation r1 was running was run again elsewhere"
     );
     assert_eq!(fleet.get("r3").counter(COUNTER), WORK as u64);
@@ -157,9 +167,11 @@ fn a_replica_paused_past_its_lease_is_fenced_and_the_counter_stays_exact() {
         assert_eq!(attempt_replicas(body), ["r1", "r2"], "{body}");
     }
     fleet.get("r1").signal("CONT");
-    fleet.wait_until("r1's late commits to be fenced", Duration::from_secs(10), || {
-        fleet.get("r1").metric("agent_host_fenced_commits_total") >= 1.0
-    });
+    fleet.wait_until(
+        "r1's late commits to be fenced",
+        Duration::from_secs(10),
+        || fleet.get("r1").metric("agent_host_fenced_commits_total") >= 1.0,
+    );
     for id in &ids {
         let body = fleet.get("r1").invocation(id).body;
         assert_eq!(body["state"], "succeeded", "{body}");

@@ -40,7 +40,10 @@ fn a_single_host_killed_and_restarted_completes_accepted_work_and_keeps_results_
     let replay = host.invoke_keyed(COUNTER, "before-the-kill", &counted(None, 0));
     assert_eq!(replay.status, 200, "{}", replay.body);
     assert_eq!(
-        replay.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()),
+        replay
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
         Some("true")
     );
     assert_eq!(replay.body["id"], first.body["id"]);

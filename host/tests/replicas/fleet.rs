@@ -1,6 +1,6 @@
 //! The replica harness: N `agent-host serve` processes sharing one store,
 //! each a real child process with its own directory, audit log and stderr,
-//! one compile cache between them, and the signals a platform sends.
+//! and the signals a platform sends.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -126,7 +126,7 @@ pub fn accepted_id(replica: &str, r: &Reply) -> String {
 }
 
 /// Replicas of one `serve` configuration on one store, each in its own
-/// directory under the fleet's, sharing a compile cache.
+/// directory under the fleet's; every fleet shares one compile cache.
 pub struct Fleet {
     dir: tempfile::TempDir,
     /// The `--store` URL; `None` is the embedded store under each replica's
@@ -166,8 +166,9 @@ impl Fleet {
         }
     }
 
-    /// Starts `n` more replicas, the first alone (it fills the shared compile
-    /// cache), the others together; each is ready when this returns.
+    /// Starts `n` more replicas, the fleet's first alone (it fills the compile
+    /// cache when it is cold), the others together; each is ready when this
+    /// returns.
     pub fn grow(&mut self, n: usize) -> &mut Self {
         let mut names: Vec<String> = (0..n)
             .map(|i| format!("r{}", self.started + i + 1))
@@ -199,7 +200,9 @@ impl Fleet {
     fn start(&self, name: &str, log: &str) -> Replica {
         let dir = self.replica_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let cache = self.dir.path().join("cache");
+        // One cache for every fleet of the run: entries are written
+        // atomically, and a replica that compiles nothing starts faster.
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("replicas-compile-cache");
         let host = HostProcess::start(&dir, log, |cmd| {
             cmd.env("AGENT_HOST_CACHE_DIR", &cache).args(&self.args);
             if let Some(store) = &self.store {
@@ -244,7 +247,11 @@ impl Fleet {
     pub fn logs(&self) -> String {
         let mut all = String::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            for log in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+            for log in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if log.path().extension().is_some_and(|e| e == "log") {
                     let text = std::fs::read_to_string(log.path()).unwrap_or_default();
                     let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -273,13 +280,21 @@ impl Fleet {
 
     /// Polls `via` until every invocation in `ids` has ended; their last
     /// bodies by id.
-    pub fn wait_ended(&self, via: &Replica, ids: &[String], within: Duration) -> HashMap<String, Value> {
+    pub fn wait_ended(
+        &self,
+        via: &Replica,
+        ids: &[String],
+        within: Duration,
+    ) -> HashMap<String, Value> {
         let mut ended: HashMap<String, Value> = HashMap::new();
         self.wait_until(
             &format!("{} invocations to end (asking {})", ids.len(), via.name),
             within,
             || {
-                for id in ids.iter().filter(|id| !ended.contains_key(*id)) {
+                for id in ids {
+                    if ended.contains_key(id) {
+                        continue;
+                    }
                     let r = via.invocation(id);
                     assert_eq!(r.status, 200, "{}: GET {id}: {}", via.name, r.body);
                     if ENDED.contains(&r.body["state"].as_str().unwrap_or_default()) {

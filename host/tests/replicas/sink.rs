@@ -69,7 +69,10 @@ impl Sink {
     /// Every request so far, in arrival order; fails once the sink is full.
     pub fn requests(&self) -> Vec<SinkRequest> {
         let seen = self.seen.lock().unwrap().clone();
-        assert!(seen.len() < MAX_RECORDED, "the sink recorded {MAX_RECORDED} requests: runaway agent?");
+        assert!(
+            seen.len() < MAX_RECORDED,
+            "the sink recorded {MAX_RECORDED} requests: runaway agent?"
+        );
         seen
     }
 

@@ -91,7 +91,10 @@ fn redis_unreachable_refuses_new_work_with_503_and_unready_then_service_resumes(
         "refused only after {:?}",
         asked.elapsed()
     );
-    assert!(r.headers.contains_key("retry-after"), "503 without Retry-After");
+    assert!(
+        r.headers.contains_key("retry-after"),
+        "503 without Retry-After"
+    );
     fleet.wait_until("every replica unready", Duration::from_secs(15), || {
         fleet.replicas.iter().all(|r| !r.ready())
     });

@@ -39,7 +39,7 @@ impl RedisProc {
     /// `["--appendonly", "yes"]`) and waits until it answers.
     pub fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = extra.iter().map(|a| a.to_string()).collect();
+        let args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let port = free_port();
         let child = Self::spawn(port, dir.path(), &args);
         let server = Self {
@@ -111,7 +111,12 @@ impl RedisProc {
     pub fn stop(&mut self, sig: &str) {
         self.signal(sig);
         let deadline = Instant::now() + START_TIMEOUT;
-        while self.child.try_wait().expect("redis-server status").is_none() {
+        while self
+            .child
+            .try_wait()
+            .expect("redis-server status")
+            .is_none()
+        {
             assert!(Instant::now() < deadline, "redis-server outlived SIG{sig}");
             std::thread::sleep(Duration::from_millis(20));
         }
