@@ -40,7 +40,13 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts the server and waits until it answers PING.
     pub fn start() -> Self {
-        let server = redis::RedisProc::start(&[]);
+        Self::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with `extra` arguments, which override the
+    /// defaults (e.g. `--appendonly yes --appendfsync everysec`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let server = redis::RedisProc::start(extra);
         let url = server.url();
         RedisServer { server, url }
     }
