@@ -82,8 +82,12 @@ fn redis_unreachable_refuses_new_work_with_503_and_unready_then_service_resumes(
         .collect();
 
     redis.signal("STOP");
+    // Keyed: a request refused after its write reached the stalled store may
+    // still be recorded, so the caller retries it with the same key.
+    let key = [("idempotency-key", "while-unreachable")];
     let asked = Instant::now();
-    let r = fleet.replicas[1].submit_reply(COUNTER, &[], &counted(None, 0));
+    let r = fleet.replicas[1].submit_reply(COUNTER, &key, &counted(None, 0));
+    eprintln!("while Redis is unreachable: {} {}", r.status, r.body);
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "StoreUnavailable", "{}", r.body);
     assert!(
@@ -103,6 +107,8 @@ fn redis_unreachable_refuses_new_work_with_503_and_unready_then_service_resumes(
     fleet.wait_until("every replica ready again", Duration::from_secs(20), || {
         fleet.replicas.iter().all(|r| r.ready())
     });
+    let retried = fleet.replicas[0].submit_reply(COUNTER, &key, &counted(None, 0));
+    ids.push(accepted_id("r1", &retried));
     ids.push(fleet.replicas[0].submit(COUNTER, &counted(None, 0)));
     let ended = fleet.wait_ended(&fleet.replicas[1], &ids, Duration::from_secs(30));
     assert_all_succeeded(&ended);
