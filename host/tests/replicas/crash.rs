@@ -75,12 +75,13 @@ fn a_replica_killed_mid_stream(store: String, count: usize) {
         rerun > 0,
         "no invocation the killed replica was running ran again"
     );
-    let reclaims: f64 = fleet
-        .replicas
-        .iter()
-        .map(|r| r.metric("agent_host_lease_reclaims_total"))
-        .sum();
-    assert!(reclaims >= 1.0, "no lease reclaim counted");
+    for metric in [
+        "agent_host_lease_reclaims_total",
+        "agent_host_redeliveries_total",
+    ] {
+        let survivors: f64 = fleet.replicas.iter().map(|r| r.metric(metric)).sum();
+        assert!(survivors >= 1.0, "{metric} is {survivors} on the survivors");
+    }
     assert_eq!(fleet.get("r1").counter(COUNTER), count as u64);
     assert_one_key_per_invocation(&sink, &ids);
 }
