@@ -1,6 +1,6 @@
 //! The host's integration tests as one test binary, so wasmtime is linked once
 //! rather than once per file: each `tests/<area>.rs` is a module here, and
-//! `support` is the process harness `serve` and `pod` share.
+//! `support` is the process harness `serve`, `pod` and `replicas` share.
 
 mod cli;
 mod deploy;
@@ -8,6 +8,7 @@ mod deploy;
 #[path = "common/model.rs"]
 mod model;
 mod pod;
+mod replicas;
 mod serve;
 mod support;
 

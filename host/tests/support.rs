@@ -1,4 +1,4 @@
-//! The process harness `serve.rs` and `pod.rs` share: a real `agent-host
+//! The process harness `serve.rs`, `pod.rs` and `replicas.rs` share: a real `agent-host
 //! serve` child on an ephemeral loopback port, its stderr in a file, a real
 //! HTTP client, signals, its exit and its memory.
 

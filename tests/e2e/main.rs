@@ -42,6 +42,7 @@ mod coverage {
             include_str!("../../host/tests/cli.rs"),
             include_str!("../../host/tests/serve.rs"),
             include_str!("../../host/tests/pod.rs"),
+            include_str!("../../host/tests/replicas.rs"),
             include_str!("../../bench/src/scenarios.rs"),
         ]
         .concat();

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::servers::RedisProc;
 use super::RETENTION;
 use crate::cap::key_value::Scope;
 use crate::cap::llm::TokenBudgets;
 use crate::state_store::budget::StoreBudgets;
 use crate::state_store::redis::RedisStore;
+use agent_host_test_guests::redis::RedisProc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_window_and_an_unreachable_store_admits_nothing() {

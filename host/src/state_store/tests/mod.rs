@@ -3,7 +3,6 @@
 //! replicas racing on one store with a stale owner among them.
 
 mod budget;
-pub(crate) mod servers;
 mod suite;
 
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use super::redb::RedbStore;
 use super::redis::RedisStore;
 use super::*;
 use crate::cap::key_value::redb_store::RedbBackend;
-use servers::{Cluster, RedisProc};
+use agent_host_test_guests::redis::{Cluster, RedisProc};
 
 /// Ended records are kept this long in the suite (one case checks removal).
 const RETENTION: Duration = Duration::from_secs(2);

@@ -1,10 +1,16 @@
-//! Real `redis-server` processes on loopback for the store tests: one
-//! server, or a three-primary Cluster made by `redis-cli --cluster create`.
+//! Real `redis-server` processes on loopback (Debian package `redis-server`;
+//! `make setup` installs it), shared by the store's unit tests and the
+//! process tests: one server, which a test may stop, pause and restart on
+//! the same port and data, or a three-primary Cluster made by `redis-cli
+//! --cluster create`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long a server has to answer after it starts.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A free loopback port whose cluster-bus port (+10000) is free too.
 fn free_port() -> u16 {
@@ -19,45 +25,60 @@ fn free_port() -> u16 {
     }
 }
 
-/// One `redis-server`, killed on drop.
-pub(crate) struct RedisProc {
+/// One `redis-server` with its data in a temporary directory, killed on drop.
+pub struct RedisProc {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    _dir: tempfile::TempDir,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl RedisProc {
-    /// Starts a server with `extra` arguments and waits until it answers.
-    pub(crate) fn start(extra: &[&str]) -> Self {
-        let port = free_port();
+    /// Starts a server (persistence off unless `extra` turns it on, e.g.
+    /// `["--appendonly", "yes"]`) and waits until it answers.
+    pub fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian package redis-server)");
+        let args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let port = free_port();
+        let child = Self::spawn(port, dir.path(), &args);
         let server = Self {
             child,
             port,
-            _dir: dir,
+            args,
+            dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        server.wait_answering();
         server
     }
 
-    fn answers(&self) -> bool {
+    fn spawn(port: u16, dir: &std::path::Path, args: &[String]) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; `make setup` installs it)")
+    }
+
+    fn wait_answering(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// It answers PING now.
+    pub fn answers(&self) -> bool {
         let pong = TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
             s.write_all(b"PING\r\n")?;
             let mut buf = [0u8; 7];
             s.read_exact(&mut buf)?;
@@ -67,8 +88,47 @@ impl RedisProc {
     }
 
     /// `redis://127.0.0.1:<port>/0`
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `sig` (`"STOP"`, `"CONT"`, `"TERM"`, `"KILL"`) to the server.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// Sends `sig` and waits for the exit: `"TERM"` is a clean shutdown (Redis
+    /// writes its append-only file out), `"KILL"` a crash.
+    pub fn stop(&mut self, sig: &str) {
+        self.signal(sig);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self
+            .child
+            .try_wait()
+            .expect("redis-server status")
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "redis-server outlived SIG{sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port, data directory and
+    /// arguments (after [`RedisProc::stop`]) and waits until it answers.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port, self.dir.path(), &self.args);
+        self.wait_answering();
     }
 }
 
@@ -80,13 +140,13 @@ impl Drop for RedisProc {
 }
 
 /// A Redis Cluster of three primaries (no replicas), slots spread over them.
-pub(crate) struct Cluster {
+pub struct Cluster {
     nodes: Vec<RedisProc>,
 }
 
 impl Cluster {
     /// Starts three cluster-enabled servers and joins them.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         let nodes: Vec<RedisProc> = (0..3)
             .map(|_| {
                 RedisProc::start(&[
@@ -136,7 +196,7 @@ impl Cluster {
     }
 
     /// `redis+cluster://` with every node as a seed.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let nodes: Vec<String> = self
             .nodes
             .iter()
@@ -146,7 +206,7 @@ impl Cluster {
     }
 
     /// Keys each node holds (to show agents spread over the slots).
-    pub(crate) fn keys_per_node(&self) -> Vec<usize> {
+    pub fn keys_per_node(&self) -> Vec<usize> {
         self.nodes
             .iter()
             .map(|n| {
