@@ -14,8 +14,9 @@
 //! Connections: `redis://…` is one server (a [`ConnectionManager`],
 //! reconnecting; key-value data in the layout before the hash tag is renamed
 //! into it on connect); `redis+cluster://host:port[,host:port…]` is a Cluster,
-//! discovered from those seed nodes. TLS (`rediss://`) needs the redis
-//! crate's `tokio-rustls-comp` feature, not enabled here.
+//! discovered from those seed nodes. `rediss://` connects over TLS, and a
+//! password from `--store-password-file` is sent, through
+//! [`RedisStore::connect_with`]'s settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,50 +301,53 @@ impl RedisStore {
     /// `redis+cluster://host:port[,host:port…]` (a Cluster's seed nodes).
     /// Fails unless the store answers within [`CONNECT_TIMEOUT`].
     pub async fn connect(url: &str, retention: Duration) -> Result<Self, StoreError> {
-        let conn = match url.strip_prefix("redis+cluster://") {
-            Some(nodes) => {
-                let nodes: Vec<String> = nodes
-                    .trim_end_matches('/')
-                    .split(',')
-                    .map(|n| format!("redis://{n}"))
-                    .collect();
-                let client = ClusterClient::builder(nodes)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .build()
-                    .map_err(backend)?;
-                let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection())
-                    .await
-                    .map_err(|_| {
-                        backend(format!("no cluster connection within {CONNECT_TIMEOUT:?}"))
-                    })?
-                    .map_err(backend)?;
-                Conn::Cluster(conn)
-            }
-            None => {
-                let client = ::redis::Client::open(url).map_err(backend)?;
-                let probe = client.clone();
-                // Key-value data of hosts before the hash tag: renamed once.
-                tokio::task::spawn_blocking(move || {
-                    let mut sync = probe.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-                    sync.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-                    migrate_untagged_keys(&mut sync)
-                })
-                .await
-                .map_err(backend)?
+        match crate::config::Store::redis(url).map_err(backend)? {
+            crate::config::Store::Redis(settings) => Self::connect_with(&settings, retention).await,
+            crate::config::Store::Embedded => Err(backend("not a Redis URL")),
+        }
+    }
+
+    /// Connects with the operator's settings (`--store`, its password file,
+    /// TLS for `rediss://`). Fails unless the store answers within
+    /// [`CONNECT_TIMEOUT`].
+    pub async fn connect_with(
+        settings: &crate::config::RedisSettings,
+        retention: Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = if settings.is_cluster() {
+            let client = ClusterClient::builder(settings.nodes().to_vec())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
                 .map_err(backend)?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
-                let conn = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    ConnectionManager::new_with_config(client, config),
-                )
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection())
                 .await
-                .map_err(|_| backend(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+                .map_err(|_| backend(format!("no cluster connection within {CONNECT_TIMEOUT:?}")))?
                 .map_err(backend)?;
-                Conn::Single(conn)
-            }
+            Conn::Cluster(conn)
+        } else {
+            let client = ::redis::Client::open(settings.connection_info()).map_err(backend)?;
+            let probe = client.clone();
+            // Key-value data of hosts before the hash tag: renamed once.
+            tokio::task::spawn_blocking(move || {
+                let mut sync = probe.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                sync.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                migrate_untagged_keys(&mut sync)
+            })
+            .await
+            .map_err(backend)?
+            .map_err(backend)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            let conn = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map_err(|_| backend(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(backend)?;
+            Conn::Single(conn)
         };
         let with = |body: &str, libs: &[&str]| Script::new(&format!("{}{body}", libs.concat()));
         let scripts = Scripts {

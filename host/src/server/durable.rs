@@ -1,0 +1,639 @@
+//! Durable invocations: async requests and any request with an
+//! `Idempotency-Key` are recorded in the state store before they are
+//! acknowledged, claimed by a replica with a free slot, run under a renewed
+//! lease, and ended with one fenced write of the result and the key-value
+//! changes ([`StateStore::complete`]). Any replica answers for any of them.
+//!
+//! A plain synchronous request without a key does not come here: its caller
+//! holds the connection and retries, so it stays the in-memory path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::api::{finished, ApiError};
+use super::{Hosted, Shared};
+use crate::audit::Event;
+use crate::cap::key_value::KeyValueCommit;
+use crate::cap::CommitIntent;
+use crate::runtime::{Invocation, InvocationError, PreparedAgent, TaskInput};
+use crate::state_store::{
+    Claim, Completed, InvocationId, Outcome, Record, State, StateStore, StoreError,
+};
+
+/// Longest wait between two claims of an idle agent's queue.
+const MAX_IDLE_POLL: Duration = Duration::from_millis(100);
+/// First wait after an empty claim.
+const MIN_IDLE_POLL: Duration = Duration::from_millis(2);
+/// Wait after a store failure before the next claim or health probe.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+/// How often queue depth (and the store's reachability) is read.
+const DEPTH_EVERY: Duration = Duration::from_secs(1);
+/// Store-wide byte bound of one agent's queued and running inputs: what a
+/// flood of accepted work can make the store hold, whatever `maxQueue` says.
+pub const MAX_QUEUE_BYTES: u64 = 1 << 30;
+/// Bytes counted per queued item besides its input (its metadata).
+const ITEM_OVERHEAD: u64 = 4096;
+
+/// The state store and how this replica uses it.
+#[derive(Clone)]
+pub struct DurableConfig {
+    /// Where durable invocations live (shared by replicas on Redis).
+    pub store: Arc<dyn StateStore>,
+    /// This replica's name, recorded with each attempt it runs.
+    pub replica: String,
+    /// How long a claim holds an invocation without renewal.
+    pub lease: Duration,
+}
+
+impl std::fmt::Debug for DurableConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableConfig")
+            .field("replica", &self.replica)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The durable plane of a running server.
+pub(crate) struct Durable {
+    store: Arc<dyn StateStore>,
+    replica: String,
+    lease: Duration,
+    /// Whether the store answered the last call: readiness and fast 503s.
+    reachable: AtomicBool,
+    /// Fired at SIGTERM: no more claims.
+    pub(crate) stop_claiming: CancellationToken,
+    /// Attempts running here, by id: `DELETE` stops them.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Bumped whenever an attempt ends here: local waiters re-read at once.
+    ended: watch::Sender<u64>,
+    /// Woken by a local submit: the claim loops look at once.
+    submitted: Notify,
+}
+
+/// What is kept with an invocation besides its input.
+#[derive(Serialize, Deserialize, Default)]
+struct Meta {
+    /// `x-agent-meta-*` headers, prefix stripped.
+    #[serde(default)]
+    metadata: Vec<(String, String)>,
+}
+
+impl Durable {
+    pub(crate) fn new(config: DurableConfig) -> Self {
+        Self {
+            store: config.store,
+            replica: config.replica,
+            lease: config.lease,
+            reachable: AtomicBool::new(true),
+            stop_claiming: CancellationToken::new(),
+            running: Mutex::default(),
+            ended: watch::Sender::new(0),
+            submitted: Notify::new(),
+        }
+    }
+
+    /// Whether the store answered its last call.
+    pub(crate) fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst)
+    }
+
+    fn observe<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Err(StoreError::Backend(e) | StoreError::Unknown(e)) => {
+                if self.reachable.swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "state store unreachable: durable requests get 503 StoreUnavailable");
+                }
+            }
+            _ => {
+                if !self.reachable.swap(true, Ordering::SeqCst) {
+                    tracing::info!("state store reachable again");
+                }
+            }
+        }
+    }
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "StoreUnavailable",
+        format!("the state store does not answer, so no durable invocation can be accepted or read; nothing acknowledged is lost; retry later ({e})"),
+    )
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::QueueFull { .. } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QueueFull", e.to_string())
+        }
+        StoreError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "InputTooLarge", e.to_string())
+        }
+        StoreError::BadId(_) | StoreError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "UnknownInvocation", e.to_string())
+        }
+        e => store_unavailable(e),
+    }
+}
+
+/// A durable request, read and checked by the API.
+pub(crate) struct Request<'a> {
+    pub(crate) hosted: &'a Arc<Hosted>,
+    pub(crate) agent: &'a PreparedAgent,
+    pub(crate) run_async: bool,
+    pub(crate) key: Option<String>,
+    pub(crate) input: String,
+    pub(crate) metadata: Vec<(String, String)>,
+    pub(crate) caller: String,
+}
+
+/// Records the invocation in the store, then answers: `202` for async, the
+/// end state for a synchronous keyed request; a key already used answers
+/// with that invocation (`idempotent-replayed: true`).
+pub(crate) async fn accept(
+    s: &Arc<Shared>,
+    d: &Arc<Durable>,
+    req: Request<'_>,
+) -> Result<(Response, bool), ApiError> {
+    if !d.reachable() {
+        return Err(store_unavailable("its last call failed"));
+    }
+    let limits = req.agent.limits();
+    let scope = req.agent.scope();
+    let id = InvocationId::new(&scope);
+    let max_items = u64::from(limits.max_queue) + u64::from(limits.max_concurrency);
+    let per_item = limits.max_input_bytes.bytes() + ITEM_OVERHEAD;
+    let bound = crate::state_store::QueueBound {
+        max_items,
+        max_bytes: max_items.saturating_mul(per_item).min(MAX_QUEUE_BYTES),
+        max_input_bytes: limits.max_input_bytes.bytes(),
+    };
+    let metadata = serde_json::to_vec(&Meta {
+        metadata: req.metadata,
+    })
+    .expect("metadata serialises");
+    let new = crate::state_store::NewInvocation {
+        id: id.clone(),
+        input: req.input.clone().into_bytes(),
+        metadata,
+        idempotency_key: req.key.clone(),
+    };
+    let submitted = d.store.submit(new, bound).await;
+    d.observe(&submitted);
+    let (id, replayed) = match submitted.map_err(store_error)? {
+        crate::state_store::Submitted::Accepted => {
+            d.submitted.notify_waiters();
+            s.audit.record(Event::InvocationStart {
+                agent: req.hosted.name.clone(),
+                invocation: id.to_string(),
+                caller: req.caller,
+                input_bytes: req.input.len() as u64,
+                input_sha256: String::new(),
+                idempotency_key: req.key.clone(),
+            });
+            (id, false)
+        }
+        crate::state_store::Submitted::Duplicate(existing) => {
+            let record = d.store.get(&existing).await;
+            d.observe(&record);
+            let record = record.map_err(store_error)?;
+            if let Some(r) = &record {
+                if r.input.as_slice() != req.input.as_bytes() {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "IdempotencyKeyReused",
+                        format!(
+                            "Idempotency-Key {:?} was first used with a different body for agent {}; use a new key for a new task",
+                            req.key.unwrap_or_default(),
+                            req.hosted.name
+                        ),
+                    ));
+                }
+            }
+            (existing, true)
+        }
+    };
+    if req.run_async {
+        let record = d.store.get(&id).await.map_err(store_error)?;
+        let (_, body) = match record {
+            Some(r) => response_of(&r),
+            None => (StatusCode::ACCEPTED, queued_body(&id, &req.hosted.name)),
+        };
+        return Ok((Response::Accepted { id, body }, replayed));
+    }
+    let within = limits.timeout.as_duration() + 2 * d.lease + Duration::from_secs(5);
+    let record = wait_end(d, &id, within).await.map_err(store_error)?;
+    Ok(match record {
+        Some(r) if r.state.is_end() => {
+            let (status, body) = response_of(&r);
+            (Response::Ended { status, body }, replayed)
+        }
+        // Not ended in time (or purged): where to look it up.
+        Some(r) => {
+            let (_, body) = response_of(&r);
+            (Response::Accepted { id, body }, replayed)
+        }
+        None => {
+            let body = queued_body(&id, &req.hosted.name);
+            (Response::Accepted { id, body }, replayed)
+        }
+    })
+}
+
+/// How the API answers a durable request.
+pub(crate) enum Response {
+    /// `202` with where to look.
+    Accepted { id: InvocationId, body: Bytes },
+    /// The end state.
+    Ended { status: StatusCode, body: Bytes },
+}
+
+fn queued_body(id: &InvocationId, agent: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({ "id": id.as_str(), "agent": agent, "state": "queued", "attempts": [] })
+            .to_string(),
+    )
+}
+
+/// Polls the store (woken early by local ends) until `id` has ended or
+/// `within` passed; the last record read.
+async fn wait_end(
+    d: &Durable,
+    id: &InvocationId,
+    within: Duration,
+) -> Result<Option<Record>, StoreError> {
+    let deadline = Instant::now() + within;
+    let mut ended = d.ended.subscribe();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let record = d.store.get(id).await;
+        d.observe(&record);
+        let record = record?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match record {
+            Some(r) if !r.state.is_end() && !left.is_zero() => {}
+            other => return Ok(other),
+        }
+        tokio::select! {
+            _ = ended.changed() => {}
+            () = tokio::time::sleep(pause.min(left)) => {}
+        }
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// The stored result: a three-digit HTTP status, then the JSON body.
+fn encode_result(status: StatusCode, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:03}", status.as_u16()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The status and body of a record, `attempts` (with the replica of each)
+/// added.
+pub(crate) fn response_of(r: &Record) -> (StatusCode, Bytes) {
+    let agent = r.id.scope().map(|s| s.agent).unwrap_or_default();
+    let stored = r.result.as_deref().filter(|b| b.len() >= 3);
+    let (status, mut body) = match stored {
+        Some(bytes) => {
+            let status = std::str::from_utf8(&bytes[..3])
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::OK);
+            let body = serde_json::from_slice::<serde_json::Value>(&bytes[3..])
+                .unwrap_or_else(|_| serde_json::json!({}));
+            (status, body)
+        }
+        None if r.state == State::Cancelled => (
+            StatusCode::OK,
+            serde_json::json!({
+                "id": r.id.as_str(), "agent": agent, "state": "cancelled", "outcome": "Cancelled",
+                "error": { "code": "Cancelled", "message": "cancelled by a caller (DELETE /v1/invocations/{id}); it will not run again" },
+            }),
+        ),
+        None => (
+            StatusCode::OK,
+            serde_json::json!({ "id": r.id.as_str(), "agent": agent, "state": state_name(r.state) }),
+        ),
+    };
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert(
+            "attempts".into(),
+            serde_json::to_value(&r.attempts).unwrap_or_default(),
+        );
+    }
+    (status, Bytes::from(body.to_string()))
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Queued => "queued",
+        State::Running => "running",
+        State::Succeeded => "succeeded",
+        State::Failed => "failed",
+        State::Cancelled => "cancelled",
+    }
+}
+
+/// `GET /v1/invocations/{id}` of a durable id: `None` if the store has none.
+pub(crate) async fn get(d: &Durable, id: &InvocationId) -> Result<Option<Record>, ApiError> {
+    let record = d.store.get(id).await;
+    d.observe(&record);
+    record.map_err(store_error)
+}
+
+/// `DELETE /v1/invocations/{id}`: cancels queued or running work; a run on
+/// this replica is stopped (elsewhere its commit is fenced anyway).
+pub(crate) async fn cancel(
+    d: &Durable,
+    id: &InvocationId,
+) -> Result<(StatusCode, Bytes), ApiError> {
+    let cancelled = d.store.cancel(id).await;
+    d.observe(&cancelled);
+    match cancelled.map_err(store_error)? {
+        crate::state_store::Cancelled::Cancelled(_) => {
+            let local = d
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id.as_str());
+            if let Some(stop) = local {
+                stop.cancel();
+            }
+            let record = get(d, id).await?;
+            Ok(record.map_or_else(
+                || (StatusCode::OK, Bytes::new()),
+                |r| response_of(&r),
+            ))
+        }
+        crate::state_store::Cancelled::AlreadyEnded(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AlreadyEnded",
+            format!(
+                "invocation {id} already ended {}; only queued or running invocations can be cancelled",
+                state_name(state)
+            ),
+        )),
+        crate::state_store::Cancelled::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownInvocation",
+            format!("no invocation {id} in the state store (ended ones are kept for the store's retention)"),
+        )),
+    }
+}
+
+/// Claims the agent's durable work while it has a free slot, until SIGTERM.
+pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Hosted>) {
+    let mut idle = MIN_IDLE_POLL;
+    loop {
+        let Some(agent) = hosted.current() else {
+            if pause(&d, STORE_RETRY).await {
+                return;
+            }
+            continue;
+        };
+        let permit = tokio::select! {
+            p = hosted.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = d.stop_claiming.cancelled() => return,
+        };
+        let claimed = d.store.claim(&agent.scope(), &d.replica, d.lease).await;
+        d.observe(&claimed);
+        match claimed {
+            Ok(Some(claim)) => {
+                idle = MIN_IDLE_POLL;
+                s.metrics
+                    .claimed(&hosted.name, claim.reclaimed, claim.attempt);
+                if claim.reclaimed {
+                    tracing::warn!(invocation = %claim.id, attempt = claim.attempt, "reclaimed: the previous attempt's lease expired");
+                }
+                s.tasks.spawn(run(
+                    s.clone(),
+                    d.clone(),
+                    hosted.clone(),
+                    agent,
+                    claim,
+                    permit.into(),
+                ));
+            }
+            Ok(None) => {
+                drop(permit);
+                if pause(&d, idle).await {
+                    return;
+                }
+                idle = (idle * 2).min(MAX_IDLE_POLL);
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(agent = %hosted.name, error = %e, "claim failed");
+                if pause(&d, STORE_RETRY).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `for_` or until a local submit; whether claiming has stopped.
+async fn pause(d: &Durable, for_: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(for_) => false,
+        () = d.submitted.notified() => false,
+        () = d.stop_claiming.cancelled() => true,
+    }
+}
+
+/// Reads the agent's queue depth into its gauge every second; a failure
+/// marks the store unreachable (readiness false) until it answers again.
+pub(crate) async fn depth_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Hosted>) {
+    loop {
+        if let Some(agent) = hosted.current() {
+            let depth = d.store.depth(&agent.scope()).await;
+            d.observe(&depth);
+            if let Ok(depth) = depth {
+                s.metrics
+                    .store_depth(&hosted.name, depth.queued + depth.running);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DEPTH_EVERY) => {}
+            () = d.stop_claiming.cancelled() => return,
+        }
+    }
+}
+
+/// How a local attempt stopped.
+enum Stopped {
+    Ran(Invocation, Vec<CommitIntent>),
+    /// Cancelled by a caller: the store already says so.
+    Cancelled,
+    /// A renewal was refused: another attempt owns it now.
+    LeaseLost,
+    /// The grace period after SIGTERM ended.
+    Shutdown,
+}
+
+async fn run(
+    s: Arc<Shared>,
+    d: Arc<Durable>,
+    hosted: Arc<Hosted>,
+    agent: Arc<PreparedAgent>,
+    claim: Claim,
+    slot: crate::runtime::Slot,
+) {
+    let Claim {
+        id,
+        input,
+        metadata,
+        fence,
+        ..
+    } = claim;
+    let stop = CancellationToken::new();
+    d.running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.to_string(), stop.clone());
+    let meta: Meta = serde_json::from_slice(&metadata).unwrap_or_default();
+    let task = TaskInput {
+        id: Some(id.to_string()),
+        input: String::from_utf8_lossy(&input).into_owned(),
+        metadata: meta.metadata,
+    };
+    hosted.in_flight_gauge.inc();
+    let stopped = tokio::select! {
+        (inv, intents) = agent.invoke_for_commit(slot, task) => Stopped::Ran(inv, intents),
+        () = stop.cancelled() => Stopped::Cancelled,
+        () = renew_until_lost(&d, &id, fence) => Stopped::LeaseLost,
+        () = s.cancel.cancelled() => Stopped::Shutdown,
+    };
+    hosted.in_flight_gauge.dec();
+    d.running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(id.as_str());
+    match stopped {
+        Stopped::Ran(inv, intents) => complete(&s, &d, &hosted, &id, fence, inv, intents).await,
+        Stopped::Cancelled => tracing::info!(invocation = %id, "cancelled by a caller: stopped"),
+        Stopped::LeaseLost => {
+            s.metrics.fenced(&hosted.name);
+            tracing::warn!(invocation = %id, "lease lost (taken over or cancelled): stopped, nothing committed");
+        }
+        Stopped::Shutdown => match d.store.release(&id, fence).await {
+            Ok(Ok(())) => {
+                tracing::info!(invocation = %id, "grace period over: released for another replica")
+            }
+            Ok(Err(_)) => tracing::warn!(invocation = %id, "grace period over: already fenced"),
+            // Its lease expires instead; another replica reclaims it.
+            Err(e) => {
+                tracing::warn!(invocation = %id, error = %e, "release failed: the lease will expire")
+            }
+        },
+    }
+    d.ended.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// Renews the lease every third of it; returns once a renewal is refused.
+/// Store failures are retried: if the lease expires meanwhile, the commit
+/// is fenced.
+async fn renew_until_lost(d: &Durable, id: &InvocationId, fence: u64) {
+    loop {
+        tokio::time::sleep(d.lease / 3).await;
+        let renewed = d.store.renew(id, fence, d.lease).await;
+        d.observe(&renewed);
+        match renewed {
+            Ok(Ok(())) => {}
+            Ok(Err(_fenced)) => return,
+            Err(e) => tracing::warn!(invocation = %id, error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+/// Whether `id` ended with a result and this replica ran its last attempt.
+async fn ended_here(d: &Durable, id: &InvocationId) -> bool {
+    matches!(
+        d.store.get(id).await,
+        Ok(Some(r)) if matches!(r.state, State::Succeeded | State::Failed)
+            && r.attempts.last().is_some_and(|a| a.replica == d.replica)
+    )
+}
+
+/// Writes the result and the key-value changes in one fenced step.
+async fn complete(
+    s: &Shared,
+    d: &Durable,
+    hosted: &Hosted,
+    id: &InvocationId,
+    fence: u64,
+    mut inv: Invocation,
+    intents: Vec<CommitIntent>,
+) {
+    let mut kv = intents
+        .into_iter()
+        .find_map(|i| match i {
+            CommitIntent::KeyValue(txn) => txn.into_intent(),
+        });
+    let give_up = Instant::now() + d.lease;
+    let mut retried = false;
+    loop {
+        if kv.is_some() {
+            inv.usage.caps.key_value.key_value = Some(KeyValueCommit::Committed);
+        }
+        let f = finished(&inv);
+        let outcome = Outcome {
+            state: if inv.result.is_ok() {
+                State::Succeeded
+            } else {
+                State::Failed
+            },
+            result: encode_result(f.status, &f.body),
+        };
+        let completed = d.store.complete(id, fence, outcome, kv.clone()).await;
+        d.observe(&completed);
+        match completed {
+            Ok(Completed::Completed) => break,
+            // A retry after a lost reply finds its own earlier write.
+            Ok(Completed::Fenced) if retried && ended_here(d, id).await => break,
+            Ok(Completed::Fenced) => {
+                s.metrics.fenced(&hosted.name);
+                tracing::warn!(invocation = %id, "result refused: this attempt no longer owns the invocation (fenced); discarded");
+                return;
+            }
+            Ok(Completed::KeyValueConflict(error)) => {
+                inv.usage.caps.key_value.key_value = Some(KeyValueCommit::NotCommitted);
+                inv.result = Err(InvocationError::KeyValue { error });
+                kv = None;
+            }
+            Err(e) if Instant::now() < give_up => {
+                tracing::warn!(invocation = %id, error = %e, "completing failed: retrying");
+                retried = true;
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+            // The lease expires; another replica re-runs it and commits once.
+            Err(e) => {
+                tracing::error!(invocation = %id, error = %e, "completing failed until the lease ran out: left for a re-run");
+                return;
+            }
+        }
+    }
+    s.metrics.finished(&inv);
+    hosted.note(&inv);
+    s.audit.record(Event::InvocationEnd {
+        agent: inv.agent.clone(),
+        invocation: inv.id.clone(),
+        outcome: inv.outcome().to_string(),
+        error: inv.result.as_ref().err().map(ToString::to_string),
+        fuel: inv.usage.fuel_consumed,
+        peak_memory_bytes: inv.usage.peak_memory_bytes,
+        wall_time_us: inv.usage.wall_time_us,
+        capability_records_suppressed: inv.usage.capability_records_suppressed,
+    });
+}
