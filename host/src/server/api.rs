@@ -225,7 +225,7 @@ async fn accept(
     if let Some(d) = s.durable.as_ref().filter(|_| key.is_some() || run_async) {
         let request = durable::Request {
             hosted,
-            agent: &current,
+            agent: current.clone(),
             run_async,
             key,
             input,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
+use sha2::Digest as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,8 @@ use crate::cap::key_value::KeyValueCommit;
 use crate::cap::CommitIntent;
 use crate::runtime::{Invocation, InvocationError, PreparedAgent, TaskInput};
 use crate::state_store::{
-    Claim, Completed, InvocationId, Outcome, Record, State, StateStore, StoreError,
+    Claim, Completed, InvocationId, Outcome, Record, State, StateStore, StoreError, Submitted,
+    Taken,
 };
 
 /// Longest wait between two claims of an idle agent's queue.
@@ -148,7 +150,7 @@ fn store_error(e: StoreError) -> ApiError {
 /// A durable request, read and checked by the API.
 pub(crate) struct Request<'a> {
     pub(crate) hosted: &'a Arc<Hosted>,
-    pub(crate) agent: &'a PreparedAgent,
+    pub(crate) agent: Arc<PreparedAgent>,
     pub(crate) run_async: bool,
     pub(crate) key: Option<String>,
     pub(crate) input: String,
@@ -187,22 +189,52 @@ pub(crate) async fn accept(
         metadata,
         idempotency_key: req.key.clone(),
     };
-    let submitted = d.store.submit(new, bound).await;
+    // A synchronous request runs on the replica holding the connection when
+    // a slot is free here: recorded and claimed in one write.
+    let slot = match req.run_async {
+        true => None,
+        false => req.hosted.permits.clone().try_acquire_owned().ok(),
+    };
+    let ran_here = slot.is_some();
+    let submitted = match slot {
+        None => d.store.submit(new, bound).await,
+        Some(slot) => {
+            let claimed = d
+                .store
+                .submit_claimed(new.clone(), bound, &d.replica, d.lease)
+                .await;
+            claimed.map(|taken| match taken {
+                Taken::Duplicate(id) => Submitted::Duplicate(id),
+                Taken::Claimed { fence } => {
+                    // Recorded before the run starts: the audit log's order.
+                    audit_start(s, &req, &new.id);
+                    let claim = Claim {
+                        id: new.id,
+                        input: new.input,
+                        metadata: new.metadata,
+                        attempt: 1,
+                        fence,
+                        reclaimed: false,
+                    };
+                    let hosted = req.hosted.clone();
+                    let agent = req.agent.clone();
+                    s.tasks
+                        .spawn(run(s.clone(), d.clone(), hosted, agent, claim, slot.into()));
+                    Submitted::Accepted
+                }
+            })
+        }
+    };
     d.observe(&submitted);
     let (id, replayed) = match submitted.map_err(store_error)? {
-        crate::state_store::Submitted::Accepted => {
-            d.submitted.notify_waiters();
-            s.audit.record(Event::InvocationStart {
-                agent: req.hosted.name.clone(),
-                invocation: id.to_string(),
-                caller: req.caller,
-                input_bytes: req.input.len() as u64,
-                input_sha256: String::new(),
-                idempotency_key: req.key.clone(),
-            });
+        Submitted::Accepted => {
+            if !ran_here {
+                d.submitted.notify_waiters();
+                audit_start(s, &req, &id);
+            }
             (id, false)
         }
-        crate::state_store::Submitted::Duplicate(existing) => {
+        Submitted::Duplicate(existing) => {
             let record = d.store.get(&existing).await;
             d.observe(&record);
             let record = record.map_err(store_error)?;
@@ -247,6 +279,20 @@ pub(crate) async fn accept(
             (Response::Accepted { id, body }, replayed)
         }
     })
+}
+
+fn audit_start(s: &Shared, req: &Request<'_>, id: &InvocationId) {
+    if !s.audit.enabled() {
+        return;
+    }
+    s.audit.record(Event::InvocationStart {
+        agent: req.hosted.name.clone(),
+        invocation: id.to_string(),
+        caller: req.caller.clone(),
+        input_bytes: req.input.len() as u64,
+        input_sha256: hex::encode(sha2::Sha256::digest(req.input.as_bytes())),
+        idempotency_key: req.key.clone(),
+    });
 }
 
 /// How the API answers a durable request.

@@ -41,8 +41,9 @@ local function now_ms()
 end
 "#;
 
-/// KEYS: record, queue, stats, idempotency. ARGV: input, metadata, key,
-/// max items, max bytes, has key, id.
+/// KEYS: record, queue, stats, idempotency, running. ARGV: input, metadata,
+/// key, max items, max bytes, has key, id, claiming replica ('' = queue it),
+/// lease ms.
 const SUBMIT: &str = r#"
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[4])
@@ -61,7 +62,14 @@ redis.call('HSET', KEYS[1], 'id', ARGV[7], 'state', 'queued', 'input', ARGV[1],
   'meta', ARGV[2], 'idem', ARGV[3], 'hasidem', ARGV[6], 'idemkey', KEYS[4],
   'created', string.format('%d', now_ms()), 'attempts', '[]', 'fence', 0,
   'seq', seq, 'bytes', bytes)
-redis.call('ZADD', KEYS[2], seq, KEYS[1])
+if ARGV[8] == '' then
+  redis.call('ZADD', KEYS[2], seq, KEYS[1])
+else
+  local now = now_ms()
+  redis.call('HSET', KEYS[1], 'state', 'running', 'fence', 1,
+    'attempts', cjson.encode({{replica = ARGV[8], startedMs = now}}))
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), KEYS[1])
+end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7]) end
 return {'ok', '', 0, 0}
 "#;
@@ -373,6 +381,56 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// Submits `new`, queued, or claimed by `claim` (replica, lease).
+    async fn submit_as(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<Taken, StoreError> {
+        check_new(&new, &bound)?;
+        let scope = new.id.scope()?;
+        let key = new.idempotency_key.clone().unwrap_or_default();
+        let (status, existing, items, bytes): (String, String, u64, u64) = self
+            .scripts
+            .submit
+            .key(record_key(&scope, &new.id))
+            .key(skey(&scope, "q/"))
+            .key(skey(&scope, "s/"))
+            .key(idempotency_key(&scope, &key))
+            .key(skey(&scope, "r/"))
+            .arg(new.input.as_slice())
+            .arg(new.metadata.as_slice())
+            .arg(key.as_str())
+            .arg(bound.max_items)
+            .arg(bound.max_bytes)
+            .arg(if new.idempotency_key.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(new.id.as_str())
+            .arg(claim.map_or("", |(replica, _)| replica))
+            .arg(claim.map_or(0, |(_, lease)| lease.as_millis() as u64))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(sent)?;
+        match status.as_str() {
+            "ok" => Ok(Taken::Claimed {
+                fence: u64::from(claim.is_some()),
+            }),
+            "dup" => Ok(Taken::Duplicate(InvocationId(existing))),
+            "full" => Err(StoreError::QueueFull {
+                agent: agent_name(&scope),
+                items,
+                bytes,
+                max_items: bound.max_items,
+                max_bytes: bound.max_bytes,
+            }),
+            other => Err(backend(format!("unexpected submit reply {other:?}"))),
+        }
+    }
+
     fn retention_ms(&self) -> u64 {
         self.retention.as_millis().max(1) as u64
     }
@@ -449,42 +507,20 @@ impl StateStore for RedisStore {
     }
 
     async fn submit(&self, new: NewInvocation, bound: QueueBound) -> Result<Submitted, StoreError> {
-        check_new(&new, &bound)?;
-        let scope = new.id.scope()?;
-        let key = new.idempotency_key.clone().unwrap_or_default();
-        let (status, existing, items, bytes): (String, String, u64, u64) = self
-            .scripts
-            .submit
-            .key(record_key(&scope, &new.id))
-            .key(skey(&scope, "q/"))
-            .key(skey(&scope, "s/"))
-            .key(idempotency_key(&scope, &key))
-            .arg(new.input.as_slice())
-            .arg(new.metadata.as_slice())
-            .arg(key.as_str())
-            .arg(bound.max_items)
-            .arg(bound.max_bytes)
-            .arg(if new.idempotency_key.is_some() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(new.id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(sent)?;
-        match status.as_str() {
-            "ok" => Ok(Submitted::Accepted),
-            "dup" => Ok(Submitted::Duplicate(InvocationId(existing))),
-            "full" => Err(StoreError::QueueFull {
-                agent: agent_name(&scope),
-                items,
-                bytes,
-                max_items: bound.max_items,
-                max_bytes: bound.max_bytes,
-            }),
-            other => Err(backend(format!("unexpected submit reply {other:?}"))),
-        }
+        Ok(match self.submit_as(new, bound, None).await? {
+            Taken::Duplicate(id) => Submitted::Duplicate(id),
+            Taken::Claimed { .. } => Submitted::Accepted,
+        })
+    }
+
+    async fn submit_claimed(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<Taken, StoreError> {
+        self.submit_as(new, bound, Some((replica, lease))).await
     }
 
     async fn claim(
