@@ -77,7 +77,7 @@ pub(crate) struct Durable {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// Bumped whenever an attempt ends here: local waiters re-read at once.
     ended: watch::Sender<u64>,
-    /// Woken by a local submit: the claim loops look at once.
+    /// Woken by a local submit or end: the claim loops look at once.
     submitted: Notify,
 }
 
@@ -164,7 +164,7 @@ pub(crate) struct Request<'a> {
 pub(crate) async fn accept(
     s: &Arc<Shared>,
     d: &Arc<Durable>,
-    req: Request<'_>,
+    mut req: Request<'_>,
 ) -> Result<(Response, bool), ApiError> {
     if !d.reachable() {
         return Err(store_unavailable("its last call failed"));
@@ -180,7 +180,7 @@ pub(crate) async fn accept(
         max_input_bytes: limits.max_input_bytes.bytes(),
     };
     let metadata = serde_json::to_vec(&Meta {
-        metadata: req.metadata,
+        metadata: std::mem::take(&mut req.metadata),
     })
     .expect("metadata serialises");
     let new = crate::state_store::NewInvocation {
@@ -245,7 +245,7 @@ pub(crate) async fn accept(
                         "IdempotencyKeyReused",
                         format!(
                             "Idempotency-Key {:?} was first used with a different body for agent {}; use a new key for a new task",
-                            req.key.unwrap_or_default(),
+                            req.key.clone().unwrap_or_default(),
                             req.hosted.name
                         ),
                     ));
@@ -448,9 +448,14 @@ pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Host
             }
             continue;
         };
-        let permit = tokio::select! {
-            p = hosted.permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = d.stop_claiming.cancelled() => return,
+        // Not waiting in the semaphore's queue: a claim loop ahead of the
+        // in-memory requests would hold their slots for its round trips.
+        let Ok(permit) = hosted.permits.clone().try_acquire_owned() else {
+            if pause(&d, idle).await {
+                return;
+            }
+            idle = (idle * 2).min(MAX_IDLE_POLL);
+            continue;
         };
         let claimed = d.store.claim(&agent.scope(), &d.replica, d.lease).await;
         d.observe(&claimed);
@@ -489,7 +494,7 @@ pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Host
     }
 }
 
-/// Sleeps `for_` or until a local submit; whether claiming has stopped.
+/// Sleeps `for_` or until a local submit or end; whether claiming has stopped.
 async fn pause(d: &Durable, for_: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(for_) => false,
@@ -585,6 +590,8 @@ async fn run(
         },
     }
     d.ended.send_modify(|n| *n = n.wrapping_add(1));
+    // A slot is free: the claim loop looks at once.
+    d.submitted.notify_waiters();
 }
 
 /// Renews the lease every third of it; returns once a renewal is refused.

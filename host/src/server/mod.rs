@@ -7,6 +7,10 @@
 //!   `spec.limits.maxInputBytes`. Remembered results and idempotency keys are
 //!   bounded in count and time ([`store`]). So the host never holds more work
 //!   than its manifests allow.
+//! * With a state store ([`ServeConfig::durable`]), async and keyed
+//!   invocations are durable (module `durable`): recorded before they are
+//!   acknowledged, pulled by any replica with a free slot, answered by any
+//!   replica, cancelled with `DELETE /v1/invocations/{id}`.
 //! * Every invocation runs in its own task, so a client that disconnects does
 //!   not cancel it half-way; on SIGTERM/SIGINT the server drains ([`Server::run`]).
 
