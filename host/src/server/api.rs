@@ -659,7 +659,11 @@ async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) ->
                 let (status, body) = durable::response_of(&record);
                 // The synchronous status belongs to the POST; a read of an
                 // ended invocation is 200 unless its result is a refusal.
-                let status = if status.is_success() { StatusCode::OK } else { status };
+                let status = if status.is_success() {
+                    StatusCode::OK
+                } else {
+                    status
+                };
                 json_response(status, body)
             }
             Ok(None) => unknown_invocation(&id),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use sha2::Digest as _;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -137,9 +137,11 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::QueueFull { .. } => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QueueFull", e.to_string())
         }
-        StoreError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "InputTooLarge", e.to_string())
-        }
+        StoreError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "InputTooLarge",
+            e.to_string(),
+        ),
         StoreError::BadId(_) | StoreError::NotFound(_) => {
             ApiError::new(StatusCode::NOT_FOUND, "UnknownInvocation", e.to_string())
         }
@@ -629,11 +631,9 @@ async fn complete(
     mut inv: Invocation,
     intents: Vec<CommitIntent>,
 ) {
-    let mut kv = intents
-        .into_iter()
-        .find_map(|i| match i {
-            CommitIntent::KeyValue(txn) => txn.into_intent(),
-        });
+    let mut kv = intents.into_iter().find_map(|i| match i {
+        CommitIntent::KeyValue(txn) => txn.into_intent(),
+    });
     let give_up = Instant::now() + d.lease;
     let mut retried = false;
     loop {

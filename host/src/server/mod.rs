@@ -325,10 +325,10 @@ impl Server {
         let mut loops = Vec::new();
         if let Some(d) = &shared.durable {
             for hosted in shared.agents.values() {
-                let (s, d, h) = (shared.clone(), d.clone(), hosted.clone());
-                loops.push(tokio::spawn(durable::claim_loop(s, d, h)));
-                let (s, d, h) = (shared.clone(), d.clone(), hosted.clone());
-                loops.push(tokio::spawn(durable::depth_loop(s, d, h)));
+                let (s, h) = (shared.clone(), hosted.clone());
+                loops.push(tokio::spawn(durable::claim_loop(s, d.clone(), h)));
+                let (s, h) = (shared.clone(), hosted.clone());
+                loops.push(tokio::spawn(durable::depth_loop(s, d.clone(), h)));
             }
         }
         let purger = tokio::spawn({

@@ -15,7 +15,13 @@ const COUNTER: &str = "  capabilities:\n    keyValue: { maxBytes: 1Mi }\n  limit
 
 /// A replica of `manifests` in `dir/<name>`, named `name`, on `store` (the
 /// embedded one when `None`).
-fn replica(dir: &Path, name: &str, manifests: &[&Path], store: Option<&str>, extra: &[&str]) -> Serve {
+fn replica(
+    dir: &Path,
+    name: &str,
+    manifests: &[&Path],
+    store: Option<&str>,
+    extra: &[&str],
+) -> Serve {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     let mut args = vec!["--replica-name", name];
@@ -27,7 +33,11 @@ fn replica(dir: &Path, name: &str, manifests: &[&Path], store: Option<&str>, ext
 }
 
 fn submit(serve: &Serve, agent: &str, body: &str) -> String {
-    let r = serve.post(&format!("/v1/agents/{agent}/invocations?async=true"), &[], body);
+    let r = serve.post(
+        &format!("/v1/agents/{agent}/invocations?async=true"),
+        &[],
+        body,
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     r.body["id"].as_str().unwrap().to_string()
 }
@@ -96,7 +106,9 @@ fn embedded_store_completes_accepted_async_work_after_sigkill_and_restart() {
     let mut host = replica(dir.path(), "host", &[&manifest], None, &lease);
     let body = r#"{"incrementOnly":true,"sleepMs":400}"#;
     let ids: Vec<String> = (0..8).map(|_| submit(&host, "counter", body)).collect();
-    poll(&host, &ids[0], Duration::from_secs(20), |r| r["state"] == "running");
+    poll(&host, &ids[0], Duration::from_secs(20), |r| {
+        r["state"] == "running"
+    });
     host.signal("KILL");
     host.wait_exit(Duration::from_secs(10));
 
@@ -109,7 +121,12 @@ fn embedded_store_completes_accepted_async_work_after_sigkill_and_restart() {
     // Every accepted increment committed exactly once, re-runs included.
     let r = host.invoke("counter", "{}");
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.body["output"]["count"], ids.len() as u64 + 1, "{}", r.body);
+    assert_eq!(
+        r.body["output"]["count"],
+        ids.len() as u64 + 1,
+        "{}",
+        r.body
+    );
 }
 
 #[test]
@@ -119,7 +136,9 @@ fn delete_cancels_queued_and_running_work_which_then_never_commits() {
     let host = replica(dir.path(), "host", &[&manifest], None, &[]);
     let running = submit(&host, "tally", r#"{"sleepMs":3000}"#);
     let queued = submit(&host, "tally", r#"{"sleepMs":0}"#);
-    poll(&host, &running, Duration::from_secs(20), |r| r["state"] == "running");
+    poll(&host, &running, Duration::from_secs(20), |r| {
+        r["state"] == "running"
+    });
 
     for id in [&queued, &running] {
         let r = host.delete(&format!("/v1/invocations/{id}"));
@@ -154,15 +173,31 @@ fn sigterm_hands_queued_and_running_work_to_another_replica() {
     let ids: Vec<String> = (0..4)
         .map(|_| submit(&a, "tally", r#"{"sleepMs":1500}"#))
         .collect();
-    poll(&a, &ids[0], Duration::from_secs(20), |r| r["state"] == "running");
+    poll(&a, &ids[0], Duration::from_secs(20), |r| {
+        r["state"] == "running"
+    });
     a.signal("TERM");
-    assert_eq!(a.wait_exit(Duration::from_secs(15)), Some(0), "{}", a.logs());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        a.logs()
+    );
 
     let b = replica(dir.path(), "b", &[&manifest], Some(&redis.url), &[]);
     for id in &ids {
         let r = poll(&b, id, Duration::from_secs(30), ended);
-        assert_eq!(r.body["state"], "succeeded", "nothing cancelled: {}", r.body);
-        let last = r.body["attempts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(
+            r.body["state"], "succeeded",
+            "nothing cancelled: {}",
+            r.body
+        );
+        let last = r.body["attempts"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         assert_eq!(last["replica"], "b", "{}", r.body);
     }
     let first = b.get(&format!("/v1/invocations/{}", ids[0]));

@@ -104,7 +104,9 @@ async fn submit_claimed_records_and_claims_for_the_submitting_replica_in_one_ste
         Taken::Duplicate(id.clone())
     );
     assert_eq!(
-        b.submit(new(&s, "sync", Some("sync-key")), ROOMY).await.unwrap(),
+        b.submit(new(&s, "sync", Some("sync-key")), ROOMY)
+            .await
+            .unwrap(),
         Submitted::Duplicate(id.clone())
     );
     assert_eq!(
@@ -128,7 +130,10 @@ async fn submit_claimed_records_and_claims_for_the_submitting_replica_in_one_ste
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let taken = b.claim(&s, "b", LEASE).await.unwrap().expect("reclaimed");
-    assert_eq!((taken.id.clone(), taken.reclaimed, taken.attempt), (orphan.clone(), true, 2));
+    assert_eq!(
+        (taken.id.clone(), taken.reclaimed, taken.attempt),
+        (orphan.clone(), true, 2)
+    );
     assert!(taken.fence > old);
     assert_eq!(
         a.complete(&orphan, old, ok("late"), None).await.unwrap(),
