@@ -118,6 +118,15 @@ fn embedded_store_completes_accepted_async_work_after_sigkill_and_restart() {
         let r = poll(&host, id, Duration::from_secs(30), ended);
         assert_eq!(r.body["state"], "succeeded", "{}", r.body);
     }
+    let metrics = host.metrics();
+    let reclaims = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agent_host_lease_reclaims_total{agent=\"counter\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        reclaims >= Some(1),
+        "the dead life's work was reclaimed:\n{metrics}"
+    );
     // Every accepted increment committed exactly once, re-runs included.
     let r = host.invoke("counter", "{}");
     assert_eq!(r.status, 200, "{}", r.body);
@@ -209,4 +218,107 @@ fn sigterm_hands_queued_and_running_work_to_another_replica() {
         metrics.contains("agent_host_redeliveries_total{agent=\"tally\"} 1"),
         "{metrics}"
     );
+}
+
+/// A `redis-server` with append-only persistence fsynced at every write, on
+/// a fixed port and directory so that it can be killed and started again.
+struct PersistentRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PersistentRedis {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            thread::sleep(Duration::from_millis(20));
+        }
+        PersistentRedis {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::start(&self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for PersistentRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn an_unreachable_store_refuses_new_durable_work_with_503_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir_all(&redis_dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut redis = PersistentRedis::start(&redis_dir, port);
+    let manifest = tally_manifest(dir.path(), "{ maxConcurrency: 1, timeout: 30s }");
+    let host = replica(
+        dir.path(),
+        "a",
+        &[&manifest],
+        Some(&redis.url()),
+        &["--lease", "2s"],
+    );
+    let acknowledged: Vec<String> = (0..3)
+        .map(|_| submit(&host, "tally", r#"{"sleepMs":500}"#))
+        .collect();
+
+    redis.kill();
+    host.wait("readiness false while the store is down", || {
+        host.get("/readyz").status == 503
+    });
+    assert_eq!(host.get("/readyz").body["store"], "unreachable");
+    let refused = host.post("/v1/agents/tally/invocations?async=true", &[], "{}");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "StoreUnavailable");
+    assert_eq!(refused.headers["retry-after"], "1");
+    // Plain synchronous work does not need the store.
+    let sync = host.invoke("tally", r#"{"sleepMs":0}"#);
+    assert_eq!(sync.body["state"], "succeeded", "{}", sync.body);
+
+    redis.restart();
+    host.wait("readiness back with the store", || host.ready());
+    for id in &acknowledged {
+        let r = poll(&host, id, Duration::from_secs(30), ended);
+        assert_eq!(r.body["state"], "succeeded", "{}", r.body);
+    }
+    let later = submit(&host, "tally", r#"{"sleepMs":0}"#);
+    let r = poll(&host, &later, Duration::from_secs(20), ended);
+    assert_eq!(r.body["state"], "succeeded", "{}", r.body);
 }
