@@ -655,17 +655,9 @@ fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
 async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     if let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) {
         return match durable::get(d, &durable_id).await {
-            Ok(Some(record)) => {
-                let (status, body) = durable::response_of(&record);
-                // The synchronous status belongs to the POST; a read of an
-                // ended invocation is 200 unless its result is a refusal.
-                let status = if status.is_success() {
-                    StatusCode::OK
-                } else {
-                    status
-                };
-                json_response(status, body)
-            }
+            // The stored status belongs to the synchronous POST; a read of
+            // an invocation found is 200, as for in-memory ones.
+            Ok(Some(record)) => json_response(StatusCode::OK, durable::response_of(&record).1),
             Ok(None) => unknown_invocation(&id),
             Err(e) => e.into_response(),
         };
