@@ -32,6 +32,9 @@ mod worker;
 use worker::run;
 pub(crate) use worker::{claim_loop, depth_loop};
 
+/// Claim loops per agent on each replica: one claim is one store round
+/// trip, so a single loop caps a replica's intake at one item per round trip.
+pub(crate) const CLAIMERS: usize = 4;
 /// Longest wait between two claims of an idle agent's queue.
 const MAX_IDLE_POLL: Duration = Duration::from_millis(100);
 /// First wait after an empty claim.
