@@ -322,3 +322,44 @@ fn an_unreachable_store_refuses_new_durable_work_with_503_and_loses_nothing_ackn
     let r = poll(&host, &later, Duration::from_secs(20), ended);
     assert_eq!(r.body["state"], "succeeded", "{}", r.body);
 }
+
+#[test]
+fn the_durable_queue_is_bounded_across_replicas_and_refuses_past_it_with_429() {
+    let redis = guests::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // maxQueue + maxConcurrency = 3 queued or running, all replicas together.
+    let manifest = tally_manifest(
+        dir.path(),
+        "{ maxConcurrency: 1, maxQueue: 2, timeout: 30s }",
+    );
+    let a = replica(dir.path(), "a", &[&manifest], Some(&redis.url), &[]);
+    let b = replica(dir.path(), "b", &[&manifest], Some(&redis.url), &[]);
+    let slow = r#"{"sleepMs":1500}"#;
+    let ids = [
+        submit(&a, "tally", slow),
+        submit(&a, "tally", slow),
+        submit(&b, "tally", slow),
+    ];
+    for serve in [&a, &b] {
+        let r = serve.post("/v1/agents/tally/invocations?async=true", &[], slow);
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert_eq!(r.body["error"]["code"], "QueueFull");
+        assert_eq!(r.headers["retry-after"], "1");
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxQueue"));
+    }
+    for id in &ids {
+        let r = poll(&b, id, Duration::from_secs(30), ended);
+        assert_eq!(r.body["state"], "succeeded", "{}", r.body);
+    }
+    // Room again once they ended.
+    submit(&b, "tally", r#"{"sleepMs":0}"#);
+    let metrics = a.metrics();
+    assert!(
+        metrics
+            .contains("agent_host_requests_rejected_total{agent=\"tally\",reason=\"QueueFull\"} 1"),
+        "{metrics}"
+    );
+}
