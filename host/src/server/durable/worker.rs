@@ -14,7 +14,7 @@ use crate::cap::CommitIntent;
 use crate::runtime::{Invocation, InvocationError, PreparedAgent, TaskInput};
 use crate::server::api::finished;
 use crate::server::{Hosted, Shared};
-use crate::state_store::{Claim, Completed, InvocationId, Outcome, State};
+use crate::state_store::{Claim, Completed, InvocationId, Outcome, State, StoreError};
 
 /// How often queue depth (and the store's reachability) is read.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
@@ -243,6 +243,17 @@ async fn complete(
                 inv.usage.caps.key_value.key_value = Some(KeyValueCommit::NotCommitted);
                 inv.result = Err(InvocationError::KeyValue { error });
                 kv = None;
+            }
+            // A result the store cannot keep (an output that grew past the
+            // store's limit in its JSON envelope) fails the invocation
+            // instead of being re-run for ever.
+            Err(StoreError::TooLarge { len, limit, .. }) => {
+                inv.usage.caps.key_value.key_value =
+                    kv.take().map(|_| KeyValueCommit::NotCommitted);
+                inv.result = Err(InvocationError::OutputTooLarge {
+                    size: len as u64,
+                    limit: limit as u64,
+                });
             }
             Err(e) if Instant::now() < give_up => {
                 tracing::warn!(invocation = %id, error = %e, "completing failed: retrying");
