@@ -325,9 +325,10 @@ impl Server {
         let mut loops = Vec::new();
         if let Some(d) = &shared.durable {
             for hosted in shared.agents.values() {
+                let claiming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 for _ in 0..durable::CLAIMERS {
-                    let (s, h) = (shared.clone(), hosted.clone());
-                    loops.push(tokio::spawn(durable::claim_loop(s, d.clone(), h)));
+                    let (s, h, c) = (shared.clone(), hosted.clone(), claiming.clone());
+                    loops.push(tokio::spawn(durable::claim_loop(s, d.clone(), h, c)));
                 }
                 let (s, h) = (shared.clone(), hosted.clone());
                 loops.push(tokio::spawn(durable::depth_loop(s, d.clone(), h)));

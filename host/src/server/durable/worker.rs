@@ -2,6 +2,7 @@
 //! work while it has free slots, runs it under a renewed lease, and ends it
 //! with one fenced write of the result and the key-value changes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,15 @@ use crate::state_store::{Claim, Completed, InvocationId, Outcome, State, StoreEr
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
 /// Claims the agent's durable work while it has a free slot, until SIGTERM.
-pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Hosted>) {
+/// The slot is taken only once a claim brought work: a slot held for the
+/// claim's round trip would turn away in-memory requests that had room.
+/// `claiming` counts the agent's claims in flight, at most its free slots.
+pub(crate) async fn claim_loop(
+    s: Arc<Shared>,
+    d: Arc<Durable>,
+    hosted: Arc<Hosted>,
+    claiming: Arc<AtomicUsize>,
+) {
     let mut idle = MIN_IDLE_POLL;
     loop {
         let Some(agent) = hosted.current() else {
@@ -29,17 +38,21 @@ pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Host
             }
             continue;
         };
-        // Not waiting in the semaphore's queue: a claim loop ahead of the
-        // in-memory requests would hold their slots for its round trips.
-        let Ok(permit) = hosted.permits.clone().try_acquire_owned() else {
+        let free = hosted.permits.available_permits();
+        let room = claiming.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+            (c < free).then_some(c + 1)
+        });
+        if room.is_err() {
             if pause(&d, idle).await {
                 return;
             }
             idle = (idle * 2).min(MAX_IDLE_POLL);
             continue;
-        };
+        }
         let claimed = d.store.claim(&agent.scope(), &d.replica, d.lease).await;
         d.observe(&claimed);
+        let permit = hosted.permits.clone().try_acquire_owned();
+        claiming.fetch_sub(1, Ordering::SeqCst);
         match claimed {
             Ok(Some(claim)) => {
                 idle = MIN_IDLE_POLL;
@@ -48,6 +61,14 @@ pub(crate) async fn claim_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Host
                 if claim.reclaimed {
                     tracing::warn!(invocation = %claim.id, attempt = claim.attempt, "reclaimed: the previous attempt's lease expired");
                 }
+                let Ok(permit) = permit else {
+                    // A synchronous request took the slot meanwhile: the work
+                    // goes back to its place for the next free slot.
+                    if let Err(e) = d.store.release(&claim.id, claim.fence).await {
+                        tracing::warn!(invocation = %claim.id, error = %e, "release failed: the lease will expire");
+                    }
+                    continue;
+                };
                 s.tasks.spawn(run(
                     s.clone(),
                     d.clone(),
