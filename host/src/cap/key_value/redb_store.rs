@@ -25,7 +25,7 @@ const USAGE: TableDefinition<&[u8], u64> = TableDefinition::new("usage");
 /// Bytes of the database's page cache (redb's default is 1 GiB): results and
 /// inputs written on callers' behalf pass through it, so it is what bounds
 /// the host's memory for them.
-pub const CACHE_BYTES: usize = 32 << 20;
+pub const CACHE_BYTES: usize = 16 << 20;
 
 /// A redb database file holding every agent's state.
 pub struct RedbBackend {
