@@ -260,10 +260,15 @@ pub(crate) async fn accept(
         }
     };
     if req.run_async {
-        let record = d.store.get(&id).await.map_err(store_error)?;
-        let (_, body) = match record {
-            Some(r) => response_of(&r),
-            None => (StatusCode::ACCEPTED, queued_body(&id, &req.hosted.name)),
+        // Just recorded: queued, without another round trip; a replay shows
+        // where the first one is.
+        let record = match replayed {
+            false => None,
+            true => d.store.get(&id).await.map_err(store_error)?,
+        };
+        let body = match record {
+            Some(r) => response_of(&r).1,
+            None => queued_body(&id, &req.hosted.name),
         };
         return Ok((Response::Accepted { id, body }, replayed));
     }
