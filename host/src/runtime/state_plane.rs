@@ -15,9 +15,11 @@ use crate::state_store::StateStore;
 impl Runtime {
     /// The state store for `--store`: on the embedded store, the redb
     /// database the key-value capability uses (opened once: redb locks its
-    /// file); on Redis, a connection with the operator's settings (password
-    /// file, TLS), whose key-value view every agent prepared from now on
-    /// uses. Call it before preparing agents.
+    /// file), where work still running was this host's previous life's and
+    /// has its lease expired, to be re-run at once; on Redis, a connection
+    /// with the operator's settings (password file, TLS), whose key-value
+    /// view every agent prepared from now on uses. Call it before preparing
+    /// agents.
     pub async fn open_state_store(
         &self,
         retention: Duration,
@@ -26,6 +28,14 @@ impl Runtime {
             Store::Embedded => {
                 let kv = self.caps.key_value.embedded()?;
                 let store = RedbStore::open(kv, retention).map_err(|e| e.to_string())?;
+                // This host's previous life held these; it is dead.
+                let expired = store.expire_leases().await.map_err(|e| e.to_string())?;
+                if expired > 0 {
+                    tracing::warn!(
+                        expired,
+                        "invocations running when this host last stopped: re-run now"
+                    );
+                }
                 Ok(Arc::new(store))
             }
             Store::Redis(settings) => {

@@ -243,6 +243,26 @@ impl RedbStore {
         .await
     }
 
+    /// Expires the lease of every running invocation; how many. For a host
+    /// starting on the database: redb's file lock means no other process
+    /// holds it, so every running invocation was its previous life's, dead,
+    /// and the next claims take them over at once instead of after the lease.
+    pub async fn expire_leases(&self) -> Result<u64, StoreError> {
+        self.write(true, |txn, _| {
+            let mut running = txn.open_table(RUNNING).map_err(backend)?;
+            let held: Vec<Vec<u8>> = running
+                .iter()
+                .map_err(backend)?
+                .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+                .collect::<Result<_, _>>()?;
+            for key in &held {
+                running.insert(key.as_slice(), 0).map_err(backend)?;
+            }
+            Ok(Step::Commit(held.len() as u64))
+        })
+        .await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Window>> {
         self.budgets.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -102,7 +102,9 @@ fn an_async_invocation_accepted_by_one_replica_is_answered_by_another() {
 fn embedded_store_completes_accepted_async_work_after_sigkill_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = guests::write_manifest(dir.path(), "counter", guests::KV_COUNTER, COUNTER);
-    let lease = ["--lease", "1s"];
+    // A lease longer than the test: the restarted host takes over its dead
+    // life's work at once, not when the lease runs out.
+    let lease = ["--lease", "120s"];
     let mut host = replica(dir.path(), "host", &[&manifest], None, &lease);
     let body = r#"{"incrementOnly":true,"sleepMs":400}"#;
     let ids: Vec<String> = (0..8).map(|_| submit(&host, "counter", body)).collect();
