@@ -124,6 +124,10 @@ pub struct Metrics {
     tool_call_decisions: Family<DecisionLabels, Counter>,
     tool_call_failures: Family<FailureLabels, Counter>,
     tool_call_retries: Family<ToolLabels, Counter>,
+    store_depth: Family<AgentLabel, Gauge>,
+    lease_reclaims: Family<AgentLabel, Counter>,
+    redeliveries: Family<AgentLabel, Counter>,
+    fenced_commits: Family<AgentLabel, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -257,8 +261,36 @@ impl Metrics {
             "Attempts beyond the first of outgoing calls (model calls), by agent, capability and grant rule",
             tool_call_retries.clone(),
         );
+        let store_depth = Family::<AgentLabel, Gauge>::default();
+        r.register(
+            "store_queue_depth",
+            "Durable invocations queued or running in the state store, all replicas together",
+            store_depth.clone(),
+        );
+        let lease_reclaims = Family::<AgentLabel, Counter>::default();
+        r.register(
+            "lease_reclaims",
+            "Durable invocations this replica took over from a replica whose lease expired",
+            lease_reclaims.clone(),
+        );
+        let redeliveries = Family::<AgentLabel, Counter>::default();
+        r.register(
+            "redeliveries",
+            "Durable invocations this replica claimed for a second or later attempt",
+            redeliveries.clone(),
+        );
+        let fenced_commits = Family::<AgentLabel, Counter>::default();
+        r.register(
+            "fenced_commits",
+            "Results of this replica refused by the store: the attempt no longer owned the invocation",
+            fenced_commits.clone(),
+        );
         Self {
             registry: root,
+            store_depth,
+            lease_reclaims,
+            redeliveries,
+            fenced_commits,
             invocations,
             duration,
             fuel,
@@ -285,6 +317,50 @@ impl Metrics {
         };
         let _ = self.in_flight.get_or_create(&label);
         let _ = self.queued.get_or_create(&label);
+    }
+
+    /// Makes an agent's durable-work series exist (at zero): served with a
+    /// state store only.
+    pub fn register_durable(&self, agent: &str) {
+        let label = AgentLabel {
+            agent: agent.to_string(),
+        };
+        let _ = self.store_depth.get_or_create(&label);
+        let _ = self.lease_reclaims.get_or_create(&label);
+        let _ = self.redeliveries.get_or_create(&label);
+        let _ = self.fenced_commits.get_or_create(&label);
+    }
+
+    /// Sets the agent's queue depth in the state store (queued plus running).
+    pub fn store_depth(&self, agent: &str, depth: u64) {
+        self.store_depth
+            .get_or_create(&AgentLabel {
+                agent: agent.to_string(),
+            })
+            .set(depth as i64);
+    }
+
+    /// Counts a claim: a reclaim from an expired lease, a redelivery (an
+    /// attempt after the first), or both.
+    pub fn claimed(&self, agent: &str, reclaimed: bool, attempt: u32) {
+        let label = AgentLabel {
+            agent: agent.to_string(),
+        };
+        if reclaimed {
+            self.lease_reclaims.get_or_create(&label).inc();
+        }
+        if attempt > 1 {
+            self.redeliveries.get_or_create(&label).inc();
+        }
+    }
+
+    /// Counts a result the store refused as fenced.
+    pub fn fenced(&self, agent: &str) {
+        self.fenced_commits
+            .get_or_create(&AgentLabel {
+                agent: agent.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one compile-cache lookup.

@@ -99,6 +99,10 @@ impl HostProcess {
         Self::reply(self.http.get(format!("{}{path}", self.base)).call())
     }
 
+    pub fn delete(&self, path: &str) -> Reply {
+        Self::reply(self.http.delete(format!("{}{path}", self.base)).call())
+    }
+
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
         let mut req = self
             .http

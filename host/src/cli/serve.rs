@@ -10,7 +10,7 @@ use agent_host::config::{Allocator, Store};
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
 use agent_host::server::store::StoreLimits;
-use agent_host::server::{shutdown_signal, ServeConfig, Server};
+use agent_host::server::{shutdown_signal, DurableConfig, ServeConfig, Server};
 use agent_host::Runtime;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,14 @@ pub struct ServeArgs {
     /// Longest a client may take to send a request body
     #[arg(long, env = "AGENT_HOST_BODY_TIMEOUT", default_value = "30s")]
     body_timeout: KubeDuration,
+    /// How long a replica's claim on a durable invocation lasts without renewal
+    /// (renewed every third of it); past it another replica re-runs the work
+    #[arg(long, env = "AGENT_HOST_LEASE", default_value = "15s")]
+    lease: KubeDuration,
+    /// This replica's name, recorded with every attempt it runs
+    /// [default: --pod-name, else <hostname>:<pid>]
+    #[arg(long, env = "AGENT_HOST_REPLICA")]
+    replica_name: Option<String>,
     /// Instance slots of the pooling allocator: the most invocations in flight
     /// [default: the sum of the agents' maxConcurrency with -f; 1000 with --agent]
     #[arg(long, env = "AGENT_HOST_MAX_INSTANCES")]
@@ -178,6 +186,29 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
     };
+    let lease = args.lease.as_duration();
+    if lease < MIN_LEASE {
+        return fail(format!(
+            "--lease {lease:?}: too short to be renewed in time; at least {MIN_LEASE:?}"
+        ));
+    }
+    // Before agents are prepared: their key-value grants use the store's backend.
+    let retention = args
+        .result_ttl
+        .as_duration()
+        .max(args.idempotency_ttl.as_duration());
+    let state_store = match runtime.open_state_store(retention).await {
+        Ok(store) => store,
+        Err(e) => return fail(format!("cannot open the state store: {e}")),
+    };
+    // tokensPerMinute windows in the store too: every replica spends from one.
+    runtime.use_state_store(state_store.clone());
+    let replica = args
+        .replica_name
+        .clone()
+        .or_else(|| args.pod_name.clone())
+        .unwrap_or_else(default_replica_name);
+    tracing::info!(%replica, lease_s = lease.as_secs_f64(), "durable invocations in the state store");
     // Fail closed: an audit log that cannot be continued stops the host.
     let audit = match &args.audit_log {
         Some(path) => match AuditLog::open(path) {
@@ -238,6 +269,11 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         },
         max_buffered_input: args.max_buffered_input.bytes(),
         body_timeout: args.body_timeout.as_duration(),
+        durable: Some(DurableConfig {
+            store: state_store,
+            replica,
+            lease,
+        }),
     };
     let stop_following = CancellationToken::new();
     let server = match cluster {
@@ -272,6 +308,21 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Shortest `--lease`: renewals every third of it must reach the store in time.
+const MIN_LEASE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// `<hostname>:<pid>`: unique per process life, so a restarted host's
+/// attempts are told apart from its previous life's.
+fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "agent-host".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// A Redis store must answer (address, TLS, password) before the host starts:

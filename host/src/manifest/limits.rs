@@ -92,6 +92,9 @@ pub struct Limits {
     /// Invocations of this agent that may run at once.
     pub max_concurrency: u32,
     /// Invocations that may wait for a slot (serve mode); past it, requests are refused.
+    /// Durable (async and keyed) invocations wait in the state store, where the
+    /// agent's queue holds maxQueue + maxConcurrency queued or running ones of
+    /// all replicas together, and their inputs' bytes are bounded likewise.
     pub max_queue: u32,
     /// Size of one task input, at most 64Mi.
     pub max_input_bytes: Quantity,

@@ -284,14 +284,46 @@ impl PreparedAgent {
         }
     }
 
-    /// Runs one task in the slot the caller obtained.
+    /// Runs one task in the slot the caller obtained; its key-value writes
+    /// are committed through the key-value backend when `run` returned ok.
     pub async fn invoke_in_slot(&self, slot: Slot, task: TaskInput) -> Invocation {
+        let timeout = self.limits.timeout.as_duration();
+        let (mut inv, intents) = self.invoke_for_commit(slot, task).await;
+        for intent in intents {
+            match intent {
+                CommitIntent::KeyValue(txn) => {
+                    // Starts only before the deadline; once started it runs to its end.
+                    let committed = txn.commit().await;
+                    inv.usage.caps.key_value.key_value = Some(KeyValueCommit::of(&committed));
+                    if let Err(error) = committed {
+                        let error = match error {
+                            KeyValueError::Deadline => InvocationError::Timeout { limit: timeout },
+                            error => InvocationError::KeyValue { error },
+                        };
+                        inv.result = Err(error.redacted(self.grants.secrets()));
+                    }
+                }
+            }
+        }
+        inv
+    }
+
+    /// Runs one task in the slot the caller obtained and commits nothing:
+    /// the invocation comes back with what must be made durable with its
+    /// result (empty unless `run` returned an acceptable output), for a
+    /// caller that writes both in one step (the durable state store).
+    pub async fn invoke_for_commit(
+        &self,
+        slot: Slot,
+        task: TaskInput,
+    ) -> (Invocation, Vec<CommitIntent>) {
         let started = Instant::now();
         let id = task
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut usage = Usage::default();
+        let mut intents = Vec::new();
         let limit = self.limits.max_input_bytes.bytes();
         let result = if task.input.len() as u64 > limit {
             Err(InvocationError::InputTooLarge {
@@ -303,11 +335,11 @@ impl PreparedAgent {
                 reason: e.to_string(),
             })
         } else {
-            self.run_in_fresh_store(&id, task, started, &mut usage)
+            self.run_in_fresh_store(&id, task, started, &mut usage, &mut intents)
                 .await
         };
         drop(slot);
-        self.finish(Some(id), started, result, usage)
+        (self.finish(Some(id), started, result, usage), intents)
     }
 
     fn finish(
@@ -416,6 +448,7 @@ impl PreparedAgent {
         task: TaskInput,
         started: Instant,
         usage: &mut Usage,
+        commit: &mut Vec<CommitIntent>,
     ) -> Result<String, InvocationError> {
         let (mut store, log) = self
             .new_store(id, started)
@@ -465,8 +498,8 @@ impl PreparedAgent {
         // Decided on the count, not on how the guest ended: past the budget
         // nothing it did counts (no output, no commit).
         let denial_limit = audit.denial_limit();
-        // Usage taken, and what must be made durable set aside: written below
-        // only if `run` returned ok. The core (its handles, the log streams) is
+        // Usage taken, and what must be made durable set aside: handed to
+        // the caller below only if `run` returned ok. The core (its handles, the log streams) is
         // gone by now, so the log's figures are final.
         let intents = caps.finish(&mut usage.caps, &mut usage.tool_calls).await;
         let stats = log.stats();
@@ -489,21 +522,8 @@ impl PreparedAgent {
                         limit,
                     });
                 }
-                for intent in intents {
-                    match intent {
-                        CommitIntent::KeyValue(txn) => {
-                            // Starts only before the deadline; once started it runs to its end.
-                            let committed = txn.commit().await;
-                            usage.caps.key_value.key_value = Some(KeyValueCommit::of(&committed));
-                            committed.map_err(|error| match error {
-                                KeyValueError::Deadline => {
-                                    InvocationError::Timeout { limit: timeout }
-                                }
-                                error => InvocationError::KeyValue { error },
-                            })?;
-                        }
-                    }
-                }
+                // Handed to the caller: written only because `run` returned ok.
+                *commit = intents;
                 Ok(output.data)
             }
         }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod invoke;
 pub mod limiter;
 pub mod state;
+pub mod state_plane;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub struct Runtime {
 /// A compiled, linked and configured agent: invocations only look things up.
 pub struct PreparedAgent {
     pub(crate) name: Arc<str>,
+    /// `metadata.namespace` (empty when absent): with the name, the agent's
+    /// scope in the state store.
+    pub(crate) namespace: String,
     pub(crate) pre: AgentPre<InvocationState>,
     pub(crate) grants: Grants,
     pub(crate) limits: Limits,
@@ -127,6 +131,15 @@ impl PreparedAgent {
     /// The agent's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The agent's scope in the state store (namespace and name), as its
+    /// key-value grant names it.
+    pub fn scope(&self) -> crate::cap::key_value::Scope {
+        crate::cap::key_value::Scope {
+            namespace: self.namespace.clone(),
+            agent: self.name.to_string(),
+        }
     }
 
     /// The manifest's limits.
@@ -226,6 +239,7 @@ impl Runtime {
         .map_err(wrong_world)?;
         Ok(PreparedAgent {
             name: inspection.agent.into(),
+            namespace: loaded.agent.metadata.namespace.clone().unwrap_or_default(),
             pre,
             grants,
             limits: loaded.agent.spec.limits.clone(),

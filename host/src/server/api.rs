@@ -17,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::durable;
 use super::store::{Finished, KeyLookup, Phase, Tracked};
 use super::{Hosted, Shared};
 use crate::audit::Event;
 use crate::runtime::{Invocation, InvocationError, PreparedAgent, Slot, TaskInput, Usage};
+use crate::state_store::InvocationId;
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 255;
@@ -32,7 +34,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/agents", get(list_agents))
         .route("/v1/agents/{agent}/invocations", post(invoke))
-        .route("/v1/invocations/{id}", get(get_invocation))
+        .route(
+            "/v1/invocations/{id}",
+            get(get_invocation).delete(cancel_invocation),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -42,14 +47,14 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 
 /// An error response.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -211,6 +216,40 @@ async fn accept(
         current.limits().max_input_bytes.bytes(),
     )
     .await?;
+    let caller = || {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.to_string())
+    };
+    if let Some(d) = s.durable.as_ref().filter(|_| key.is_some() || run_async) {
+        let request = durable::Request {
+            hosted,
+            agent: current.clone(),
+            run_async,
+            key,
+            input,
+            metadata: metadata(headers),
+            caller: caller(),
+        };
+        let (answer, replayed) = durable::accept(s, d, request).await?;
+        let mut response = match answer {
+            durable::Response::Accepted { id, body } => {
+                let mut r = json_response(StatusCode::ACCEPTED, body);
+                if let Ok(v) = HeaderValue::from_str(&format!("/v1/invocations/{id}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            }
+            durable::Response::Ended { status, body } => json_response(status, body),
+        };
+        if replayed {
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        return Ok(response);
+    }
     let fingerprint: Option<[u8; 32]> =
         (key.is_some() || s.audit.enabled()).then(|| Sha256::digest(input.as_bytes()).into());
 
@@ -254,10 +293,7 @@ async fn accept(
     let (tracked, replayed) = match started {
         Started::Replay(tracked) => (tracked, true),
         Started::New(tracked, admission) => {
-            let caller = parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_string(), |c| c.0.to_string());
+            let caller = caller();
             s.audit.record(Event::InvocationStart {
                 agent: agent.to_string(),
                 invocation: tracked.id.clone(),
@@ -569,7 +605,7 @@ fn to_bytes(body: &impl Serialize) -> Bytes {
 /// The status and body of an ended invocation. Budget breaches, traps and agent
 /// errors are outcomes of a request that was served (200, `state: failed`);
 /// only refusals and host faults change the status.
-fn finished(inv: &Invocation) -> Finished {
+pub(super) fn finished(inv: &Invocation) -> Finished {
     let (status, state) = match &inv.result {
         Ok(_) => (StatusCode::OK, "succeeded"),
         Err(InvocationError::InvalidInput { .. }) => (StatusCode::BAD_REQUEST, "failed"),
@@ -617,17 +653,46 @@ fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
 }
 
 async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    if let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) {
+        return match durable::get(d, &durable_id).await {
+            // The stored status belongs to the synchronous POST; a read of
+            // an invocation found is 200, as for in-memory ones.
+            Ok(Some(record)) => json_response(StatusCode::OK, durable::response_of(&record).1),
+            Ok(None) => unknown_invocation(&id),
+            Err(e) => e.into_response(),
+        };
+    }
     match s.store.get(&id) {
         Some(tracked) => match tracked.phase() {
             Phase::Evicted(f) => json_response(f.status, f.body.clone()),
             phase => json_response(StatusCode::OK, status_body(&tracked, &phase)),
         },
-        None => ApiError::new(
+        None => unknown_invocation(&id),
+    }
+}
+
+fn unknown_invocation(id: &str) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UnknownInvocation",
+        format!("no invocation {id:?} is remembered: ids come from async or idempotent requests and are kept for the result TTL"),
+    )
+    .into_response()
+}
+
+/// `DELETE /v1/invocations/{id}`: cancels a queued or running durable invocation.
+async fn cancel_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) else {
+        return ApiError::new(
             StatusCode::NOT_FOUND,
             "UnknownInvocation",
-            format!("no invocation {id:?} is remembered: ids come from async or idempotent requests and are kept for the result TTL"),
+            format!("no durable invocation {id:?}: only async or idempotent invocations kept in the state store can be cancelled"),
         )
-        .into_response(),
+        .into_response();
+    };
+    match durable::cancel(d, &durable_id).await {
+        Ok((status, body)) => json_response(status, body),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -680,8 +745,13 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         })
         .collect();
     let serving = s.agents.values().all(|h| h.current().is_some());
-    let ready = !draining && audit != "failing" && serving;
-    let body = serde_json::json!({ "ready": ready, "draining": draining, "auditLog": audit, "agents": agents });
+    let store = match &s.durable {
+        None => "none",
+        Some(d) if d.reachable() => "ok",
+        Some(_) => "unreachable",
+    };
+    let ready = !draining && audit != "failing" && serving && store != "unreachable";
+    let body = serde_json::json!({ "ready": ready, "draining": draining, "auditLog": audit, "store": store, "agents": agents });
     let status = if ready {
         StatusCode::OK
     } else {

@@ -7,11 +7,18 @@
 //!   `spec.limits.maxInputBytes`. Remembered results and idempotency keys are
 //!   bounded in count and time ([`store`]). So the host never holds more work
 //!   than its manifests allow.
+//! * With a state store ([`ServeConfig::durable`]), async and keyed
+//!   invocations are durable (module `durable`): recorded before they are
+//!   acknowledged, pulled by any replica with a free slot, answered by any
+//!   replica, cancelled with `DELETE /v1/invocations/{id}`.
 //! * Every invocation runs in its own task, so a client that disconnects does
 //!   not cancel it half-way; on SIGTERM/SIGINT the server drains ([`Server::run`]).
 
 mod api;
+mod durable;
 pub mod store;
+
+pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -44,6 +51,9 @@ pub struct ServeConfig {
     pub max_buffered_input: u64,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
+    /// The durable state store: async and keyed invocations live there
+    /// (`None`: in this process's memory only, as embedders and tests use it).
+    pub durable: Option<DurableConfig>,
 }
 
 impl Default for ServeConfig {
@@ -60,6 +70,7 @@ impl Default for ServeConfig {
             },
             max_buffered_input: 256 << 20,
             body_timeout: Duration::from_secs(30),
+            durable: None,
         }
     }
 }
@@ -210,6 +221,8 @@ pub(crate) struct Shared {
     /// Bytes of request bodies that may still be buffered.
     pub(crate) input_budget: AtomicU64,
     pub(crate) body_timeout: Duration,
+    /// The state store's plane, when durable invocations are on.
+    pub(crate) durable: Option<Arc<durable::Durable>>,
 }
 
 /// A configured server, ready to [`Server::run`].
@@ -248,6 +261,11 @@ impl Server {
             .into_iter()
             .map(|name| (name.clone(), Arc::new(Hosted::new(name, &metrics))))
             .collect();
+        if config.durable.is_some() {
+            for name in hosted.keys() {
+                metrics.register_durable(name);
+            }
+        }
         audit.record(Event::HostStart {
             version: env!("CARGO_PKG_VERSION"),
             agents: hosted.keys().cloned().collect(),
@@ -263,6 +281,10 @@ impl Server {
             cancelled: AtomicU64::new(0),
             input_budget: AtomicU64::new(config.max_buffered_input),
             body_timeout: config.body_timeout,
+            durable: config
+                .durable
+                .clone()
+                .map(|c| Arc::new(durable::Durable::new(c))),
         });
         Self { shared, config }
     }
@@ -281,8 +303,10 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns false and
-    /// new invocations get 503 at once; in-flight ones may finish for the grace
-    /// period, the rest are cancelled (and recorded as cancelled); the audit
+    /// new invocations get 503 at once; no more durable work is claimed (queued
+    /// work stays in the store); in-flight ones may finish for the grace
+    /// period, then in-memory ones are cancelled (and recorded as cancelled)
+    /// and durable ones are released to the store, to be re-run; the audit
     /// log is flushed; then the listener closes.
     pub async fn run(
         self,
@@ -297,6 +321,19 @@ impl Server {
         let serve =
             axum::serve(listener, app).with_graceful_shutdown(close_http.clone().cancelled_owned());
         let server = tokio::spawn(async move { serve.await });
+        // Each replica pulls its agents' durable work while it has free slots.
+        let mut loops = Vec::new();
+        if let Some(d) = &shared.durable {
+            for hosted in shared.agents.values() {
+                let claiming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                for _ in 0..durable::CLAIMERS {
+                    let (s, h, c) = (shared.clone(), hosted.clone(), claiming.clone());
+                    loops.push(tokio::spawn(durable::claim_loop(s, d.clone(), h, c)));
+                }
+                let (s, h) = (shared.clone(), hosted.clone());
+                loops.push(tokio::spawn(durable::depth_loop(s, d.clone(), h)));
+            }
+        }
         let purger = tokio::spawn({
             let shared = shared.clone();
             async move {
@@ -309,6 +346,13 @@ impl Server {
 
         shutdown.await;
         shared.draining.store(true, Ordering::SeqCst);
+        // Queued durable work stays in the store for the other replicas.
+        if let Some(d) = &shared.durable {
+            d.stop_claiming.cancel();
+        }
+        for l in loops {
+            let _ = l.await;
+        }
         tracing::info!(
             grace_s = self.config.shutdown_grace.as_secs_f64(),
             "draining: refusing new invocations"
@@ -318,7 +362,7 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::warn!("grace period over: cancelling the invocations still running");
+            tracing::warn!("grace period over: cancelling the invocations still running; durable ones are released to the store for a re-run");
             shared.cancel.cancel();
             shared.tasks.wait().await;
         }

@@ -14,6 +14,8 @@
 //!    its place in the agent's queue in one atomic write; when it returns
 //!    `Accepted` the record is durable (redb fsyncs; Redis as its persistence
 //!    settings say) and a later claim on any replica can take it.
+//!    [`StateStore::submit_claimed`] does the same and claims it for the
+//!    submitting replica in that write (fence 1, attempt 1), never queued.
 //! 2. An idempotency key names at most one invocation of an agent while that
 //!    invocation is kept: a second submit with it returns `Duplicate(id)`
 //!    whichever replica sent the first.
@@ -228,6 +230,19 @@ pub enum Submitted {
     Duplicate(InvocationId),
 }
 
+/// What [`StateStore::submit_claimed`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Recorded and claimed at once by the submitting replica: attempt 1,
+    /// holding this fencing token.
+    Claimed {
+        /// The token the attempt presents to renew, complete and release.
+        fence: u64,
+    },
+    /// The idempotency key already names this invocation; nothing recorded.
+    Duplicate(InvocationId),
+}
+
 /// Work handed to a replica by [`StateStore::claim`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
@@ -406,6 +421,19 @@ pub trait StateStore: Send + Sync {
     /// Records `new` and its idempotency key and queues it, atomically; or
     /// finds the invocation the key already names.
     async fn submit(&self, new: NewInvocation, bound: QueueBound) -> Result<Submitted, StoreError>;
+
+    /// Like [`StateStore::submit`], but the invocation is claimed by
+    /// `replica` in the same atomic write (a synchronous request run on the
+    /// replica holding the connection): it is never queued, and counts
+    /// against the queue bound like running work. If that replica dies, its
+    /// lease expires and any replica reclaims it as usual.
+    async fn submit_claimed(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<Taken, StoreError>;
 
     /// Takes the agent's oldest queued invocation, or one whose lease expired,
     /// for `replica` with a lease of `lease`.

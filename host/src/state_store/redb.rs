@@ -141,6 +141,128 @@ impl RedbStore {
         .map_err(|e| backend(format!("task: {e}")))?
     }
 
+    /// Submits `new`, queued, or claimed by `claim` (replica, lease ms).
+    async fn submit_as(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        claim: Option<(String, u64)>,
+    ) -> Result<Taken, StoreError> {
+        check_new(&new, &bound)?;
+        self.write(true, move |txn, now| {
+            let scope = new.id.scope()?;
+            let sk = scope_key(&scope);
+            if let Some(key) = &new.idempotency_key {
+                let idem = txn.open_table(IDEMPOTENCY).map_err(backend)?;
+                let ik = encode(&[&scope.namespace, &scope.agent, key]);
+                let existing = idem
+                    .get(ik.as_slice())
+                    .map_err(backend)?
+                    .map(|v| v.value().to_string());
+                if let Some(id) = existing {
+                    return Ok(Step::Abort(Taken::Duplicate(InvocationId(id))));
+                }
+            }
+            let bytes = (new.input.len() + new.metadata.len()) as u64;
+            let (items, held) = add_stats(txn, &sk, 1, bytes as i64)?;
+            if items > bound.max_items || held > bound.max_bytes {
+                return Err(StoreError::QueueFull {
+                    agent: agent_name(&scope),
+                    items: items - 1,
+                    bytes: held - bytes,
+                    max_items: bound.max_items,
+                    max_bytes: bound.max_bytes,
+                });
+            }
+            let seq = {
+                let mut seqs = txn.open_table(SEQUENCE).map_err(backend)?;
+                let seq = seqs
+                    .get(sk.as_slice())
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value())
+                    + 1;
+                seqs.insert(sk.as_slice(), seq).map_err(backend)?;
+                seq
+            };
+            let id = new.id.as_str();
+            let (state, fence, attempts) = match &claim {
+                None => (State::Queued, 0, vec![]),
+                Some((replica, _)) => {
+                    let attempt = Attempt {
+                        replica: replica.clone(),
+                        started_ms: now,
+                        end: None,
+                    };
+                    (State::Running, 1, vec![attempt])
+                }
+            };
+            put_meta(
+                txn,
+                id,
+                &Meta {
+                    state,
+                    idempotency_key: new.idempotency_key.clone(),
+                    created_ms: now,
+                    attempts,
+                    fence,
+                    seq,
+                    bytes,
+                },
+            )?;
+            txn.open_table(INPUTS)
+                .map_err(backend)?
+                .insert(id, new.input.as_slice())
+                .map_err(backend)?;
+            txn.open_table(METADATA)
+                .map_err(backend)?
+                .insert(id, new.metadata.as_slice())
+                .map_err(backend)?;
+            match &claim {
+                None => {
+                    txn.open_table(QUEUE)
+                        .map_err(backend)?
+                        .insert(cat(&sk, &seq.to_be_bytes()).as_slice(), id)
+                        .map_err(backend)?;
+                }
+                Some((_, lease)) => {
+                    txn.open_table(RUNNING)
+                        .map_err(backend)?
+                        .insert(cat(&sk, id.as_bytes()).as_slice(), now + lease)
+                        .map_err(backend)?;
+                }
+            }
+            if let Some(key) = &new.idempotency_key {
+                let ik = encode(&[&scope.namespace, &scope.agent, key]);
+                txn.open_table(IDEMPOTENCY)
+                    .map_err(backend)?
+                    .insert(ik.as_slice(), id)
+                    .map_err(backend)?;
+            }
+            Ok(Step::Commit(Taken::Claimed { fence }))
+        })
+        .await
+    }
+
+    /// Expires the lease of every running invocation; how many. For a host
+    /// starting on the database: redb's file lock means no other process
+    /// holds it, so every running invocation was its previous life's, dead,
+    /// and the next claims take them over at once instead of after the lease.
+    pub async fn expire_leases(&self) -> Result<u64, StoreError> {
+        self.write(true, |txn, _| {
+            let mut running = txn.open_table(RUNNING).map_err(backend)?;
+            let held: Vec<Vec<u8>> = running
+                .iter()
+                .map_err(backend)?
+                .map(|e| e.map(|(k, _)| k.value().to_vec()).map_err(backend))
+                .collect::<Result<_, _>>()?;
+            for key in &held {
+                running.insert(key.as_slice(), 0).map_err(backend)?;
+            }
+            Ok(Step::Commit(held.len() as u64))
+        })
+        .await
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, Window>> {
         self.budgets.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -342,78 +464,21 @@ impl StateStore for RedbStore {
     }
 
     async fn submit(&self, new: NewInvocation, bound: QueueBound) -> Result<Submitted, StoreError> {
-        check_new(&new, &bound)?;
-        self.write(true, move |txn, now| {
-            let scope = new.id.scope()?;
-            let sk = scope_key(&scope);
-            if let Some(key) = &new.idempotency_key {
-                let idem = txn.open_table(IDEMPOTENCY).map_err(backend)?;
-                let ik = encode(&[&scope.namespace, &scope.agent, key]);
-                let existing = idem
-                    .get(ik.as_slice())
-                    .map_err(backend)?
-                    .map(|v| v.value().to_string());
-                if let Some(id) = existing {
-                    return Ok(Step::Abort(Submitted::Duplicate(InvocationId(id))));
-                }
-            }
-            let bytes = (new.input.len() + new.metadata.len()) as u64;
-            let (items, held) = add_stats(txn, &sk, 1, bytes as i64)?;
-            if items > bound.max_items || held > bound.max_bytes {
-                return Err(StoreError::QueueFull {
-                    agent: agent_name(&scope),
-                    items: items - 1,
-                    bytes: held - bytes,
-                    max_items: bound.max_items,
-                    max_bytes: bound.max_bytes,
-                });
-            }
-            let seq = {
-                let mut seqs = txn.open_table(SEQUENCE).map_err(backend)?;
-                let seq = seqs
-                    .get(sk.as_slice())
-                    .map_err(backend)?
-                    .map_or(0, |v| v.value())
-                    + 1;
-                seqs.insert(sk.as_slice(), seq).map_err(backend)?;
-                seq
-            };
-            let id = new.id.as_str();
-            put_meta(
-                txn,
-                id,
-                &Meta {
-                    state: State::Queued,
-                    idempotency_key: new.idempotency_key.clone(),
-                    created_ms: now,
-                    attempts: vec![],
-                    fence: 0,
-                    seq,
-                    bytes,
-                },
-            )?;
-            txn.open_table(INPUTS)
-                .map_err(backend)?
-                .insert(id, new.input.as_slice())
-                .map_err(backend)?;
-            txn.open_table(METADATA)
-                .map_err(backend)?
-                .insert(id, new.metadata.as_slice())
-                .map_err(backend)?;
-            txn.open_table(QUEUE)
-                .map_err(backend)?
-                .insert(cat(&sk, &seq.to_be_bytes()).as_slice(), id)
-                .map_err(backend)?;
-            if let Some(key) = &new.idempotency_key {
-                let ik = encode(&[&scope.namespace, &scope.agent, key]);
-                txn.open_table(IDEMPOTENCY)
-                    .map_err(backend)?
-                    .insert(ik.as_slice(), id)
-                    .map_err(backend)?;
-            }
-            Ok(Step::Commit(Submitted::Accepted))
+        Ok(match self.submit_as(new, bound, None).await? {
+            Taken::Duplicate(id) => Submitted::Duplicate(id),
+            Taken::Claimed { .. } => Submitted::Accepted,
         })
-        .await
+    }
+
+    async fn submit_claimed(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<Taken, StoreError> {
+        let claim = (replica.to_string(), lease.as_millis() as u64);
+        self.submit_as(new, bound, Some(claim)).await
     }
 
     async fn claim(

@@ -14,8 +14,9 @@
 //! Connections: `redis://…` is one server (a [`ConnectionManager`],
 //! reconnecting; key-value data in the layout before the hash tag is renamed
 //! into it on connect); `redis+cluster://host:port[,host:port…]` is a Cluster,
-//! discovered from those seed nodes. TLS (`rediss://`) needs the redis
-//! crate's `tokio-rustls-comp` feature, not enabled here.
+//! discovered from those seed nodes. `rediss://` connects over TLS, and a
+//! password from `--store-password-file` is sent, through
+//! [`RedisStore::connect_with`]'s settings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +41,9 @@ local function now_ms()
 end
 "#;
 
-/// KEYS: record, queue, stats, idempotency. ARGV: input, metadata, key,
-/// max items, max bytes, has key, id.
+/// KEYS: record, queue, stats, idempotency, running. ARGV: input, metadata,
+/// key, max items, max bytes, has key, id, claiming replica ('' = queue it),
+/// lease ms.
 const SUBMIT: &str = r#"
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[4])
@@ -60,7 +62,14 @@ redis.call('HSET', KEYS[1], 'id', ARGV[7], 'state', 'queued', 'input', ARGV[1],
   'meta', ARGV[2], 'idem', ARGV[3], 'hasidem', ARGV[6], 'idemkey', KEYS[4],
   'created', string.format('%d', now_ms()), 'attempts', '[]', 'fence', 0,
   'seq', seq, 'bytes', bytes)
-redis.call('ZADD', KEYS[2], seq, KEYS[1])
+if ARGV[8] == '' then
+  redis.call('ZADD', KEYS[2], seq, KEYS[1])
+else
+  local now = now_ms()
+  redis.call('HSET', KEYS[1], 'state', 'running', 'fence', 1,
+    'attempts', cjson.encode({{replica = ARGV[8], startedMs = now}}))
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), KEYS[1])
+end
 if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7]) end
 return {'ok', '', 0, 0}
 "#;
@@ -300,50 +309,53 @@ impl RedisStore {
     /// `redis+cluster://host:port[,host:port…]` (a Cluster's seed nodes).
     /// Fails unless the store answers within [`CONNECT_TIMEOUT`].
     pub async fn connect(url: &str, retention: Duration) -> Result<Self, StoreError> {
-        let conn = match url.strip_prefix("redis+cluster://") {
-            Some(nodes) => {
-                let nodes: Vec<String> = nodes
-                    .trim_end_matches('/')
-                    .split(',')
-                    .map(|n| format!("redis://{n}"))
-                    .collect();
-                let client = ClusterClient::builder(nodes)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
-                    .build()
-                    .map_err(backend)?;
-                let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection())
-                    .await
-                    .map_err(|_| {
-                        backend(format!("no cluster connection within {CONNECT_TIMEOUT:?}"))
-                    })?
-                    .map_err(backend)?;
-                Conn::Cluster(conn)
-            }
-            None => {
-                let client = ::redis::Client::open(url).map_err(backend)?;
-                let probe = client.clone();
-                // Key-value data of hosts before the hash tag: renamed once.
-                tokio::task::spawn_blocking(move || {
-                    let mut sync = probe.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-                    sync.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-                    migrate_untagged_keys(&mut sync)
-                })
-                .await
-                .map_err(backend)?
+        match crate::config::Store::redis(url).map_err(backend)? {
+            crate::config::Store::Redis(settings) => Self::connect_with(&settings, retention).await,
+            crate::config::Store::Embedded => Err(backend("not a Redis URL")),
+        }
+    }
+
+    /// Connects with the operator's settings (`--store`, its password file,
+    /// TLS for `rediss://`). Fails unless the store answers within
+    /// [`CONNECT_TIMEOUT`].
+    pub async fn connect_with(
+        settings: &crate::config::RedisSettings,
+        retention: Duration,
+    ) -> Result<Self, StoreError> {
+        let conn = if settings.is_cluster() {
+            let client = ClusterClient::builder(settings.nodes().to_vec())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
                 .map_err(backend)?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
-                let conn = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    ConnectionManager::new_with_config(client, config),
-                )
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection())
                 .await
-                .map_err(|_| backend(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+                .map_err(|_| backend(format!("no cluster connection within {CONNECT_TIMEOUT:?}")))?
                 .map_err(backend)?;
-                Conn::Single(conn)
-            }
+            Conn::Cluster(conn)
+        } else {
+            let client = ::redis::Client::open(settings.connection_info()).map_err(backend)?;
+            let probe = client.clone();
+            // Key-value data of hosts before the hash tag: renamed once.
+            tokio::task::spawn_blocking(move || {
+                let mut sync = probe.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                sync.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+                migrate_untagged_keys(&mut sync)
+            })
+            .await
+            .map_err(backend)?
+            .map_err(backend)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            let conn = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                ConnectionManager::new_with_config(client, config),
+            )
+            .await
+            .map_err(|_| backend(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(backend)?;
+            Conn::Single(conn)
         };
         let with = |body: &str, libs: &[&str]| Script::new(&format!("{}{body}", libs.concat()));
         let scripts = Scripts {
@@ -367,6 +379,56 @@ impl RedisStore {
             .await
             .map_err(backend)?;
         Ok(store)
+    }
+
+    /// Submits `new`, queued, or claimed by `claim` (replica, lease).
+    async fn submit_as(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        claim: Option<(&str, Duration)>,
+    ) -> Result<Taken, StoreError> {
+        check_new(&new, &bound)?;
+        let scope = new.id.scope()?;
+        let key = new.idempotency_key.clone().unwrap_or_default();
+        let (status, existing, items, bytes): (String, String, u64, u64) = self
+            .scripts
+            .submit
+            .key(record_key(&scope, &new.id))
+            .key(skey(&scope, "q/"))
+            .key(skey(&scope, "s/"))
+            .key(idempotency_key(&scope, &key))
+            .key(skey(&scope, "r/"))
+            .arg(new.input.as_slice())
+            .arg(new.metadata.as_slice())
+            .arg(key.as_str())
+            .arg(bound.max_items)
+            .arg(bound.max_bytes)
+            .arg(if new.idempotency_key.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(new.id.as_str())
+            .arg(claim.map_or("", |(replica, _)| replica))
+            .arg(claim.map_or(0, |(_, lease)| lease.as_millis() as u64))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(sent)?;
+        match status.as_str() {
+            "ok" => Ok(Taken::Claimed {
+                fence: u64::from(claim.is_some()),
+            }),
+            "dup" => Ok(Taken::Duplicate(InvocationId(existing))),
+            "full" => Err(StoreError::QueueFull {
+                agent: agent_name(&scope),
+                items,
+                bytes,
+                max_items: bound.max_items,
+                max_bytes: bound.max_bytes,
+            }),
+            other => Err(backend(format!("unexpected submit reply {other:?}"))),
+        }
     }
 
     fn retention_ms(&self) -> u64 {
@@ -445,42 +507,20 @@ impl StateStore for RedisStore {
     }
 
     async fn submit(&self, new: NewInvocation, bound: QueueBound) -> Result<Submitted, StoreError> {
-        check_new(&new, &bound)?;
-        let scope = new.id.scope()?;
-        let key = new.idempotency_key.clone().unwrap_or_default();
-        let (status, existing, items, bytes): (String, String, u64, u64) = self
-            .scripts
-            .submit
-            .key(record_key(&scope, &new.id))
-            .key(skey(&scope, "q/"))
-            .key(skey(&scope, "s/"))
-            .key(idempotency_key(&scope, &key))
-            .arg(new.input.as_slice())
-            .arg(new.metadata.as_slice())
-            .arg(key.as_str())
-            .arg(bound.max_items)
-            .arg(bound.max_bytes)
-            .arg(if new.idempotency_key.is_some() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(new.id.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(sent)?;
-        match status.as_str() {
-            "ok" => Ok(Submitted::Accepted),
-            "dup" => Ok(Submitted::Duplicate(InvocationId(existing))),
-            "full" => Err(StoreError::QueueFull {
-                agent: agent_name(&scope),
-                items,
-                bytes,
-                max_items: bound.max_items,
-                max_bytes: bound.max_bytes,
-            }),
-            other => Err(backend(format!("unexpected submit reply {other:?}"))),
-        }
+        Ok(match self.submit_as(new, bound, None).await? {
+            Taken::Duplicate(id) => Submitted::Duplicate(id),
+            Taken::Claimed { .. } => Submitted::Accepted,
+        })
+    }
+
+    async fn submit_claimed(
+        &self,
+        new: NewInvocation,
+        bound: QueueBound,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<Taken, StoreError> {
+        self.submit_as(new, bound, Some((replica, lease))).await
     }
 
     async fn claim(

@@ -115,7 +115,7 @@ fn one_idempotency_key_sent_to_three_replicas_at_once_runs_the_agent_once() {
 }
 
 /// One slot per replica, both busy: the third invocation waits in the shared
-/// queue (which the other replica reports as `agent_host_queue_depth`); a
+/// queue (which the other replica reports as `agent_host_store_queue_depth`); a
 /// cancel sent to the replica that did not accept it ends it `cancelled` and
 /// it never runs.
 #[test]
@@ -136,7 +136,7 @@ fn a_cancel_sent_to_another_replica_ends_queued_work_and_it_never_runs() {
     let waiting = r1.submit(COUNTER, &counted(None, 0));
     assert_eq!(r1.invocation(&waiting).body["state"], "queued");
     fleet.wait_until("r2 to report the queue", Duration::from_secs(5), || {
-        fleet.get("r2").metric("agent_host_queue_depth") >= 1.0
+        fleet.get("r2").metric("agent_host_store_queue_depth") >= 1.0
     });
     let r = fleet.get("r2").cancel(&waiting);
     assert!(r.status < 300, "{}", r.body);

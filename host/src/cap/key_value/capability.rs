@@ -29,6 +29,8 @@ pub struct KeyValueHost {
     store: Store,
     state_dir: std::path::PathBuf,
     backend: Mutex<Option<Arc<dyn KeyValueBackend>>>,
+    /// The embedded database once opened: the state store shares it.
+    embedded: Mutex<Option<Arc<RedbBackend>>>,
 }
 
 /// A compiled key-value grant and the store behind it.
@@ -71,6 +73,30 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl KeyValueHost {
+    /// The embedded redb backend (`kv.redb` under the state dir), opened now
+    /// if no agent opened it yet: the state store's tables live in the same
+    /// database, so a key-value commit and a result are one transaction.
+    pub fn embedded(&self) -> Result<Arc<RedbBackend>, String> {
+        let mut embedded = self.embedded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = embedded.as_ref() {
+            return Ok(db.clone());
+        }
+        let path = self.state_dir.join("kv.redb");
+        let opened = std::fs::create_dir_all(&self.state_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
+            .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
+        let opened = Arc::new(opened);
+        *embedded = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Makes every agent configured from now on use `backend` (the state
+    /// store's key-value view), so key-value data and results share one store.
+    pub fn use_backend(&self, backend: Arc<dyn KeyValueBackend>) {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend);
+    }
+
     fn backend(&self) -> Result<Arc<dyn KeyValueBackend>, ConfigureError> {
         let mut kv = self.backend.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(kv) = kv.as_ref() {
@@ -78,17 +104,14 @@ impl KeyValueHost {
         }
         let backend: Arc<dyn KeyValueBackend> = match &self.store {
             Store::Embedded => {
-                let path = self.state_dir.join("kv.redb");
-                let opened = std::fs::create_dir_all(&self.state_dir)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| RedbBackend::open(&path).map_err(|e| e.to_string()))
-                    .map_err(|e| {
-                        ConfigureError::new(
-                            "spec.capabilities.keyValue",
-                            format!("cannot open the key-value store {}: {e}", path.display()),
-                        )
-                    })?;
-                Arc::new(opened)
+                drop(kv);
+                let opened = self.embedded().map_err(|e| {
+                    ConfigureError::new("spec.capabilities.keyValue", format!("key-value: {e}"))
+                })?;
+                let mut kv = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(kv
+                    .get_or_insert_with(|| opened as Arc<dyn KeyValueBackend>)
+                    .clone());
             }
             // Until the state plane (issue 14) lands, key-value commits are
             // cross-key scripts that a Cluster refuses (CROSSSLOT).
@@ -133,6 +156,7 @@ impl Capability for KeyValue {
             store: config.store.clone(),
             state_dir: config.state_dir.clone(),
             backend: Mutex::new(None),
+            embedded: Mutex::new(None),
         }
     }
 

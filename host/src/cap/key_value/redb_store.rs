@@ -22,6 +22,11 @@ const STAMPS: TableDefinition<&[u8], u64> = TableDefinition::new("stamps");
 /// Encoded scope → bytes held (keys plus values).
 const USAGE: TableDefinition<&[u8], u64> = TableDefinition::new("usage");
 
+/// Bytes of the database's page cache (redb's default is 1 GiB): results and
+/// inputs written on callers' behalf pass through it, so it is what bounds
+/// the host's memory for them.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// A redb database file holding every agent's state.
 pub struct RedbBackend {
     db: Arc<Database>,
@@ -30,7 +35,9 @@ pub struct RedbBackend {
 impl RedbBackend {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, KeyValueError> {
-        let db = Database::create(path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| KeyValueError::Backend(format!("{}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         {

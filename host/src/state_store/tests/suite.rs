@@ -66,6 +66,7 @@ async fn counter(store: &Store, scope: &Scope) -> u64 {
 pub(super) async fn run(a: Store, b: Store) {
     submit_records_and_an_idempotency_key_names_one_invocation(&a, &b).await;
     claims_take_the_oldest_first_with_a_fence_and_any_replica_reads_the_record(&a, &b).await;
+    submit_claimed_records_and_claims_for_the_submitting_replica_in_one_step(&a, &b).await;
     a_lease_renewed_holds_and_an_expired_one_is_reclaimed_with_a_higher_fence(&a, &b).await;
     complete_writes_the_result_and_the_kv_changes_in_one_fenced_step(&a, &b).await;
     release_hands_work_back_at_its_place_and_keeps_its_attempts(&a, &b).await;
@@ -73,6 +74,71 @@ pub(super) async fn run(a: Store, b: Store) {
     the_queue_is_bounded_in_items_and_bytes_across_replicas(&a, &b).await;
     the_token_budget_is_shared_by_replicas(&a, &b).await;
     ended_records_and_their_keys_go_after_the_retention(&a, &b).await;
+}
+
+async fn submit_claimed_records_and_claims_for_the_submitting_replica_in_one_step(
+    a: &Store,
+    b: &Store,
+) {
+    let s = scope();
+    let first = new(&s, "sync", Some("sync-key"));
+    let id = first.id.clone();
+    let Taken::Claimed { fence } = a.submit_claimed(first, ROOMY, "a", LEASE).await.unwrap() else {
+        panic!("a fresh key is claimed");
+    };
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, State::Running);
+    assert_eq!(record.attempts.len(), 1);
+    assert_eq!(record.attempts[0].replica, "a");
+    assert_eq!(record.attempts[0].end, None);
+    assert_eq!(record.input, b"sync");
+    // Never queued: no other replica can claim it while its lease holds.
+    assert_eq!(b.claim(&s, "b", LEASE).await.unwrap(), None);
+    let depth = b.depth(&s).await.unwrap();
+    assert_eq!((depth.queued, depth.running), (0, 1));
+    // The key names it from either replica, by either kind of submit.
+    assert_eq!(
+        b.submit_claimed(new(&s, "sync", Some("sync-key")), ROOMY, "b", LEASE)
+            .await
+            .unwrap(),
+        Taken::Duplicate(id.clone())
+    );
+    assert_eq!(
+        b.submit(new(&s, "sync", Some("sync-key")), ROOMY)
+            .await
+            .unwrap(),
+        Submitted::Duplicate(id.clone())
+    );
+    assert_eq!(
+        a.complete(&id, fence, ok("done"), None).await.unwrap(),
+        Completed::Completed
+    );
+    let record = b.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.state, State::Succeeded);
+    assert_eq!(record.result.as_deref(), Some(&b"done"[..]));
+
+    // A submitter that dies: its short lease expires, another replica
+    // reclaims the work with a higher fence and the dead one is fenced.
+    let dying = new(&s, "orphan", None);
+    let orphan = dying.id.clone();
+    let Taken::Claimed { fence: old } = a
+        .submit_claimed(dying, ROOMY, "a", Duration::from_millis(1))
+        .await
+        .unwrap()
+    else {
+        panic!("claimed");
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = b.claim(&s, "b", LEASE).await.unwrap().expect("reclaimed");
+    assert_eq!(
+        (taken.id.clone(), taken.reclaimed, taken.attempt),
+        (orphan.clone(), true, 2)
+    );
+    assert!(taken.fence > old);
+    assert_eq!(
+        a.complete(&orphan, old, ok("late"), None).await.unwrap(),
+        Completed::Fenced
+    );
 }
 
 async fn submit_records_and_an_idempotency_key_names_one_invocation(a: &Store, b: &Store) {
