@@ -92,7 +92,7 @@ enum Command {
     /// Print the Agent CustomResourceDefinition (YAML), generated from the manifest type
     Crd,
     /// Host agents over HTTP (the production mode) until SIGTERM/SIGINT
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Audit-log tools
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -160,7 +160,7 @@ pub fn main() -> ExitCode {
             Command::Check(args) => check::check(&cli.host, args),
             Command::Compile(args) => check::compile(&cli.host, args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
-            Command::Serve(args) => serve::serve(&cli.host, args).await,
+            Command::Serve(args) => serve::serve(&cli.host, *args).await,
             Command::Audit(command) => audit::audit(command),
             Command::Crd => {
                 print!("{}", agent_host::manifest::crd_yaml());

@@ -18,7 +18,7 @@ pub struct Sequence(u32);
 
 impl Sequence {
     /// The next request's number, from 1.
-    pub fn next(&mut self) -> u32 {
+    pub fn advance(&mut self) -> u32 {
         self.0 = self.0.saturating_add(1);
         self.0
     }

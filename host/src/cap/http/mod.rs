@@ -417,7 +417,7 @@ impl WasiHttpHooks for HttpPolicy {
         _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         // Numbered first, whatever is decided, so a re-run numbers alike.
-        let n = self.sequence.next();
+        let n = self.sequence.advance();
         // Past the denial budget the invocation is being ended: nothing more goes out.
         if self.audit.denial_limit().is_some() {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });

@@ -126,7 +126,7 @@ pub(crate) async fn depth_loop(s: Arc<Shared>, d: Arc<Durable>, hosted: Arc<Host
 
 /// How a local attempt stopped.
 enum Stopped {
-    Ran(Invocation, Vec<CommitIntent>),
+    Ran(Box<Invocation>, Vec<CommitIntent>),
     /// Cancelled by a caller: the store already says so.
     Cancelled,
     /// A renewal was refused: another attempt owns it now.
@@ -163,7 +163,7 @@ pub(super) async fn run(
     };
     hosted.in_flight_gauge.inc();
     let stopped = tokio::select! {
-        (inv, intents) = agent.invoke_for_commit(slot, task) => Stopped::Ran(inv, intents),
+        (inv, intents) = agent.invoke_for_commit(slot, task) => Stopped::Ran(Box::new(inv), intents),
         () = stop.cancelled() => Stopped::Cancelled,
         () = renew_until_lost(&d, &id, fence) => Stopped::LeaseLost,
         () = s.cancel.cancelled() => Stopped::Shutdown,
@@ -174,7 +174,7 @@ pub(super) async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .remove(id.as_str());
     match stopped {
-        Stopped::Ran(inv, intents) => complete(&s, &d, &hosted, &id, fence, inv, intents).await,
+        Stopped::Ran(inv, intents) => complete(&s, &d, &hosted, &id, fence, *inv, intents).await,
         Stopped::Cancelled => tracing::info!(invocation = %id, "cancelled by a caller: stopped"),
         Stopped::LeaseLost => {
             s.metrics.fenced(&hosted.name);
