@@ -201,6 +201,13 @@ pub(crate) async fn accept(
         false => req.hosted.permits.clone().try_acquire_owned().ok(),
     };
     let ran_here = slot.is_some();
+    let (reply, mut replied) = match ran_here {
+        true => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let submitted = match slot {
         None => d.store.submit(new, bound).await,
         Some(slot) => {
@@ -223,8 +230,15 @@ pub(crate) async fn accept(
                     };
                     let hosted = req.hosted.clone();
                     let agent = req.agent.clone();
-                    s.tasks
-                        .spawn(run(s.clone(), d.clone(), hosted, agent, claim, slot.into()));
+                    s.tasks.spawn(run(
+                        s.clone(),
+                        d.clone(),
+                        hosted,
+                        agent,
+                        claim,
+                        slot.into(),
+                        reply,
+                    ));
                     Submitted::Accepted
                 }
             })
@@ -273,6 +287,13 @@ pub(crate) async fn accept(
         return Ok((Response::Accepted { id, body }, replayed));
     }
     let within = limits.timeout.as_duration() + 2 * d.lease + Duration::from_secs(5);
+    // Run here: wait for this run's own end, then read the record once
+    // (instead of every waiter re-reading the store at every local end).
+    // A run that stops without writing (lease lost, shutdown) drops the
+    // sender: the store then says how it ended.
+    if let Some(rx) = replied.take() {
+        let _ = tokio::time::timeout(within, rx).await;
+    }
     let record = wait_end(d, &id, within).await.map_err(store_error)?;
     Ok(match record {
         Some(r) if r.state.is_end() => {

@@ -76,6 +76,7 @@ pub(crate) async fn claim_loop(
                     agent,
                     claim,
                     permit.into(),
+                    None,
                 ));
             }
             Ok(None) => {
@@ -135,6 +136,9 @@ enum Stopped {
     Shutdown,
 }
 
+/// Runs a claimed invocation and completes it in the store. `reply`, for a
+/// request waiting on this replica, gets the response once it is written
+/// (dropped unsent otherwise: the waiter then reads the store).
 pub(super) async fn run(
     s: Arc<Shared>,
     d: Arc<Durable>,
@@ -142,6 +146,7 @@ pub(super) async fn run(
     agent: Arc<PreparedAgent>,
     claim: Claim,
     slot: crate::runtime::Slot,
+    reply: Option<Reply>,
 ) {
     let Claim {
         id,
@@ -174,7 +179,12 @@ pub(super) async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .remove(id.as_str());
     match stopped {
-        Stopped::Ran(inv, intents) => complete(&s, &d, &hosted, &id, fence, *inv, intents).await,
+        Stopped::Ran(inv, intents) => {
+            let written = complete(&s, &d, &hosted, &id, fence, *inv, intents).await;
+            if let (Some(reply), true) = (reply, written) {
+                let _ = reply.send(());
+            }
+        }
         Stopped::Cancelled => tracing::info!(invocation = %id, "cancelled by a caller: stopped"),
         Stopped::LeaseLost => {
             s.metrics.fenced(&hosted.name);
@@ -221,7 +231,12 @@ async fn ended_here(d: &Durable, id: &InvocationId) -> bool {
     )
 }
 
-/// Writes the result and the key-value changes in one fenced step.
+/// Told when an invocation run here has its result written, for the
+/// request waiting on it (dropped unsent when nothing was written).
+pub(super) type Reply = tokio::sync::oneshot::Sender<()>;
+
+/// Writes the result and the key-value changes in one fenced step; whether
+/// it was written (not when fenced or left for a re-run).
 async fn complete(
     s: &Shared,
     d: &Durable,
@@ -230,7 +245,7 @@ async fn complete(
     fence: u64,
     mut inv: Invocation,
     intents: Vec<CommitIntent>,
-) {
+) -> bool {
     let mut kv = intents.into_iter().find_map(|i| match i {
         CommitIntent::KeyValue(txn) => txn.into_intent(),
     });
@@ -258,7 +273,7 @@ async fn complete(
             Ok(Completed::Fenced) => {
                 s.metrics.fenced(&hosted.name);
                 tracing::warn!(invocation = %id, "result refused: this attempt no longer owns the invocation (fenced); discarded");
-                return;
+                return false;
             }
             Ok(Completed::KeyValueConflict(error)) => {
                 inv.usage.caps.key_value.key_value = Some(KeyValueCommit::NotCommitted);
@@ -284,7 +299,7 @@ async fn complete(
             // The lease expires; another replica re-runs it and commits once.
             Err(e) => {
                 tracing::error!(invocation = %id, error = %e, "completing failed until the lease ran out: left for a re-run");
-                return;
+                return false;
             }
         }
     }
@@ -300,4 +315,5 @@ async fn complete(
         wall_time_us: inv.usage.wall_time_us,
         capability_records_suppressed: inv.usage.capability_records_suppressed,
     });
+    true
 }
