@@ -17,6 +17,9 @@ use crate::server::api::finished;
 use crate::server::{Hosted, Shared};
 use crate::state_store::{Claim, Completed, InvocationId, Outcome, State, StoreError};
 
+/// Pause before work that found no instance slot is handed back.
+const CAPACITY_BACKOFF: Duration = Duration::from_millis(50);
+
 /// How often queue depth (and the store's reachability) is read.
 const DEPTH_EVERY: Duration = Duration::from_secs(1);
 
@@ -179,6 +182,16 @@ pub(super) async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .remove(id.as_str());
     match stopped {
+        // The host had no instance slot free: not the invocation's outcome.
+        // Accepted work is handed back for a slot (here or on another
+        // replica) instead of failing the caller.
+        Stopped::Ran(inv, _) if matches!(inv.result, Err(InvocationError::Capacity { .. })) => {
+            tracing::warn!(invocation = %id, "no instance slot free: handed back to the queue");
+            tokio::time::sleep(CAPACITY_BACKOFF).await;
+            if let Err(e) = d.store.release(&id, fence).await {
+                tracing::warn!(invocation = %id, error = %e, "release failed: the lease will expire");
+            }
+        }
         Stopped::Ran(inv, intents) => {
             let written = complete(&s, &d, &hosted, &id, fence, *inv, intents).await;
             if let (Some(reply), true) = (reply, written) {
