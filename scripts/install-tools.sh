@@ -3,7 +3,9 @@
 # when all is there; uses sudo for apt when not root.
 #   Debian: promtool (package prometheus) checks /metrics in the tests; wrk loads
 #           the server in the benchmarks (and in their smoke run in the tests);
-#           redis-server backs the key-value tests' Redis runs.
+#           redis-server (with redis-cli) backs the Redis runs of the key-value,
+#           state-store and replica tests; openssl makes the certificates of
+#           the rediss:// test.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
 #           jsonschema check deploy/ in host/tests/deploy.rs.
 set -euo pipefail
@@ -13,6 +15,8 @@ missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v openssl >/dev/null || missing+=(openssl)
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
