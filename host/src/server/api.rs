@@ -504,8 +504,15 @@ async fn execute(
     let Some(inv) = invocation else {
         return cancelled(&s, &tracked);
     };
-    s.metrics.finished(&inv);
-    hosted.note(&inv);
+    record_end(&s, &hosted, &inv);
+    s.store.publish(&tracked, finished(&inv));
+}
+
+/// What every invocation that ran leaves behind, in memory or durable: its
+/// metrics, the agent's activity (events) and its audit record.
+pub(super) fn record_end(s: &Shared, hosted: &Hosted, inv: &Invocation) {
+    s.metrics.finished(inv);
+    hosted.note(inv);
     s.audit.record(Event::InvocationEnd {
         agent: inv.agent.clone(),
         invocation: inv.id.clone(),
@@ -516,7 +523,6 @@ async fn execute(
         wall_time_us: inv.usage.wall_time_us,
         capability_records_suppressed: inv.usage.capability_records_suppressed,
     });
-    s.store.publish(&tracked, finished(&inv));
 }
 
 fn unavailable(agent: &str) -> ApiError {

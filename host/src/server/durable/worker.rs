@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{encode_result, Durable, Meta, MAX_IDLE_POLL, MIN_IDLE_POLL, STORE_RETRY};
-use crate::audit::Event;
 use crate::cap::key_value::KeyValueCommit;
 use crate::cap::CommitIntent;
 use crate::runtime::{Invocation, InvocationError, PreparedAgent, TaskInput};
-use crate::server::api::finished;
+use crate::server::api::{finished, record_end};
 use crate::server::{Hosted, Shared};
 use crate::state_store::{Claim, Completed, InvocationId, Outcome, State, StoreError};
 
@@ -316,17 +315,6 @@ async fn complete(
             }
         }
     }
-    s.metrics.finished(&inv);
-    hosted.note(&inv);
-    s.audit.record(Event::InvocationEnd {
-        agent: inv.agent.clone(),
-        invocation: inv.id.clone(),
-        outcome: inv.outcome().to_string(),
-        error: inv.result.as_ref().err().map(ToString::to_string),
-        fuel: inv.usage.fuel_consumed,
-        peak_memory_bytes: inv.usage.peak_memory_bytes,
-        wall_time_us: inv.usage.wall_time_us,
-        capability_records_suppressed: inv.usage.capability_records_suppressed,
-    });
+    record_end(s, hosted, &inv);
     true
 }
