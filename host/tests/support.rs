@@ -137,11 +137,7 @@ impl HostProcess {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        agent_host_test_guests::signal(self.pid(), sig);
     }
 
     /// Waits for the process to exit; its exit code.

@@ -406,13 +406,7 @@ async fn a_commit_redis_never_answers_is_reported_as_unknown() {
     let h = Harness::with_config(|c| c.store = Store::redis(&url).unwrap());
     let agent = h.agent("counter", guests::KV_COUNTER, GRANT);
     assert_eq!(count(&agent).await, 1);
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &redis.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let signal = |sig: &str| redis.signal(sig);
     // The guest reads and buffers at once, then sleeps; Redis stops meanwhile,
     // so the commit (started well before the 2 s deadline) gets no reply.
     let invocation = agent.invoke(task(json!({ "then": "sleep", "sleepMs": 600 })));

@@ -84,13 +84,7 @@ fn a_stalled_redis_fails_key_value_calls_at_the_deadline_and_stalls_nothing_else
     let r = serve.invoke("counter", "{}");
     assert_eq!(r.body["output"]["count"], 1, "{}", r.body);
 
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &redis.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let signal = |sig: &str| redis.signal(sig);
     signal("STOP");
     let stalled = thread::scope(|s| {
         let waiting: Vec<_> = (0..3)

@@ -11,6 +11,16 @@ include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 pub mod redis;
 
+/// Sends `sig` (`"STOP"`, `"CONT"`, `"TERM"`, `"KILL"`) to process `pid`,
+/// failing the test if `kill` does.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
 /// Writes `<dir>/<name>.yaml`: an Agent named `name` running `component`, with
 /// `spec` (YAML lines indented under `spec:`, e.g. `  limits: {...}`) after the
 /// component; returns its path. Shared by every test that writes manifests.
@@ -54,5 +64,10 @@ impl RedisServer {
     /// The server's process id (to SIGSTOP it: a Redis that stops answering).
     pub fn pid(&self) -> u32 {
         self.server.pid()
+    }
+
+    /// Sends `sig` to the server (`"STOP"`: a Redis that stops answering).
+    pub fn signal(&self, sig: &str) {
+        self.server.signal(sig);
     }
 }

@@ -99,11 +99,7 @@ impl RedisProc {
 
     /// Sends `sig` (`"STOP"`, `"CONT"`, `"TERM"`, `"KILL"`) to the server.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{sig} {}", self.pid());
+        crate::signal(self.pid(), sig);
     }
 
     /// Sends `sig` and waits for the exit: `"TERM"` is a clean shutdown (Redis
