@@ -189,7 +189,8 @@ macro_rules! capabilities {
                 Ok(Self { $($field,)* secrets })
             }
 
-            /// What `import` (`package/name@version`) is bound to.
+            /// What `interface` (`package/name`, no version) is bound to, when a
+            /// capability of the list provides it.
             pub fn bind(&self, interface: &str, limits: &Limits) -> Option<Binding> {
                 $(if <$ty as Capability>::INTERFACES.contains(&interface) {
                     return Some(<$ty as Capability>::bind(interface, &self.$field, limits));

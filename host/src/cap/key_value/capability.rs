@@ -113,14 +113,16 @@ impl KeyValueHost {
                     .get_or_insert_with(|| opened as Arc<dyn KeyValueBackend>)
                     .clone());
             }
-            // Until the state plane (issue 14) lands, key-value commits are
-            // cross-key scripts that a Cluster refuses (CROSSSLOT).
+            // Without a state store (`run`, library use) this single-server
+            // backend serves; its commit scripts would be refused by a
+            // Cluster client. `serve` installs the state store's
+            // Cluster-aware view first (`use_backend`).
             Store::Redis(redis) if redis.is_cluster() => {
                 return Err(ConfigureError::new(
                     "spec.capabilities.keyValue",
                     format!(
-                        "the store {} is a Redis Cluster, which this key-value backend \
-                         does not support yet: use one Redis server",
+                        "the store {} is a Redis Cluster, which key-value state outside \
+                         `agent-host serve` does not support: use one Redis server, or serve",
                         redis.url()
                     ),
                 ))
