@@ -74,6 +74,31 @@ pub enum Event {
         /// `sha256:<hex>` of its component.
         digest: String,
     },
+    /// A component from a registry passed its digest checks and the trust policy.
+    #[serde(rename = "component.verified")]
+    ComponentVerified {
+        /// Agent name.
+        agent: String,
+        /// `registry/repository@sha256:<manifest digest>`.
+        image: String,
+        /// `sha256:<hex>` of the component.
+        digest: String,
+        /// The trust-policy key whose signature verified; absent when unsigned components are allowed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signer: Option<String>,
+    },
+    /// A component from a registry was refused: never compiled or run.
+    #[serde(rename = "component.refused")]
+    ComponentRefused {
+        /// Agent name.
+        agent: String,
+        /// The reference as the Agent wrote it.
+        image: String,
+        /// `ImagePullFailed`, `SignatureRejected`, `GrantAboveSignerCeiling` or `ImageRefused`.
+        reason: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// An agent stopped taking work (its resource was deleted or became invalid).
     #[serde(rename = "agent.withdrawn")]
     AgentWithdrawn {

@@ -9,6 +9,10 @@
 //!   (503, readiness false); it never falls back to an older, broader spec. An
 //!   unreachable API server changes nothing: the last good spec keeps serving
 //!   while the watcher retries with backoff.
+//! * Components from registries are pulled and verified on spec change (a
+//!   new digest is a rollout). A pull or verification that fails while a
+//!   component is serving keeps that component serving: the status and a
+//!   Warning event say why, and the pull is retried.
 //! * Status (`observedGeneration`, conditions, digest, imports, effective
 //!   grants) is merge-patched only when it changes; capability denials and
 //!   budget breaches become at most one Warning event per kind per interval.
@@ -27,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cap::imports::Binding;
 use crate::manifest::{Agent, AgentStatus, LoadedAgent};
+use crate::oci::{ImageError, Puller};
 use crate::runtime::{LoadError, PreparedAgent, Runtime};
 use crate::server::AgentHandle;
 
@@ -43,11 +48,15 @@ pub struct FollowConfig {
     pub instance: Option<String>,
 }
 
+/// How often a failed pull is tried again while the spec stays the same.
+const PULL_RETRY: Duration = Duration::from_secs(15);
+
 /// Follows the Agent until `stop` is cancelled.
 pub async fn follow(
     client: Client,
     config: FollowConfig,
     runtime: Arc<Runtime>,
+    puller: Puller,
     handle: AgentHandle,
     stop: CancellationToken,
 ) {
@@ -63,10 +72,14 @@ pub async fn follow(
         api: api.clone(),
         name: config.name.clone(),
         runtime,
+        puller,
         handle,
         applied: None,
         status: None,
         last_object: None,
+        retry: None,
+        failed_image: None,
+        recorder,
     };
     let selector = format!("metadata.name={}", config.name);
     let mut stream = watcher::watcher(api, watcher::Config::default().fields(&selector))
@@ -75,10 +88,18 @@ pub async fn follow(
     let mut seen_in_init = false;
     let mut tick = tokio::time::interval(config.event_interval);
     tick.tick().await;
+    let mut retry_tick = tokio::time::interval(PULL_RETRY);
+    retry_tick.tick().await;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            _ = tick.tick() => follower.publish_activity(&recorder).await,
+            _ = tick.tick() => follower.publish_activity().await,
+            _ = retry_tick.tick(), if follower.retry.is_some() => {
+                if let Some(agent) = follower.retry.take() {
+                    follower.failed_image = None;
+                    follower.apply(agent).await;
+                }
+            }
             event = stream.next() => match event {
                 None => break,
                 Some(Ok(Event::Init)) => seen_in_init = false,
@@ -104,7 +125,14 @@ struct Follower {
     api: Api<Agent>,
     name: String,
     runtime: Arc<Runtime>,
+    puller: Puller,
     handle: AgentHandle,
+    /// A spec whose component could not be pulled, tried again on a timer.
+    retry: Option<Agent>,
+    /// Generation and spec whose component was last refused: our own status
+    /// patches come back as modifications and must not pull it again.
+    failed_image: Option<(Option<i64>, crate::manifest::AgentSpec)>,
+    recorder: Recorder,
     /// Generation and spec now serving.
     applied: Option<(Option<i64>, crate::manifest::AgentSpec)>,
     /// Status last written.
@@ -121,8 +149,15 @@ impl Follower {
                 return;
             }
         }
+        if let Some((g, spec)) = &self.failed_image {
+            if *g == generation && *spec == agent.spec {
+                return;
+            }
+        }
+        self.failed_image = None;
         self.last_object = Some(agent.clone());
-        let loaded = match LoadedAgent::from_cluster(agent.clone()) {
+        self.retry = None;
+        let mut loaded = match LoadedAgent::from_cluster(agent.clone()) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.fail(&agent, "InvalidSpec", &e.to_string(), false)
@@ -130,6 +165,11 @@ impl Follower {
                 return;
             }
         };
+        if let Err(e) = self.puller.resolve(&mut loaded).await {
+            self.failed_image = Some((generation, agent.spec.clone()));
+            self.image_failed(&agent, &e).await;
+            return;
+        }
         let runtime = self.runtime.clone();
         // Compiling is CPU work: off the async workers.
         let prepared =
@@ -156,6 +196,46 @@ impl Follower {
             Err(join) => {
                 self.fail(&agent, "HostError", &join.to_string(), false)
                     .await
+            }
+        }
+    }
+
+    /// A component that could not be pulled or verified: the one serving (if
+    /// any) keeps serving, the status and an event say why, and a registry
+    /// that was unreachable is tried again.
+    async fn image_failed(&mut self, agent: &Agent, error: &ImageError) {
+        let message = error.to_string();
+        if error.registry_down() {
+            self.retry = Some(agent.clone());
+        }
+        let Some(serving) = self.status.clone().filter(|_| self.applied.is_some()) else {
+            self.fail(agent, error.reason(), &message, false).await;
+            return;
+        };
+        tracing::warn!(agent = %self.name, error = %message, "the new component was not loaded; the last good one keeps serving");
+        let generation = agent.metadata.generation;
+        let kept = format!(
+            "{message}; still serving {}",
+            serving.component_image.as_deref().or(serving.component_digest.as_deref()).unwrap_or("the last good component")
+        );
+        let mut status = serving;
+        status.observed_generation = generation;
+        status.conditions = vec![
+            condition("Ready", true, "ServingPrevious", &kept, generation),
+            condition("ComponentLoaded", false, error.reason(), &message, generation),
+            condition("CapabilitiesGranted", true, "Granted", "the serving component's grants are unchanged", generation),
+        ];
+        self.write_status(status).await;
+        if let Some(object) = &self.last_object {
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: error.reason().into(),
+                note: Some(kept.chars().take(1024).collect()),
+                action: "Pull".into(),
+                secondary: None,
+            };
+            if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+                tracing::warn!(agent = %self.name, error = %e, "could not publish an event");
             }
         }
     }
@@ -235,7 +315,8 @@ impl Follower {
 
     /// One Warning event per kind (denials, breaches) per interval, whatever
     /// the agent does: a hostile agent cannot flood the API server.
-    async fn publish_activity(&self, recorder: &Recorder) {
+    async fn publish_activity(&self) {
+        let recorder = &self.recorder;
         let activity = self.handle.take_activity();
         let Some(agent) = &self.last_object else {
             return;
@@ -322,7 +403,14 @@ fn ready_status(agent: &Agent, loaded: &LoadedAgent, prepared: &PreparedAgent) -
                 "ComponentLoaded",
                 true,
                 "Loaded",
-                &format!("compiled {}", loaded.component_path.display()),
+                &match &loaded.image {
+                    Some(image) => format!(
+                        "compiled {} (signer {})",
+                        image.reference,
+                        image.signer.as_deref().unwrap_or("none: unsigned allowed")
+                    ),
+                    None => format!("compiled {}", loaded.component_path.display()),
+                },
                 generation,
             ),
             condition(
@@ -334,6 +422,8 @@ fn ready_status(agent: &Agent, loaded: &LoadedAgent, prepared: &PreparedAgent) -
             ),
         ],
         component_digest: Some(format!("sha256:{}", prepared.digest)),
+        component_image: loaded.image.as_ref().map(|i| i.reference.clone()),
+        signer: loaded.image.as_ref().and_then(|i| i.signer.clone()),
         imports,
         effective_grants: prepared.grants().describe(),
     }

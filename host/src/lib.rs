@@ -13,6 +13,7 @@
 //! * [`runtime`] — engine, compile cache, limits, instantiation and invocation.
 //! * [`config`] — how the host itself runs (cache, secrets, allocator), apart from any manifest.
 //! * [`server`] — serve mode: the HTTP API, admission, idempotency, graceful drain.
+//! * [`oci`] — components from registries: pull by digest, cosign signatures, the trust policy, push and sign.
 //! * [`state_store`] — durable invocations, queue, leases, shared budgets, on redb or Redis.
 //! * [`audit`] — the hash-chained audit trail; [`metrics`] — Prometheus metrics;
 //!   [`redact`] — how guest-influenced text is made safe to print.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod latency;
 pub mod manifest;
 pub mod metrics;
+pub mod oci;
 pub mod redact;
 pub mod runtime;
 pub mod server;

@@ -49,10 +49,17 @@ struct Figures {
 }
 
 pub async fn bench(host: &HostArgs, args: BenchArgs) -> ExitCode {
-    let loaded = match LoadedAgent::from_file(&args.manifest) {
+    let mut loaded = match LoadedAgent::from_file(&args.manifest) {
         Ok(loaded) => loaded,
         Err(e) => return fail(e),
     };
+    let resolved = match host.config(Allocator::Pooling) {
+        Ok(config) => super::check::resolve(host, &config, &mut loaded).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = resolved {
+        return fail(e);
+    }
     let mut results = Vec::new();
     let allocators = [
         (Allocator::Pooling, "pooling"),

@@ -23,8 +23,8 @@ pub struct CompileArgs {
     manifests: Vec<PathBuf>,
 }
 
-pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
-    let loaded = match LoadedAgent::from_file(&args.manifest) {
+pub async fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
+    let mut loaded = match LoadedAgent::from_file(&args.manifest) {
         Ok(loaded) => loaded,
         Err(e) => return fail(e),
     };
@@ -33,6 +33,18 @@ pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
+    if let Err(e) = resolve(host, &config, &mut loaded).await {
+        return fail(e);
+    }
+    if let Some(image) = &loaded.image {
+        println!("image       {}", image.reference);
+        println!(
+            "signer      {} ({})",
+            image.signer.as_deref().unwrap_or("unsigned, allowed"),
+            image.rule
+        );
+        println!("ceiling     {}", image.ceiling.join(" · "));
+    }
     let runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -72,7 +84,20 @@ pub fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
     }
 }
 
-pub fn compile(host: &HostArgs, args: CompileArgs) -> ExitCode {
+/// Pulls and verifies an image Agent's component (a local file passes as is).
+pub(super) async fn resolve(
+    host: &HostArgs,
+    config: &agent_host::HostConfig,
+    loaded: &mut LoadedAgent,
+) -> Result<(), String> {
+    if loaded.agent.spec.component.image.is_none() {
+        return Ok(());
+    }
+    let puller = host.puller(config)?;
+    puller.resolve(loaded).await.map_err(|e| e.to_string())
+}
+
+pub async fn compile(host: &HostArgs, args: CompileArgs) -> ExitCode {
     let config = match host.config(Allocator::Pooling) {
         Ok(config) => config,
         Err(e) => return fail(e),
@@ -82,11 +107,14 @@ pub fn compile(host: &HostArgs, args: CompileArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
     };
     for manifest in &args.manifests {
-        let loaded = match LoadedAgent::from_file(manifest) {
+        let mut loaded = match LoadedAgent::from_file(manifest) {
             Ok(loaded) => loaded,
             Err(e) => return fail(e),
         };
-        match runtime.compile(&loaded.component_path) {
+        if let Err(e) = resolve(host, runtime.config(), &mut loaded).await {
+            return fail(e);
+        }
+        match runtime.compile_agent(&loaded) {
             Ok((_, digest, status)) => println!(
                 "{}: {} sha256 {digest} ({status:?}) -> {}",
                 loaded.agent.name(),

@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod check;
+mod oci;
 mod run;
 mod serve;
 
@@ -74,6 +75,45 @@ pub struct HostArgs {
     /// the audit log's model-call records; off by default
     #[arg(long, env = "AGENT_HOST_AUDIT_LLM_PROMPTS", global = true)]
     audit_llm_prompts: bool,
+    /// Trust policy (YAML, operator-owned) for components from registries: which
+    /// signatures each repository needs and what each signer's components may be
+    /// granted. Without it, spec.component.image is refused
+    #[arg(long, value_name = "FILE", env = "AGENT_HOST_TRUST_POLICY", global = true)]
+    trust_policy: Option<PathBuf>,
+    /// Registry credentials: a Docker config.json (the .dockerconfigjson of a
+    /// kubernetes.io/dockerconfigjson Secret); anonymous pulls when not set
+    #[arg(long, value_name = "FILE", env = "AGENT_HOST_REGISTRY_AUTH", global = true)]
+    registry_auth: Option<PathBuf>,
+    /// A registry (HOST[:PORT]) spoken to over plain HTTP, e.g. an in-cluster
+    /// registry without TLS; repeatable
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "AGENT_HOST_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    insecure_registry: Vec<String>,
+    /// Directory of pulled components and signatures [default: <cache-dir>/oci]
+    #[arg(long, value_name = "DIR", env = "AGENT_HOST_OCI_CACHE", global = true)]
+    oci_cache: Option<PathBuf>,
+    /// Bytes of pulled blobs kept; the least recently used are evicted past it
+    #[arg(
+        long,
+        value_name = "QUANTITY",
+        env = "AGENT_HOST_OCI_CACHE_MAX_BYTES",
+        global = true,
+        default_value = "1Gi"
+    )]
+    oci_cache_max_bytes: agent_host::manifest::Quantity,
+    /// Deadline of one component pull (manifest, layer, signatures, retries included)
+    #[arg(
+        long,
+        env = "AGENT_HOST_PULL_TIMEOUT",
+        global = true,
+        default_value = "60s"
+    )]
+    pull_timeout: agent_host::manifest::KubeDuration,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `agent=debug,agent_host=warn`
     #[arg(long, env = "AGENT_HOST_LOG", global = true, default_value = "info")]
     log: String,
@@ -96,6 +136,12 @@ enum Command {
     /// Audit-log tools
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Publish a component to a registry as a Wasm OCI artifact and print the digest to pin
+    Push(oci::PushArgs),
+    /// Sign a component in a registry (cosign format, keyed ECDSA P-256)
+    Sign(oci::SignArgs),
+    /// Make an ECDSA P-256 key pair for `sign` and the trust policy
+    Keygen(oci::KeygenArgs),
 }
 
 /// Host settings that cannot be used.
@@ -108,6 +154,26 @@ enum ConfigError {
 }
 
 impl HostArgs {
+    /// The component puller: credentials read and the trust policy checked now.
+    fn puller(&self, config: &HostConfig) -> Result<agent_host::oci::Puller, String> {
+        agent_host::oci::Puller::new(self.oci_config(config))
+    }
+
+    fn oci_config(&self, config: &HostConfig) -> agent_host::oci::OciConfig {
+        agent_host::oci::OciConfig {
+            trust_policy: self.trust_policy.clone(),
+            registry_auth: self.registry_auth.clone(),
+            insecure: self.insecure_registry.clone(),
+            cache_dir: self
+                .oci_cache
+                .clone()
+                .unwrap_or_else(|| config.cache_dir.join("oci")),
+            cache_max_bytes: self.oci_cache_max_bytes.bytes(),
+            pull_timeout: self.pull_timeout.as_duration(),
+            max_component_bytes: config.max_component_bytes,
+        }
+    }
+
     /// The host configuration; refuses a default directory that is not safe to
     /// use and a store setting that is not usable (reading its password file).
     fn config(&self, allocator: Allocator) -> Result<HostConfig, ConfigError> {
@@ -157,8 +223,11 @@ pub fn main() -> ExitCode {
         }
         let code = match cli.command {
             Command::Run(args) => run::run(&cli.host, args).await,
-            Command::Check(args) => check::check(&cli.host, args),
-            Command::Compile(args) => check::compile(&cli.host, args),
+            Command::Check(args) => check::check(&cli.host, args).await,
+            Command::Compile(args) => check::compile(&cli.host, args).await,
+            Command::Push(args) => oci::push(&cli.host, args).await,
+            Command::Sign(args) => oci::sign(&cli.host, args).await,
+            Command::Keygen(args) => oci::keygen(args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
             Command::Serve(args) => serve::serve(&cli.host, *args).await,
             Command::Audit(command) => audit::audit(command),

@@ -43,7 +43,7 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
         },
         None => args.input,
     };
-    let loaded = match LoadedAgent::from_file(&args.manifest) {
+    let mut loaded = match LoadedAgent::from_file(&args.manifest) {
         Ok(loaded) => loaded,
         Err(e) => return fail(e),
     };
@@ -51,6 +51,9 @@ pub async fn run(host: &HostArgs, args: RunArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
+    if let Err(e) = super::check::resolve(host, &config, &mut loaded).await {
+        return fail(e);
+    }
     let runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),

@@ -182,6 +182,10 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     if let Err(e) = check_store(&config.store).await {
         return fail(e);
     }
+    let mut puller = match host.puller(&config) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let mut runtime = match Runtime::new(config) {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e:#}")),
@@ -221,6 +225,12 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         }
     };
     runtime.set_audit_log(audit.clone());
+    puller.set_audit_log(audit.clone());
+    for (_, loaded) in &mut loaded {
+        if let Err(e) = puller.resolve(loaded).await {
+            return fail(e);
+        }
+    }
 
     // Every manifest must load: a host that silently skipped one would grant
     // less (or serve less) than the operator deployed.
@@ -287,6 +297,7 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
                 client,
                 follow_config,
                 Arc::new(runtime),
+                puller,
                 handle,
                 stop_following.clone(),
             ));

@@ -2,6 +2,7 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Agent, ManifestError};
 
@@ -12,8 +13,44 @@ pub struct LoadedAgent {
     pub agent: Agent,
     /// The manifest file, as given.
     pub manifest_path: PathBuf,
-    /// Absolute path of the component file, which existed when the manifest was loaded.
+    /// Absolute path of the component file, which existed when the manifest was loaded;
+    /// for an image, the reference (the bytes are in `image`).
     pub component_path: PathBuf,
+    /// For `spec.component.image`: the component pulled and verified
+    /// (`oci::Puller::resolve`). An image Agent without it does not load.
+    pub image: Option<PulledImage>,
+}
+
+/// A component pulled from a registry, checked against its digests, its
+/// signature verified under the trust policy.
+#[derive(Clone, PartialEq)]
+pub struct PulledImage {
+    /// `registry/repository@sha256:<manifest digest>`.
+    pub reference: String,
+    /// The manifest digest, `sha256:<hex>`.
+    pub manifest_digest: String,
+    /// The Wasm layer's digest, `sha256:<hex>`: the component's own SHA-256.
+    pub layer_digest: String,
+    /// The trust-policy key whose signature was verified; `None` when the
+    /// matching rule allows unsigned components.
+    pub signer: Option<String>,
+    /// The trust-policy rule that matched, e.g. `rules[0] (registry.example.com/agents/**)`.
+    pub rule: String,
+    /// The signer's grant ceiling, one line per limit.
+    pub ceiling: Vec<String>,
+    /// The component, as verified.
+    pub wasm: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for PulledImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulledImage")
+            .field("reference", &self.reference)
+            .field("layer_digest", &self.layer_digest)
+            .field("signer", &self.signer)
+            .field("bytes", &self.wasm.len())
+            .finish()
+    }
 }
 
 impl LoadedAgent {
@@ -21,7 +58,8 @@ impl LoadedAgent {
     /// manifest's directory and checks that the component file exists. Every error names
     /// the file, e.g.
     /// `agent.yaml: spec.component.path: ./x.wasm: no such file (resolved to /abs/x.wasm)`.
-    /// `spec.component.image` is rejected: pulling images is not supported for local runs.
+    /// For `spec.component.image` the reference is checked and the component
+    /// left to `oci::Puller::resolve`.
     pub fn from_file(path: &Path) -> Result<LoadedAgent, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Io {
             file: path.to_path_buf(),
@@ -33,6 +71,7 @@ impl LoadedAgent {
             agent,
             manifest_path: path.to_path_buf(),
             component_path,
+            image: None,
         })
     }
 }
@@ -62,16 +101,16 @@ impl LoadedAgent {
             agent,
             manifest_path: api_path,
             component_path,
+            image: None,
         })
     }
 }
 
 fn locate_component(agent: &Agent, manifest_path: &Path) -> Result<PathBuf, ManifestError> {
     let Some(written) = &agent.spec.component.path else {
-        return Err(ManifestError::field(
-            "spec.component.image",
-            "not supported for local runs yet; use spec.component.path",
-        ));
+        // An image: resolved (pulled, verified) before it is loaded.
+        let image = agent.spec.component.image.as_deref().unwrap_or_default();
+        return Ok(PathBuf::from(image));
     };
     let manifest_dir = manifest_path.parent().unwrap_or(Path::new(""));
     let resolved = std::path::absolute(manifest_dir.join(written)).map_err(|e| {

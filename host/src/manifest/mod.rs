@@ -12,6 +12,7 @@ mod duration;
 mod error;
 mod limits;
 mod load;
+pub mod reference;
 mod parse;
 mod quantity;
 mod spec;
@@ -28,7 +29,7 @@ pub use capabilities::{
 pub use duration::KubeDuration;
 pub use error::ManifestError;
 pub use limits::*;
-pub use load::LoadedAgent;
+pub use load::{LoadedAgent, PulledImage};
 pub use parse::{API_VERSION, KIND};
 pub use quantity::{human_bytes, Quantity};
 pub use spec::{Agent, AgentSpec, AgentStatus, ComponentSource};

@@ -68,6 +68,12 @@ pub struct AgentStatus {
     /// SHA-256 of the loaded component, `sha256:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component_digest: Option<String>,
+    /// The image serving, pinned: `registry/repository@sha256:<manifest digest>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_image: Option<String>,
+    /// The trust-policy key whose signature the serving component carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
     /// Each import of the component and what it is bound to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imports: Vec<String>,

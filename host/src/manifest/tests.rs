@@ -100,7 +100,7 @@ fn default_limits_pass_validation() {
     let spec = AgentSpec {
         component: ComponentSource {
             path: None,
-            image: Some("registry.example.com/a@sha256:00".into()),
+            image: Some("registry.example.com/a@sha256:abababababababababababababababababababababababababababababababab".into()),
         },
         capabilities: Capabilities::default(),
         limits: Limits::default(),
@@ -147,7 +147,7 @@ metadata:
   creationTimestamp: "2025-01-01T00:00:00Z"
   labels: { team: sre }
 spec:
-  component: { image: "registry.example.com/agents/demo@sha256:00" }
+  component: { image: "registry.example.com/agents/demo@sha256:abababababababababababababababababababababababababababababababab" }
 status:
   observedGeneration: 3
   conditions:
@@ -262,20 +262,26 @@ fn from_file_names_a_missing_component_and_where_it_looked() {
 }
 
 #[test]
-fn from_file_rejects_an_image_for_local_runs() {
+fn from_file_leaves_a_pinned_image_to_the_puller_and_refuses_a_malformed_one() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("agent.yaml");
+    let image = "registry.example.com/a@sha256:abababababababababababababababababababababababababababababababab";
+    std::fs::write(&manifest, minimal(&format!("  component: {{ image: \"{image}\" }}\n"))).unwrap();
+    let loaded = LoadedAgent::from_file(&manifest).unwrap();
+    // Not pulled yet: the runtime refuses to load it until it is resolved.
+    assert!(loaded.image.is_none());
+    assert_eq!(loaded.component_path, std::path::PathBuf::from(image));
+
     std::fs::write(
         &manifest,
         minimal("  component: { image: \"registry.example.com/a@sha256:00\" }\n"),
     )
     .unwrap();
-
     let err = LoadedAgent::from_file(&manifest).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: spec.component.image: not supported for local runs yet; use spec.component.path",
+            "{}: spec.component.image: registry.example.com/a@sha256:00: sha256:00: not a digest; write sha256: and 64 lower-case hex digits",
             manifest.display()
         )
     );

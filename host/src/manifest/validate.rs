@@ -65,6 +65,9 @@ fn validate_component(component: &ComponentSource) -> Result {
         (None, Some(image)) if image.is_empty() => {
             fail("spec.component.image", "must not be empty")
         }
+        (None, Some(image)) => super::reference::Reference::parse(image)
+            .map(drop)
+            .or_else(|m| fail("spec.component.image", format!("{image}: {m}"))),
         _ => Ok(()),
     }
 }

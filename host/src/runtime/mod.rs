@@ -196,6 +196,11 @@ impl Runtime {
         &self.engine
     }
 
+    /// The host configuration it runs with.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
     /// The compile cache.
     pub fn cache(&self) -> &cache::CompileCache {
         &self.cache
@@ -205,9 +210,46 @@ impl Runtime {
     pub fn compile(&self, path: &Path) -> Result<(Component, String, CacheStatus), LoadError> {
         let wasm = read_component(path, self.config.max_component_bytes)?;
         let digest = hex::encode(Sha256::digest(&wasm));
+        self.compile_bytes(path, &wasm, digest)
+    }
+
+    /// The component of `loaded`: its file, or the verified bytes of its
+    /// image. An image that was not resolved (pulled and verified) is refused.
+    pub fn compile_agent(&self, loaded: &LoadedAgent) -> Result<(Component, String, CacheStatus), LoadError> {
+        if loaded.agent.spec.component.image.is_none() {
+            return self.compile(&loaded.component_path);
+        }
+        let path = &loaded.component_path;
+        let Some(image) = &loaded.image else {
+            return Err(LoadError::Component {
+                path: path.clone(),
+                message: "not pulled and verified; images load only through the trust policy".into(),
+            });
+        };
+        let wasm: &[u8] = &image.wasm;
+        if wasm.len() as u64 > self.config.max_component_bytes || !wasm.starts_with(WASM_MAGIC) {
+            return Err(LoadError::Component {
+                path: path.clone(),
+                message: format!(
+                    "not a WebAssembly component of at most {} bytes",
+                    self.config.max_component_bytes
+                ),
+            });
+        }
+        // Checked against the layer digest when pulled; the compile cache is keyed by it.
+        let digest = image.layer_digest.trim_start_matches("sha256:").to_owned();
+        self.compile_bytes(path, wasm, digest)
+    }
+
+    fn compile_bytes(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+        digest: String,
+    ) -> Result<(Component, String, CacheStatus), LoadError> {
         let (component, status) = self
             .cache
-            .load_or_compile(&self.engine, &wasm, &digest)
+            .load_or_compile(&self.engine, wasm, &digest)
             .map_err(|e| LoadError::Compile {
                 path: path.to_path_buf(),
                 message: format!("{e:#}"),
@@ -280,7 +322,7 @@ impl Runtime {
             manifest: loaded.manifest_path.display().to_string(),
             source,
         })?;
-        let (component, digest, cache_status) = self.compile(&loaded.component_path)?;
+        let (component, digest, cache_status) = self.compile_agent(loaded)?;
         let import_names: Vec<String> = component
             .component_type()
             .imports(&self.engine)
