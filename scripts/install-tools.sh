@@ -5,7 +5,10 @@
 #           the server in the benchmarks (and in their smoke run in the tests);
 #           redis-server (with redis-cli) backs the Redis runs of the key-value,
 #           state-store and replica tests; openssl makes the certificates of
-#           the rediss:// test.
+#           the rediss:// test; docker-registry (Distribution) and skopeo
+#           serve and copy OCI artifacts in the push, pull and signing tests;
+#           htpasswd (apache2-utils) writes the bcrypt password file of the
+#           registry-auth test.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
 #           jsonschema check deploy/ in host/tests/deploy.rs.
 set -euo pipefail
@@ -17,6 +20,9 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v skopeo >/dev/null || missing+=(skopeo)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"

@@ -8,6 +8,8 @@
 mod agents;
 #[path = "deploy/kustomize.rs"]
 mod kustomize;
+#[path = "deploy/oci.rs"]
+mod oci;
 #[path = "deploy/pods.rs"]
 mod pods;
 #[path = "deploy/store.rs"]
@@ -88,6 +90,11 @@ fn cluster_agent() -> Value {
     documents(&deploy().join("overlays/incident-responder/agent.yaml")).remove(0)
 }
 
+/// The overlay that ships the component in an agent image copied by an initContainer.
+fn initcontainer_overlay() -> Kustomization {
+    Kustomization::load(&deploy().join("overlays/incident-responder-initcontainer"))
+}
+
 fn crd_schema() -> Value {
     let crd = documents(&deploy().join("crd.yaml")).remove(0);
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
@@ -99,7 +106,19 @@ fn crd_schema() -> Value {
 fn every_manifest_is_applied_by_a_kustomization_and_every_listed_path_exists() {
     let kustomizations = kustomizations();
     let mut listed = BTreeSet::new();
+    let used_components: BTreeSet<PathBuf> = kustomizations
+        .iter()
+        .filter(|k| !k.is_component())
+        .flat_map(|k| k.components.iter().map(|c| c.canonicalize().unwrap()))
+        .collect();
     for k in &kustomizations {
+        if k.is_component() {
+            assert!(
+                used_components.contains(&k.dir.canonicalize().unwrap()),
+                "{}: no kustomization lists this component, so nothing builds or validates it",
+                rel(&k.dir)
+            );
+        }
         let at = rel(&k.dir);
         for resource in &k.resources {
             assert!(
@@ -143,11 +162,11 @@ fn every_manifest_is_applied_by_a_kustomization_and_every_listed_path_exists() {
 }
 
 #[test]
-fn overlay_images_name_containers_of_the_base() {
-    let images: BTreeSet<String> = all(&base().build(), "Deployment")
-        .flat_map(|d| pod_containers(d).map(|c| c["image"].as_str().unwrap().to_owned()))
-        .collect();
+fn overlay_images_name_containers_of_their_build() {
     for overlay in overlays() {
+        let images: BTreeSet<String> = all(&overlay.build(), "Deployment")
+            .flat_map(|d| pod_containers(d).map(|c| c["image"].as_str().unwrap().to_owned()))
+            .collect();
         for image in overlay.doc["images"].as_array().into_iter().flatten() {
             let name = image["name"].as_str().unwrap();
             assert!(
@@ -227,7 +246,7 @@ fn manifests_validate_against_the_kubernetes_schemas_of_the_oldest_and_newest_su
 // ------------------------------------------------------------------ the images
 
 #[test]
-fn dockerfile_builds_the_host_into_a_nonroot_image_and_ships_the_overlay_component() {
+fn dockerfile_builds_the_host_into_a_nonroot_image_and_ships_the_initcontainer_component() {
     let dockerfile = std::fs::read_to_string(deploy().join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("cargo build --release --locked -p agent-host"));
     let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
@@ -237,10 +256,11 @@ fn dockerfile_builds_the_host_into_a_nonroot_image_and_ships_the_overlay_compone
     );
     assert!(last_stage.contains("USER 65532:65532"));
     assert!(last_stage.contains(r#"ENTRYPOINT ["/agent-host"]"#));
-    // The overlay's Agent loads the file the agent image puts under /agents.
-    let component = cluster_agent()["spec"]["component"]["path"]
+    // The initContainer overlay's Agent loads the file the agent image puts under /agents.
+    let docs = initcontainer_overlay().build();
+    let component = kustomize::only(&docs, "Agent")["spec"]["component"]["path"]
         .as_str()
-        .unwrap()
+        .expect("the initContainer overlay's Agent names a path")
         .to_owned();
     let file = component
         .strip_prefix("/agents/")

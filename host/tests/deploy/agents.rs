@@ -182,6 +182,13 @@ fn admission_policy_admits_the_cluster_agents_and_agents_at_the_ceilings() {
         ),
         ("/spec/capabilities/http/0/allowAllAddresses", json!(false)),
         (
+            "/spec/component/image",
+            json!(format!(
+                "registry.example.com:5000/a/b@sha256:{}",
+                "f".repeat(64)
+            )),
+        ),
+        (
             "/spec/capabilities/filesystem/0/hostPath",
             json!("/var/lib/agent-host/..data/x"),
         ),
@@ -218,6 +225,22 @@ fn admission_policy_refuses_each_bad_agent_by_its_own_rule_and_every_rule_can_re
             "spec.limits.timeout",
             "/spec/limits/timeout",
             vec![json!("1h"), json!("5m1s")],
+        ),
+        (
+            "spec.component.image",
+            "/spec/component/image",
+            vec![
+                json!("registry.example.com/agents/incident-responder:v1"),
+                json!("registry.example.com/agents/incident-responder@sha256:abc"),
+                json!(format!(
+                    "registry.example.com/agents/x@sha256:{}:v1",
+                    "0".repeat(64)
+                )),
+                json!(format!(
+                    "registry.example.com/agents/x@sha512:{}",
+                    "0".repeat(64)
+                )),
+            ],
         ),
         (
             "spec.capabilities.http[].allowAllAddresses",

@@ -1,6 +1,7 @@
 //! Enough of kustomize to check deploy/ without it: the files a kustomization lists,
 //! and its resources with its components' and its own patches merged in (strategic
-//! merge, for the list fields our patches touch, and `$patch: delete`). Namespace,
+//! merge, for the list fields our patches touch, `$patch: delete`, and `null` removing
+//! a field). Namespace,
 //! labels, images and generators are not applied; the tests check those settings
 //! directly.
 
@@ -182,6 +183,10 @@ fn merge(base: &mut Value, patch: &Value) {
                 }
             }
             (Some(existing @ Value::Object(_)), Value::Object(_), _) => merge(existing, value),
+            // Strategic merge (and kustomize on custom resources) removes a field set to null.
+            (_, Value::Null, _) => {
+                base.remove(field);
+            }
             _ => {
                 base.insert(field.clone(), value.clone());
             }

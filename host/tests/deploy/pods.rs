@@ -178,7 +178,7 @@ fn pods_drain_within_their_termination_grace_period_and_probe_the_host() {
 }
 
 #[test]
-fn overlays_serve_their_agent_from_files_the_pod_has() {
+fn overlays_serve_their_agent_from_files_the_pod_has_or_an_image_the_host_pulls() {
     for overlay in overlays() {
         let at = rel(&overlay.dir);
         let docs = overlay.build();
@@ -204,21 +204,28 @@ fn overlays_serve_their_agent_from_files_the_pod_has() {
                 .unwrap_or_else(|| panic!("{at}: {path} is on no volume of the host container"))
                 .clone()
         };
-        // The component's volume is filled by an initContainer from the agent image.
-        let component = agent["spec"]["component"]["path"].as_str().unwrap();
-        let volume = mount_of(component)["name"].clone();
-        assert!(
-            pod["initContainers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["volumeMounts"]
+        // A component file's volume is filled by an initContainer from the agent image;
+        // an image is pulled by the host (oci.rs checks it is pinned and trusted).
+        if let Some(component) = agent["spec"]["component"]["path"].as_str() {
+            let volume = mount_of(component)["name"].clone();
+            assert!(
+                pod["initContainers"]
                     .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|m| m["name"] == volume)),
-            "{at}: nothing fills the {volume} volume that holds {component}"
-        );
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["volumeMounts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|m| m["name"] == volume)),
+                "{at}: nothing fills the {volume} volume that holds {component}"
+            );
+        } else {
+            assert!(
+                agent["spec"]["component"]["image"].is_string(),
+                "{at}: the Agent names neither a path nor an image"
+            );
+        }
         // Each filesystem grant points into a mounted volume, read-only where the grant is.
         let generated = generated_config_maps(&overlay);
         for grant in agent["spec"]["capabilities"]["filesystem"]
@@ -498,14 +505,15 @@ fn network_policies_deny_by_default_then_open_dns_the_api_server_callers_and_the
                     .map(|p| p["port"].as_u64().unwrap())
             })
             .collect();
-        // A store outside the cluster (external-redis) is reached by address too.
+        // The registry (443, allow-registry-egress, checked in oci.rs) and a store
+        // outside the cluster (external-redis) are reached by address too.
         let mut by_address: BTreeSet<u64> = [443, 6443].into();
         if all(&docs, "StatefulSet").next().is_none() {
             by_address.insert(super::store::store_url(&docs).port().unwrap().into());
         }
         assert_eq!(
             ip_ports, by_address,
-            "{at}: only the API server and an external store are reached by address"
+            "{at}: only the API server, the registry and an external store are reached by address"
         );
 
         // Egress by namespace: DNS, plus exactly the in-cluster services the Agent calls.

@@ -9,7 +9,7 @@ use super::kustomize::{all, id, Kustomization};
 use super::{builds, deploy, host_container, kustomizations, rel};
 
 /// The value of the environment variable `name` of `container`.
-fn env<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+pub fn env<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
     container["env"]
         .as_array()?
         .iter()
@@ -25,7 +25,7 @@ pub fn store_url(docs: &[Value]) -> url::Url {
 }
 
 /// The Secret behind the volume mounted at the directory holding `file`.
-fn secret_of(pod: &Value, container: &Value, file: &str) -> String {
+pub fn secret_of(pod: &Value, container: &Value, file: &str) -> String {
     let dir = file.rsplit_once('/').unwrap().0;
     let mount = container["volumeMounts"]
         .as_array()

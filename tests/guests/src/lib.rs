@@ -4,12 +4,13 @@
 //! `$mac!(<name>)` for each program.
 //!
 //! A crate of its own so that both the end-to-end tests and the host's tests
-//! can depend on the built guests, and on the loopback Redis servers they
-//! share ([`redis`]).
+//! can depend on the built guests, and on the loopback Redis servers and OCI
+//! registry they share ([`redis`], [`registry`]).
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 pub mod redis;
+pub mod registry;
 
 /// Sends `sig` (`"STOP"`, `"CONT"`, `"TERM"`, `"KILL"`) to process `pid`,
 /// failing the test if `kill` does.
