@@ -216,14 +216,30 @@ impl Follower {
         let generation = agent.metadata.generation;
         let kept = format!(
             "{message}; still serving {}",
-            serving.component_image.as_deref().or(serving.component_digest.as_deref()).unwrap_or("the last good component")
+            serving
+                .component_image
+                .as_deref()
+                .or(serving.component_digest.as_deref())
+                .unwrap_or("the last good component")
         );
         let mut status = serving;
         status.observed_generation = generation;
         status.conditions = vec![
             condition("Ready", true, "ServingPrevious", &kept, generation),
-            condition("ComponentLoaded", false, error.reason(), &message, generation),
-            condition("CapabilitiesGranted", true, "Granted", "the serving component's grants are unchanged", generation),
+            condition(
+                "ComponentLoaded",
+                false,
+                error.reason(),
+                &message,
+                generation,
+            ),
+            condition(
+                "CapabilitiesGranted",
+                true,
+                "Granted",
+                "the serving component's grants are unchanged",
+                generation,
+            ),
         ];
         self.write_status(status).await;
         if let Some(object) = &self.last_object {

@@ -8,6 +8,7 @@ mod deploy;
 #[path = "common/model.rs"]
 mod model;
 mod pod;
+mod registry;
 mod replicas;
 mod serve;
 mod support;

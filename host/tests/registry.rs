@@ -16,8 +16,8 @@ use agent_host::oci::auth::Credentials;
 use agent_host::oci::client::{sha256, Client};
 use agent_host::oci::layout::{self, Descriptor, Manifest};
 use agent_host::oci::signature::{self, PrivateKey};
-use agent_host_test_guests::registry::{skopeo, Registry};
 use agent_host_test_guests as guests;
+use agent_host_test_guests::registry::{skopeo, Registry};
 use bytes::Bytes;
 
 use crate::support::BIN;
@@ -35,7 +35,10 @@ impl Setup {
     }
 
     fn with(registry: Registry) -> Self {
-        Setup { registry, dir: tempfile::tempdir().unwrap() }
+        Setup {
+            registry,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -63,7 +66,11 @@ impl Setup {
 
     /// `agent-host push`: the printed digest-pinned reference.
     fn push(&self, wasm: &str, repo_tag: &str) -> String {
-        let out = self.host(&["push", wasm, &format!("{}/{repo_tag}", self.registry.addr())]);
+        let out = self.host(&[
+            "push",
+            wasm,
+            &format!("{}/{repo_tag}", self.registry.addr()),
+        ]);
         assert!(out.status.success(), "push: {}", text(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
@@ -91,7 +98,10 @@ impl Setup {
 
     /// The rule every test starts from: this registry's `agents/**` requires `keys`.
     fn require(&self, keys: &str) -> String {
-        format!("  - {{repositories: '{}/agents/**', signatures: require, keys: [{keys}]}}", self.registry.addr())
+        format!(
+            "  - {{repositories: '{}/agents/**', signatures: require, keys: [{keys}]}}",
+            self.registry.addr()
+        )
     }
 
     /// An Agent running `image`, with `spec` lines after the component.
@@ -106,7 +116,14 @@ impl Setup {
     }
 
     fn run(&self, manifest: &Path) -> Output {
-        self.host(&["run", "-f", manifest.to_str().unwrap(), "--input", r#"{"name":"oci"}"#, "--json"])
+        self.host(&[
+            "run",
+            "-f",
+            manifest.to_str().unwrap(),
+            "--input",
+            r#"{"name":"oci"}"#,
+            "--json",
+        ])
     }
 
     fn check(&self, manifest: &Path) -> Output {
@@ -120,14 +137,19 @@ impl Setup {
     /// The registry's own copy of a blob, for tampering.
     fn stored_blob(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.registry
-            .storage()
-            .join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+        self.registry.storage().join(format!(
+            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
     }
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn keys(names: &[&str]) -> String {
@@ -139,7 +161,11 @@ fn keys(names: &[&str]) -> String {
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// Asserts `out` failed with exit code 2 and says `wanted`.
@@ -147,7 +173,7 @@ fn refused(out: &Output, wanted: &str) {
     let said = text(out);
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(said.contains(wanted), "expected {wanted:?} in:\n{said}");
-    assert!(!said.contains("\"state\""), "nothing ran: {said}");
+    assert!(!said.contains("\"outcome\""), "nothing ran: {said}");
 }
 
 #[test]
@@ -156,33 +182,65 @@ fn pushed_by_the_host_read_by_skopeo_and_what_skopeo_copies_runs() {
     s.keygen("platform");
     s.policy(&keys(&["platform"]), &s.require("platform"));
     let pinned = s.push(guests::HELLO, "agents/hello:v1");
-    assert!(pinned.starts_with(&format!("{}/agents/hello@sha256:", s.registry.addr())), "{pinned}");
+    assert!(
+        pinned.starts_with(&format!("{}/agents/hello@sha256:", s.registry.addr())),
+        "{pinned}"
+    );
 
     // The standard tools read the CNCF Wasm layout; plain `inspect` refuses non-images.
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{pinned}")]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{pinned}"),
+    ]);
     assert!(raw.status.success(), "{}", text(&raw));
     let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-    assert_eq!(manifest["config"]["mediaType"], layout::WASM_CONFIG, "{manifest}");
-    assert_eq!(manifest["layers"][0]["mediaType"], layout::WASM_LAYER, "{manifest}");
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        layout::WASM_CONFIG,
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        layout::WASM_LAYER,
+        "{manifest}"
+    );
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
-    assert_eq!(sha256(&raw.stdout), pinned.split_once('@').unwrap().1, "the printed digest is the manifest's");
+    assert_eq!(
+        sha256(&raw.stdout),
+        pinned.split_once('@').unwrap().1,
+        "the printed digest is the manifest's"
+    );
 
     s.sign(&pinned, "platform");
     let out = s.run(&s.agent("hello", &pinned, ""));
     assert!(out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["state"], "succeeded", "{report}");
+    assert_eq!(report["outcome"], "ok", "{report}");
     assert!(report["output"].to_string().contains("oci"), "{report}");
 
     // skopeo copies it to another repository; the host pulls the copy.
     let copy = format!("{}/agents/copied:v2", s.registry.addr());
     let out = skopeo(&[
-        "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
-        &format!("docker://{pinned}"), &format!("docker://{copy}"),
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{pinned}"),
+        &format!("docker://{copy}"),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{copy}")]);
-    let copied = format!("{}/agents/copied@{}", s.registry.addr(), sha256(&raw.stdout));
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{copy}"),
+    ]);
+    let copied = format!(
+        "{}/agents/copied@{}",
+        s.registry.addr(),
+        sha256(&raw.stdout)
+    );
     s.sign(&copied, "platform");
     let out = s.run(&s.agent("copied", &copied, ""));
     assert!(out.status.success(), "{}", text(&out));
@@ -198,14 +256,26 @@ fn pushed_by_the_host_read_by_skopeo_and_what_skopeo_copies_runs() {
 #[test]
 fn the_older_single_layer_artifact_type_is_accepted() {
     let s = Setup::new();
-    s.policy("  []", &format!("  - {{repositories: '{}/legacy/**', signatures: allow-unsigned}}", s.registry.addr()));
+    s.policy(
+        "  []",
+        &format!(
+            "  - {{repositories: '{}/legacy/**', signatures: allow-unsigned}}",
+            s.registry.addr()
+        ),
+    );
     let wasm = Bytes::from(std::fs::read(guests::HELLO).unwrap());
     let client = s.client();
     let reg = s.registry.addr();
     let digest = block_on(async {
-        client.put_blob(&reg, "legacy/hello", wasm.clone()).await.unwrap();
+        client
+            .put_blob(&reg, "legacy/hello", wasm.clone())
+            .await
+            .unwrap();
         let config = Bytes::from_static(b"{}");
-        client.put_blob(&reg, "legacy/hello", config.clone()).await.unwrap();
+        client
+            .put_blob(&reg, "legacy/hello", config.clone())
+            .await
+            .unwrap();
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(layout::OCI_MANIFEST.into()),
@@ -215,7 +285,13 @@ fn the_older_single_layer_artifact_type_is_accepted() {
             annotations: Default::default(),
         };
         client
-            .put_manifest(&reg, "legacy/hello", "v1", Bytes::from(layout::to_bytes(&manifest)), layout::OCI_MANIFEST)
+            .put_manifest(
+                &reg,
+                "legacy/hello",
+                "v1",
+                Bytes::from(layout::to_bytes(&manifest)),
+                layout::OCI_MANIFEST,
+            )
             .await
             .unwrap()
     });
@@ -226,11 +302,22 @@ fn the_older_single_layer_artifact_type_is_accepted() {
 #[test]
 fn tampered_layers_and_manifests_are_refused_before_compile() {
     let s = Setup::new();
-    s.policy("  []", &format!("  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}", s.registry.addr()));
+    s.policy(
+        "  []",
+        &format!(
+            "  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}",
+            s.registry.addr()
+        ),
+    );
     let hello = s.push(guests::HELLO, "agents/hello:v1");
     let echo = s.push(guests::ECHO, "agents/echo:v1");
     let layer_of = |pinned: &str| {
-        let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{pinned}")]);
+        let raw = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pinned}"),
+        ]);
         let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
         m["layers"][0]["digest"].as_str().unwrap().to_owned()
     };
@@ -244,14 +331,28 @@ fn tampered_layers_and_manifests_are_refused_before_compile() {
     std::fs::write(&stored, &original).unwrap();
 
     // A manifest stored under echo's digest that points at hello's layer.
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{hello}")]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{hello}"),
+    ]);
     let stored = s.stored_blob(echo.split_once('@').unwrap().1);
     std::fs::write(&stored, &raw.stdout).unwrap();
     let out = s.run(&s.agent("echo", &echo, ""));
     refused(&out, "content does not match its digest");
     // Nothing was compiled: the compile cache holds no entry.
     let compiled = std::fs::read_dir(s.path("cache"))
-        .map(|d| d.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count())
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm")
+            })
+            .count()
+        })
         .unwrap_or(0);
     assert_eq!(compiled, 0, "a refused component was never compiled");
 }
@@ -279,14 +380,26 @@ fn signatures_are_verified_by_the_policy_in_force_at_each_load() {
     let echo_digest = echo.split_once('@').unwrap().1.to_owned();
     let client = s.client();
     block_on(async {
-        let payload = Bytes::from(signature::payload(&format!("{reg}/agents/echo"), &echo_digest));
-        client.put_blob(&reg, "agents/hello", payload.clone()).await.unwrap();
+        let payload = Bytes::from(signature::payload(
+            &format!("{reg}/agents/echo"),
+            &echo_digest,
+        ));
+        client
+            .put_blob(&reg, "agents/hello", payload.clone())
+            .await
+            .unwrap();
         let config = Bytes::from_static(b"{}");
-        client.put_blob(&reg, "agents/hello", config.clone()).await.unwrap();
+        client
+            .put_blob(&reg, "agents/hello", config.clone())
+            .await
+            .unwrap();
         let mut layer = Descriptor::of(layout::COSIGN_LAYER, &payload);
         layer.annotations.insert(
             layout::COSIGN_SIGNATURE_ANNOTATION.into(),
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.sign(&payload)),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                key.sign(&payload),
+            ),
         );
         let manifest = Manifest {
             schema_version: 2,
@@ -297,7 +410,13 @@ fn signatures_are_verified_by_the_policy_in_force_at_each_load() {
             annotations: Default::default(),
         };
         client
-            .put_manifest(&reg, "agents/hello", &layout::signature_tag(&hello_digest), Bytes::from(layout::to_bytes(&manifest)), layout::OCI_MANIFEST)
+            .put_manifest(
+                &reg,
+                "agents/hello",
+                &layout::signature_tag(&hello_digest),
+                Bytes::from(layout::to_bytes(&manifest)),
+                layout::OCI_MANIFEST,
+            )
             .await
             .unwrap();
     });
@@ -309,7 +428,10 @@ fn signatures_are_verified_by_the_policy_in_force_at_each_load() {
 
     // echo runs while unsigned components are allowed (cached now) ...
     let echo_agent = s.agent("echo", &echo, "");
-    s.policy(&keys(&["platform"]), &format!("  - {{repositories: '{reg}/agents/**', signatures: allow-unsigned}}"));
+    s.policy(
+        &keys(&["platform"]),
+        &format!("  - {{repositories: '{reg}/agents/**', signatures: allow-unsigned}}"),
+    );
     let out = s.run(&echo_agent);
     assert!(out.status.success(), "{}", text(&out));
     // ... and is refused at the next load once the policy requires a signature,
@@ -330,7 +452,6 @@ fn a_manifest_granting_more_than_its_signer_allows_is_refused_naming_the_grant()
     let s = Setup::new();
     s.keygen("platform");
     s.keygen("app");
-    let reg = s.registry.addr();
     std::fs::create_dir_all(s.path("secrets/token")).unwrap();
     std::fs::write(s.path("secrets/token/value"), "s3cret").unwrap();
     s.policy(
@@ -340,14 +461,21 @@ fn a_manifest_granting_more_than_its_signer_allows_is_refused_naming_the_grant()
     // One component, one manifest, in two repositories signed by different keys.
     let by_platform = s.push(guests::ENV_PROBE, "agents/platform/probe:v1");
     let by_app = s.push(guests::ENV_PROBE, "agents/app/probe:v1");
-    assert_eq!(by_platform.split_once('@').unwrap().1, by_app.split_once('@').unwrap().1);
+    assert_eq!(
+        by_platform.split_once('@').unwrap().1,
+        by_app.split_once('@').unwrap().1
+    );
     s.sign(&by_platform, "platform");
     s.sign(&by_app, "app");
     let spec = "  capabilities:\n    env:\n      - name: TOKEN\n        valueFrom: { secretKeyRef: { name: token, key: value } }\n";
 
     let out = s.check(&s.agent("probe", &by_platform, spec));
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("signer      platform"), "{}", text(&out));
+    assert!(
+        text(&out).contains("signer      platform"),
+        "{}",
+        text(&out)
+    );
 
     let out = s.check(&s.agent("probe", &by_app, spec));
     refused(&out, "spec.capabilities.env[0].valueFrom.secretKeyRef: reads a Secret, above the ceiling for components signed by `app` (trust policy keys[1].ceiling.secrets)");
@@ -357,19 +485,34 @@ fn a_manifest_granting_more_than_its_signer_allows_is_refused_naming_the_grant()
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("signer      app"), "{said}");
-    assert!(said.contains("ceiling     secrets: none · egress: *.svc.cluster.local"), "{said}");
+    assert!(
+        said.contains("ceiling     secrets: none · egress: *.svc.cluster.local"),
+        "{said}"
+    );
     let egress = "  capabilities:\n    http:\n      - url: https://api.example.com/\n";
-    refused(&s.check(&s.agent("probe", &by_app, egress)), "spec.capabilities.http[0].url: reaches api.example.com");
+    refused(
+        &s.check(&s.agent("probe", &by_app, egress)),
+        "spec.capabilities.http[0].url: reaches api.example.com",
+    );
 }
 
 #[test]
 fn registry_credentials_come_from_a_docker_config_file() {
     let s = Setup::with(Registry::start_with_auth("robot", "pa55"));
-    s.policy("  []", &format!("  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}", s.registry.addr()));
+    s.policy(
+        "  []",
+        &format!(
+            "  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}",
+            s.registry.addr()
+        ),
+    );
     let auth = s.path("config.json");
     std::fs::write(
         &auth,
-        format!(r#"{{"auths": {{"{}": {{"username": "robot", "password": "pa55"}}}}}}"#, s.registry.addr()),
+        format!(
+            r#"{{"auths": {{"{}": {{"username": "robot", "password": "pa55"}}}}}}"#,
+            s.registry.addr()
+        ),
     )
     .unwrap();
     let with_auth = |cmd: &mut Command| {
@@ -382,23 +525,44 @@ fn registry_credentials_come_from_a_docker_config_file() {
     assert!(out.status.success(), "{}", text(&out));
     let pinned = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let agent = s.agent("hello", &pinned, "");
-    refused(&s.run(&agent), "anonymously");
-    let out = s.host_with(&["run", "-f", agent.to_str().unwrap(), "--input", "{}"], with_auth);
+    refused(&s.run(&agent), "--registry-auth names none for it");
+    let out = s.host_with(
+        &["run", "-f", agent.to_str().unwrap(), "--input", "{}"],
+        with_auth,
+    );
     assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn a_registry_that_is_down_fails_the_load_with_a_clear_error() {
     let mut s = Setup::new();
-    s.policy("  []", &format!("  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}", s.registry.addr()));
+    s.policy(
+        "  []",
+        &format!(
+            "  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}",
+            s.registry.addr()
+        ),
+    );
     let pinned = s.push(guests::HELLO, "agents/hello:v1");
     s.registry.stop();
     let agent = s.agent("hello", &pinned, "");
     let started = Instant::now();
-    refused(&s.run(&agent), &format!("registry {} is unreachable", s.registry.addr()));
-    assert!(started.elapsed() < Duration::from_secs(20), "retries stay within the pull deadline");
+    refused(
+        &s.run(&agent),
+        &format!("registry {} is unreachable", s.registry.addr()),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "retries stay within the pull deadline"
+    );
     // serve refuses to start rather than serve less than it was given.
-    let out = s.host(&["serve", "-f", agent.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let out = s.host(&[
+        "serve",
+        "-f",
+        agent.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     refused(&out, "is unreachable");
 }
 
@@ -432,11 +596,15 @@ fn oversized_and_slow_registries_are_cut_off() {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let s = Setup::new();
     let run_against = |addr: &str, timeout: &str| {
-        s.policy("  []", &format!("  - {{repositories: '{addr}/**', signatures: allow-unsigned}}"));
+        s.policy(
+            "  []",
+            &format!("  - {{repositories: '{addr}/**', signatures: allow-unsigned}}"),
+        );
         let agent = s.agent("x", &format!("{addr}/agents/x@{digest}"), "");
         let started = Instant::now();
         let out = s.host_with(&["check", "-f", agent.to_str().unwrap()], |cmd| {
-            cmd.env("AGENT_HOST_INSECURE_REGISTRIES", addr).env("AGENT_HOST_PULL_TIMEOUT", timeout);
+            cmd.env("AGENT_HOST_INSECURE_REGISTRIES", addr)
+                .env("AGENT_HOST_PULL_TIMEOUT", timeout);
         });
         (out, started.elapsed())
     };
@@ -463,9 +631,17 @@ fn oversized_and_slow_registries_are_cut_off() {
     let big_layer = fake_registry(|_, stream| {
         let body = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"sha256:{}","size":2}},"layers":[{{"mediaType":"application/wasm","digest":"sha256:{}","size":999999999999}}]}}"#,
-            layout::OCI_MANIFEST, layout::WASM_CONFIG, "cd".repeat(32), "ef".repeat(32)
+            layout::OCI_MANIFEST,
+            layout::WASM_CONFIG,
+            "cd".repeat(32),
+            "ef".repeat(32)
         );
-        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}", layout::OCI_MANIFEST, body.len());
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            layout::OCI_MANIFEST,
+            body.len()
+        );
     });
     let (out, _) = run_against(&big_layer, "20s");
     // The manifest's own digest does not match the pin either; whichever is
@@ -478,5 +654,8 @@ fn oversized_and_slow_registries_are_cut_off() {
     });
     let (out, took) = run_against(&silent, "3s");
     refused(&out, "timed out");
-    assert!(took < Duration::from_secs(15), "the pull deadline held: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the pull deadline held: {took:?}"
+    );
 }

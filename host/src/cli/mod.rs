@@ -78,11 +78,21 @@ pub struct HostArgs {
     /// Trust policy (YAML, operator-owned) for components from registries: which
     /// signatures each repository needs and what each signer's components may be
     /// granted. Without it, spec.component.image is refused
-    #[arg(long, value_name = "FILE", env = "AGENT_HOST_TRUST_POLICY", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGENT_HOST_TRUST_POLICY",
+        global = true
+    )]
     trust_policy: Option<PathBuf>,
     /// Registry credentials: a Docker config.json (the .dockerconfigjson of a
     /// kubernetes.io/dockerconfigjson Secret); anonymous pulls when not set
-    #[arg(long, value_name = "FILE", env = "AGENT_HOST_REGISTRY_AUTH", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGENT_HOST_REGISTRY_AUTH",
+        global = true
+    )]
     registry_auth: Option<PathBuf>,
     /// A registry (HOST[:PORT]) spoken to over plain HTTP, e.g. an in-cluster
     /// registry without TLS; repeatable

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent_host::manifest::reference::{Reference, Target};
 use agent_host::oci::auth::Credentials;
 use agent_host::oci::client::Client;
-use agent_host::manifest::reference::{Reference, Target};
 use agent_host::oci::signature::PrivateKey;
 
 use super::{fail, HostArgs};
@@ -46,12 +46,24 @@ fn client(host: &HostArgs) -> Result<Client, String> {
 pub async fn push(host: &HostArgs, args: PushArgs) -> ExitCode {
     let reference = match Reference::parse(&args.reference) {
         Ok(r) if matches!(r.target, Target::Tag(_)) => r,
-        Ok(_) => return fail(format!("{}: push to a tag (REGISTRY/REPOSITORY:TAG); the digest is printed", args.reference)),
+        Ok(_) => {
+            return fail(format!(
+                "{}: push to a tag (REGISTRY/REPOSITORY:TAG); the digest is printed",
+                args.reference
+            ))
+        }
         Err(e) => return fail(format!("{}: {e}", args.reference)),
     };
     let wasm = match std::fs::read(&args.file) {
         Ok(w) if w.len() as u64 <= agent_host::config::MAX_COMPONENT_BYTES => w,
-        Ok(w) => return fail(format!("{}: {} bytes; a component has at most {}", args.file.display(), w.len(), agent_host::config::MAX_COMPONENT_BYTES)),
+        Ok(w) => {
+            return fail(format!(
+                "{}: {} bytes; a component has at most {}",
+                args.file.display(),
+                w.len(),
+                agent_host::config::MAX_COMPONENT_BYTES
+            ))
+        }
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
     let client = match client(host) {
@@ -109,9 +121,15 @@ pub fn keygen(args: KeygenArgs) -> ExitCode {
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| format!("{}: {e}", path.display()))
     };
-    if let Err(e) = write(&key_path, &private, 0o600).and_then(|()| write(&pub_path, &public.to_pem(), 0o644)) {
+    if let Err(e) =
+        write(&key_path, &private, 0o600).and_then(|()| write(&pub_path, &public.to_pem(), 0o644))
+    {
         return fail(e);
     }
-    println!("private key {}\npublic key  {}", key_path.display(), pub_path.display());
+    println!(
+        "private key {}\npublic key  {}",
+        key_path.display(),
+        pub_path.display()
+    );
     ExitCode::SUCCESS
 }

@@ -36,26 +36,25 @@ impl Reference {
                 text.len()
             ));
         }
-        let (name, target) = if let Some((name, digest)) = text.split_once('@') {
-            check_digest(digest)?;
-            (name, Target::Digest(digest.to_owned()))
-        } else {
-            // A tag follows the last `:` after the last `/` (a port precedes a `/`).
-            let slash = text.rfind('/').unwrap_or(0);
-            match text[slash..].rfind(':') {
-                Some(i) => {
-                    let tag = &text[slash + i + 1..];
-                    check_tag(tag)?;
-                    (&text[..slash + i], Target::Tag(tag.to_owned()))
-                }
-                None => {
-                    return Err(
+        let (name, target) =
+            if let Some((name, digest)) = text.split_once('@') {
+                check_digest(digest)?;
+                (name, Target::Digest(digest.to_owned()))
+            } else {
+                // A tag follows the last `:` after the last `/` (a port precedes a `/`).
+                let slash = text.rfind('/').unwrap_or(0);
+                match text[slash..].rfind(':') {
+                    Some(i) => {
+                        let tag = &text[slash + i + 1..];
+                        check_tag(tag)?;
+                        (&text[..slash + i], Target::Tag(tag.to_owned()))
+                    }
+                    None => return Err(
                         "names neither a digest nor a tag; write REGISTRY/REPOSITORY@sha256:<hex>"
                             .into(),
-                    )
+                    ),
                 }
-            }
-        };
+            };
         let Some((registry, repository)) = name.split_once('/') else {
             return Err(format!(
                 "{name}: no registry; write REGISTRY/REPOSITORY, e.g. registry.example.com/agents/x"
@@ -111,7 +110,11 @@ impl fmt::Display for Reference {
 /// `sha256:` and 64 lower-case hex digits: the only algorithm the host checks.
 pub fn check_digest(digest: &str) -> Result<(), String> {
     match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(())
+        }
         _ => Err(format!(
             "{digest}: not a digest; write sha256: and 64 lower-case hex digits"
         )),
@@ -200,17 +203,25 @@ mod tests {
         for (text, wanted) in [
             ("registry.example.com/a", "neither a digest nor a tag"),
             ("a@sha256:00", "not a digest"),
-            (&format!("r.example.com/a@sha512:{}", &D[7..]), "not a digest"),
+            (
+                &format!("r.example.com/a@sha512:{}", &D[7..]),
+                "not a digest",
+            ),
             ("x:v1", "no registry"),
             ("r.example.com/A/b:v1", "not a repository"),
             ("r.example.com/a/../b:v1", "not a repository"),
             ("r.example.com:0/a:v1", "not a registry"),
             ("r.example.com/a:-x", "not a tag"),
-            (&format!("r.example.com/a/b@{}", D.to_uppercase()), "not a digest"),
+            (
+                &format!("r.example.com/a/b@{}", D.to_uppercase()),
+                "not a digest",
+            ),
         ] {
             let err = Reference::parse(text).unwrap_err();
             assert!(err.contains(wanted), "{text}: {err}");
         }
-        assert!(Reference::parse(&"a".repeat(600)).unwrap_err().contains("at most 512"));
+        assert!(Reference::parse(&"a".repeat(600))
+            .unwrap_err()
+            .contains("at most 512"));
     }
 }

@@ -266,7 +266,11 @@ fn from_file_leaves_a_pinned_image_to_the_puller_and_refuses_a_malformed_one() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("agent.yaml");
     let image = "registry.example.com/a@sha256:abababababababababababababababababababababababababababababababab";
-    std::fs::write(&manifest, minimal(&format!("  component: {{ image: \"{image}\" }}\n"))).unwrap();
+    std::fs::write(
+        &manifest,
+        minimal(&format!("  component: {{ image: \"{image}\" }}\n")),
+    )
+    .unwrap();
     let loaded = LoadedAgent::from_file(&manifest).unwrap();
     // Not pulled yet: the runtime refuses to load it until it is resolved.
     assert!(loaded.image.is_none());

@@ -46,15 +46,20 @@ impl Credentials {
             .read_to_end(&mut text)
             .map_err(|e| err(e.to_string()))?;
         if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(err(format!("larger than {MAX_FILE_BYTES} bytes; not a Docker config.json")));
+            return Err(err(format!(
+                "larger than {MAX_FILE_BYTES} bytes; not a Docker config.json"
+            )));
         }
         Self::parse(&text).map_err(err)
     }
 
     /// Parses the JSON of a Docker `config.json`.
     pub fn parse(json: &[u8]) -> Result<Credentials, String> {
-        let file: ConfigFile = serde_json::from_slice(json)
-            .map_err(|e| format!("not a Docker config.json ({{\"auths\": {{REGISTRY: {{\"auth\": ...}}}}}}): {e}"))?;
+        let file: ConfigFile = serde_json::from_slice(json).map_err(|e| {
+            format!(
+                "not a Docker config.json ({{\"auths\": {{REGISTRY: {{\"auth\": ...}}}}}}): {e}"
+            )
+        })?;
         let mut by_registry = HashMap::new();
         for (key, entry) in file.auths {
             let registry = registry_of(&key);
@@ -111,8 +116,14 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        assert_eq!(creds.basic("r.example.com"), Some(crate::oci::client::basic("u", "p:w")));
-        assert_eq!(creds.basic("127.0.0.1:5000"), Some(crate::oci::client::basic("a", "b")));
+        assert_eq!(
+            creds.basic("r.example.com"),
+            Some(crate::oci::client::basic("u", "p:w"))
+        );
+        assert_eq!(
+            creds.basic("127.0.0.1:5000"),
+            Some(crate::oci::client::basic("a", "b"))
+        );
         assert_eq!(creds.basic("other"), None);
         assert!(!format!("{creds:?}").contains("p:w"));
     }

@@ -1,6 +1,7 @@
 //! Pulled blobs, content-addressed (`blobs/sha256/<hex>`), bounded in bytes
 //! with least-recently-used eviction; and the last signature manifest seen
-//! per component digest (`signatures/<hex>.json`), which is only a hint:
+//! per repository and digest (`signatures/<sha256 of the repository>/<hex>.json`:
+//! a signature tag belongs to one repository), which is only a hint:
 //! every load verifies it again under the current policy.
 //!
 //! Nothing read from here is trusted for what it claims: a blob is used only
@@ -29,7 +30,11 @@ pub struct BlobCache {
 impl BlobCache {
     /// A cache in `dir` holding at most `max_bytes` of blobs.
     pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
-        Self { dir, max_bytes, evicting: Mutex::new(()) }
+        Self {
+            dir,
+            max_bytes,
+            evicting: Mutex::new(()),
+        }
     }
 
     /// Its directory.
@@ -38,7 +43,9 @@ impl BlobCache {
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
-        self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+        self.dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
     }
 
     /// The blob named `digest` if it is here, at most `max` bytes and intact;
@@ -72,12 +79,20 @@ impl BlobCache {
 
     fn evict(&self, keep: &Path) {
         let _guard = self.evicting.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs/sha256")) else { return };
+        let Ok(entries) = std::fs::read_dir(self.dir.join("blobs/sha256")) else {
+            return;
+        };
         let mut blobs: Vec<(SystemTime, u64, PathBuf)> = entries
             .filter_map(|e| {
                 let e = e.ok()?;
                 let meta = e.metadata().ok()?;
-                meta.is_file().then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len(), e.path()))
+                meta.is_file().then(|| {
+                    (
+                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        meta.len(),
+                        e.path(),
+                    )
+                })
             })
             .collect();
         let mut total: u64 = blobs.iter().map(|b| b.1).sum();
@@ -96,27 +111,38 @@ impl BlobCache {
         }
     }
 
-    /// The signature manifest last fetched for `digest`.
-    pub fn signatures(&self, digest: &str) -> Option<Vec<u8>> {
-        read_bounded(&self.signatures_path(digest), MAX_SIGNATURE_MANIFEST)
+    /// The signature manifest last fetched for `digest` in `repository`.
+    pub fn signatures(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
+        read_bounded(
+            &self.signatures_path(repository, digest),
+            MAX_SIGNATURE_MANIFEST,
+        )
     }
 
-    /// Remembers the signature manifest fetched for `digest`.
-    pub fn put_signatures(&self, digest: &str, manifest: &[u8]) {
-        let path = self.signatures_path(digest);
+    /// Remembers the signature manifest fetched for `digest` in `repository`.
+    pub fn put_signatures(&self, repository: &str, digest: &str, manifest: &[u8]) {
+        let path = self.signatures_path(repository, digest);
         if let Err(e) = write_atomic(&path, manifest) {
             tracing::warn!(entry = %path.display(), error = %e, "could not cache a signature manifest");
         }
     }
 
-    fn signatures_path(&self, digest: &str) -> PathBuf {
-        self.dir.join("signatures").join(format!("{}.json", digest.trim_start_matches("sha256:")))
+    fn signatures_path(&self, repository: &str, digest: &str) -> PathBuf {
+        let repository = sha256(repository.as_bytes());
+        self.dir
+            .join("signatures")
+            .join(repository.trim_start_matches("sha256:"))
+            .join(format!("{}.json", digest.trim_start_matches("sha256:")))
     }
 
     /// Total bytes of cached blobs (for tests and reports).
     pub fn blob_bytes(&self) -> u64 {
         std::fs::read_dir(self.dir.join("blobs/sha256"))
-            .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 }
@@ -167,7 +193,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         cache.put(&digests[2], &blobs[2]);
         assert!(cache.blob_bytes() <= 250);
-        assert!(cache.get(&digests[1], 1000).is_none(), "the least recently used blob was evicted");
+        assert!(
+            cache.get(&digests[1], 1000).is_none(),
+            "the least recently used blob was evicted"
+        );
         assert!(cache.get(&digests[0], 1000).is_some());
         assert!(cache.get(&digests[2], 1000).is_some());
         // A tampered entry is dropped, not served; an oversized one is not read.

@@ -112,7 +112,8 @@ impl Client {
         access: Access,
         max_body: u64,
     ) -> Result<Response, PullError> {
-        let url = if path_and_query.starts_with("http://") || path_and_query.starts_with("https://") {
+        let url = if path_and_query.starts_with("http://") || path_and_query.starts_with("https://")
+        {
             path_and_query.to_owned()
         } else {
             format!("{}{path_and_query}", self.base(registry))
@@ -155,7 +156,10 @@ impl Client {
                 return Ok(response);
             }
             challenged = true;
-            authorization = Some(self.answer(registry, &response.headers, &scope, &key).await?);
+            authorization = Some(
+                self.answer(registry, &response.headers, &scope, &key)
+                    .await?,
+            );
         }
     }
 
@@ -189,10 +193,17 @@ impl Client {
                     .find(|(k, _)| k.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.to_unescaped())
             };
-            let realm = param("realm").ok_or_else(|| denied("Bearer challenge without a realm".into()))?;
-            let mut token_url = url::Url::parse(&realm)
-                .map_err(|e| denied(format!("token realm {realm}: {e}")))?;
-            if token_url.scheme() != "https" && !self.inner.insecure.iter().any(|r| token_url.authority() == r) {
+            let realm =
+                param("realm").ok_or_else(|| denied("Bearer challenge without a realm".into()))?;
+            let mut token_url =
+                url::Url::parse(&realm).map_err(|e| denied(format!("token realm {realm}: {e}")))?;
+            if token_url.scheme() != "https"
+                && !self
+                    .inner
+                    .insecure
+                    .iter()
+                    .any(|r| token_url.authority() == r)
+            {
                 return Err(denied(format!(
                     "token realm {realm} is not https (credentials are not sent in the clear)"
                 )));
@@ -208,9 +219,19 @@ impl Client {
             if let Some(b) = &basic {
                 headers.push(("authorization", b.clone()));
             }
-            let response = request(&Method::GET, token_url.as_str(), &headers, Bytes::new(), MAX_SMALL_BODY).await?;
+            let response = request(
+                &Method::GET,
+                token_url.as_str(),
+                &headers,
+                Bytes::new(),
+                MAX_SMALL_BODY,
+            )
+            .await?;
             if !response.status.is_success() {
-                return Err(denied(format!("the token service answered {}", response.status)));
+                return Err(denied(format!(
+                    "the token service answered {}",
+                    response.status
+                )));
             }
             #[derive(serde::Deserialize)]
             struct Token {
@@ -223,12 +244,21 @@ impl Client {
                 .token
                 .or(token.access_token)
                 .ok_or_else(|| denied("the token response holds no token".into()))?;
-            self.inner.tokens.lock().unwrap().insert(key.clone(), token.clone());
+            self.inner
+                .tokens
+                .lock()
+                .unwrap()
+                .insert(key.clone(), token.clone());
             return Ok(format!("Bearer {token}"));
         }
-        if challenges.iter().any(|c| c.scheme.eq_ignore_ascii_case("basic")) {
+        if challenges
+            .iter()
+            .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
+        {
             return basic.ok_or_else(|| {
-                denied("the registry asks for a password and --registry-auth names none for it".into())
+                denied(
+                    "the registry asks for a password and --registry-auth names none for it".into(),
+                )
             });
         }
         Err(denied(format!("unsupported challenge: {challenge}")))
@@ -301,14 +331,17 @@ impl Client {
             )
             .await?;
         let mut hops = 0;
-        let mut from = url::Url::parse(&format!("{}/", self.base(registry))).expect("a registry URL parses");
+        let mut from =
+            url::Url::parse(&format!("{}/", self.base(registry))).expect("a registry URL parses");
         while response.status.is_redirection() {
             hops += 1;
             let location = response
                 .headers
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| PullError::Protocol(format!("{what}: redirect without a Location")))?;
+                .ok_or_else(|| {
+                    PullError::Protocol(format!("{what}: redirect without a Location"))
+                })?;
             let next = from
                 .join(location)
                 .map_err(|e| PullError::Protocol(format!("{what}: redirect to {location}: {e}")))?;
@@ -324,7 +357,10 @@ impl Client {
         let actual = sha256(&response.body);
         if response.body.len() as u64 != size || actual != digest {
             return Err(PullError::DigestMismatch {
-                what: format!("{what} ({} bytes; the manifest says {size})", response.body.len()),
+                what: format!(
+                    "{what} ({} bytes; the manifest says {size})",
+                    response.body.len()
+                ),
                 expected: digest.to_owned(),
                 actual,
             });
@@ -333,24 +369,51 @@ impl Client {
     }
 
     /// Uploads a blob unless the registry has it (monolithic upload).
-    pub async fn put_blob(&self, registry: &str, repository: &str, blob: Bytes) -> Result<String, PullError> {
+    pub async fn put_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        blob: Bytes,
+    ) -> Result<String, PullError> {
         let digest = sha256(&blob);
         let head = self
-            .send(Method::HEAD, registry, repository, &format!("/v2/{repository}/blobs/{digest}"), &[], Bytes::new(), Access::Push, 0)
+            .send(
+                Method::HEAD,
+                registry,
+                repository,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                &[],
+                Bytes::new(),
+                Access::Push,
+                0,
+            )
             .await?;
         if head.status.is_success() {
             return Ok(digest);
         }
         let start = self
-            .send(Method::POST, registry, repository, &format!("/v2/{repository}/blobs/uploads/"), &[], Bytes::new(), Access::Push, MAX_SMALL_BODY)
+            .send(
+                Method::POST,
+                registry,
+                repository,
+                &format!("/v2/{repository}/blobs/uploads/"),
+                &[],
+                Bytes::new(),
+                Access::Push,
+                MAX_SMALL_BODY,
+            )
             .await?;
-        check_status(&start, &format!("{registry}/{repository}: starting an upload"))?;
+        check_status(
+            &start,
+            &format!("{registry}/{repository}: starting an upload"),
+        )?;
         let location = start
             .headers
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| PullError::Protocol("upload started without a Location".into()))?;
-        let base = url::Url::parse(&format!("{}/", self.base(registry))).expect("a registry URL parses");
+        let base =
+            url::Url::parse(&format!("{}/", self.base(registry))).expect("a registry URL parses");
         let mut upload = base
             .join(location)
             .map_err(|e| PullError::Protocol(format!("upload Location {location}: {e}")))?;
@@ -367,7 +430,10 @@ impl Client {
                 MAX_SMALL_BODY,
             )
             .await?;
-        check_status(&put, &format!("{registry}/{repository}: uploading blob {digest}"))?;
+        check_status(
+            &put,
+            &format!("{registry}/{repository}: uploading blob {digest}"),
+        )?;
         Ok(digest)
     }
 
@@ -393,7 +459,10 @@ impl Client {
                 MAX_SMALL_BODY,
             )
             .await?;
-        check_status(&put, &format!("{registry}/{repository}: putting manifest {target}"))?;
+        check_status(
+            &put,
+            &format!("{registry}/{repository}: putting manifest {target}"),
+        )?;
         Ok(digest)
     }
 }
@@ -407,7 +476,8 @@ fn check_status(response: &Response, what: &str) -> Result<(), PullError> {
     if response.status.is_success() {
         return Ok(());
     }
-    let detail = String::from_utf8_lossy(&response.body[..response.body.len().min(512)]).into_owned();
+    let detail =
+        String::from_utf8_lossy(&response.body[..response.body.len().min(512)]).into_owned();
     Err(match response.status {
         StatusCode::NOT_FOUND => PullError::NotFound(format!("{what}: not found in the registry")),
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
@@ -429,7 +499,11 @@ async fn request(
     let tls = match parsed.scheme() {
         "https" => true,
         "http" => false,
-        other => return Err(PullError::Protocol(format!("{url}: scheme {other} is not http(s)"))),
+        other => {
+            return Err(PullError::Protocol(format!(
+                "{url}: scheme {other} is not http(s)"
+            )))
+        }
     };
     let host = parsed
         .host_str()
@@ -460,18 +534,25 @@ async fn request(
     } else {
         Box::new(tcp)
     };
-    let (mut sender, conn) = timeout(CONNECT_TIMEOUT, hyper::client::conn::http1::handshake(TokioIo::new(io)))
-        .await
-        .map_err(|_| unreachable("no HTTP handshake".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) = timeout(
+        CONNECT_TIMEOUT,
+        hyper::client::conn::http1::handshake(TokioIo::new(io)),
+    )
+    .await
+    .map_err(|_| unreachable("no HTTP handshake".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
     let driver = tokio::spawn(conn);
     let mut builder = http::Request::builder()
         .method(method.clone())
         .uri(&parsed[url::Position::BeforePath..])
         .header(http::header::HOST, parsed.authority())
-        .header(http::header::USER_AGENT, concat!("agent-host/", env!("CARGO_PKG_VERSION")));
+        .header(
+            http::header::USER_AGENT,
+            concat!("agent-host/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in headers {
-        let value = HeaderValue::from_str(value).map_err(|e| PullError::Protocol(format!("header {name}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| PullError::Protocol(format!("header {name}: {e}")))?;
         builder = builder.header(*name, value);
     }
     let request = builder
@@ -479,7 +560,9 @@ async fn request(
         .map_err(|e| PullError::Protocol(format!("{url}: {e}")))?;
     let response = timeout(FIRST_BYTE_TIMEOUT, sender.send_request(request))
         .await
-        .map_err(|_| PullError::Timeout(format!("{url}: no response within {FIRST_BYTE_TIMEOUT:?}")))?
+        .map_err(|_| {
+            PullError::Timeout(format!("{url}: no response within {FIRST_BYTE_TIMEOUT:?}"))
+        })?
         .map_err(|e| unreachable(e.to_string()))?;
     let (parts, mut incoming) = response.into_parts();
     // A declared length over the cap is refused before a byte is read.
@@ -491,7 +574,9 @@ async fn request(
     {
         if len > max_body && method != Method::HEAD {
             driver.abort();
-            return Err(PullError::TooLarge(format!("{url}: {len} bytes; the host reads at most {max_body}")));
+            return Err(PullError::TooLarge(format!(
+                "{url}: {len} bytes; the host reads at most {max_body}"
+            )));
         }
     }
     let mut body = Vec::new();
@@ -499,7 +584,11 @@ async fn request(
         loop {
             let frame = timeout(BETWEEN_BYTES_TIMEOUT, incoming.frame())
                 .await
-                .map_err(|_| PullError::Timeout(format!("{url}: the body stalled for {BETWEEN_BYTES_TIMEOUT:?}")))?;
+                .map_err(|_| {
+                    PullError::Timeout(format!(
+                        "{url}: the body stalled for {BETWEEN_BYTES_TIMEOUT:?}"
+                    ))
+                })?;
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| unreachable(format!("reading the body: {e}")))?;
             if let Some(data) = frame.data_ref() {

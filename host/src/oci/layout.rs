@@ -70,17 +70,22 @@ pub fn parse_manifest(bytes: &[u8], content_type: &str, what: &str) -> Result<Ma
         manifests: Option<serde_json::Value>,
     }
     let bad = |m: String| PullError::BadArtifact(format!("{what}: {m}"));
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest is not JSON: {e}")))?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest is not JSON: {e}")))?;
     let media_type = probe.media_type.as_deref().unwrap_or(content_type);
     if probe.manifests.is_some() || media_type.contains("index") || media_type.contains("list") {
         return Err(bad(
-            "is an index (several manifests); reference the Wasm artifact's own manifest digest".into(),
+            "is an index (several manifests); reference the Wasm artifact's own manifest digest"
+                .into(),
         ));
     }
     if !media_type.is_empty() && media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-        return Err(bad(format!("manifest media type {media_type} is not an OCI image manifest")));
+        return Err(bad(format!(
+            "manifest media type {media_type} is not an OCI image manifest"
+        )));
     }
-    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| bad(format!("not an image manifest: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not an image manifest: {e}")))?;
     for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
         crate::manifest::reference::check_digest(&d.digest).map_err(bad)?;
     }
@@ -103,10 +108,10 @@ pub fn wasm_layer<'a>(manifest: &'a Manifest, what: &str) -> Result<&'a Descript
     }
 }
 
-/// Config blob of a component artifact, as `oci-wasm` writes it.
+/// Config blob of a component artifact, as `oci-wasm` writes it, without
+/// its timestamp: the same component always pushes to the same digest.
 pub fn wasm_config(layer_digest: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "created": jiff::Timestamp::now().to_string(),
         "architecture": "wasm",
         "os": "wasip2",
         "layerDigests": [layer_digest],

@@ -24,11 +24,11 @@ use backon::{ExponentialBuilder, Retryable as _};
 use bytes::Bytes;
 
 use crate::audit::{AuditLog, Event};
+pub use crate::manifest::reference::{self, Reference};
 use crate::manifest::{Agent, LoadedAgent, PulledImage};
 use client::Client;
 use layout::{Descriptor, Manifest};
 use policy::{Mode, TrustPolicy};
-pub use crate::manifest::reference::{self, Reference};
 use signature::{Candidate, PrivateKey, PublicKey, VerifyError};
 
 /// Largest manifest read (image or signature), bytes.
@@ -58,7 +58,11 @@ pub enum PullError {
     #[error("too large: {0}")]
     TooLarge(String),
     #[error("{what}: content does not match its digest (expected {expected}, got {actual}); refused before use")]
-    DigestMismatch { what: String, expected: String, actual: String },
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("{0}")]
     BadArtifact(String),
     #[error("{0}")]
@@ -68,7 +72,10 @@ pub enum PullError {
 impl PullError {
     /// Worth retrying: the registry may answer next time.
     fn transient(&self) -> bool {
-        matches!(self, PullError::Unreachable { .. } | PullError::Unavailable(_) | PullError::Timeout(_))
+        matches!(
+            self,
+            PullError::Unreachable { .. } | PullError::Unavailable(_) | PullError::Timeout(_)
+        )
     }
 }
 
@@ -83,14 +90,24 @@ pub enum ImageError {
     NoPolicy { image: String },
     #[error("spec.component.image: {image}: refused: trust policy {message}")]
     Policy { image: String, message: String },
-    #[error("spec.component.image: {image}: refused: no rule of trust policy {file} matches {name}")]
-    NoRule { image: String, file: String, name: String },
+    #[error(
+        "spec.component.image: {image}: refused: no rule of trust policy {file} matches {name}"
+    )]
+    NoRule {
+        image: String,
+        file: String,
+        name: String,
+    },
     #[error("spec.component.image: {image}: refused: a tag; pin a digest (REGISTRY/REPOSITORY@sha256:...), trust policy {rule} does not allow tags")]
     Tag { image: String, rule: String },
     #[error("spec.component.image: {image}: {source}")]
     Pull { image: String, source: PullError },
     #[error("spec.component.image: {image}: refused by trust policy {rule}: {source}")]
-    Verify { image: String, rule: String, source: VerifyError },
+    Verify {
+        image: String,
+        rule: String,
+        source: VerifyError,
+    },
     #[error("spec.component.image: {image}: refused: {message}")]
     Ceiling { image: String, message: String },
 }
@@ -146,7 +163,9 @@ impl Puller {
     /// file fails the start, not the first load.
     pub fn new(config: OciConfig) -> Result<Puller, String> {
         let credentials = match &config.registry_auth {
-            Some(path) => auth::Credentials::from_file(path).map_err(|e| format!("--registry-auth {e}"))?,
+            Some(path) => {
+                auth::Credentials::from_file(path).map_err(|e| format!("--registry-auth {e}"))?
+            }
             None => auth::Credentials::default(),
         };
         if let Some(path) = &config.trust_policy {
@@ -154,7 +173,10 @@ impl Puller {
         }
         Ok(Puller {
             client: Client::new(credentials, config.insecure.clone()),
-            cache: Arc::new(cache::BlobCache::new(config.cache_dir.clone(), config.cache_max_bytes)),
+            cache: Arc::new(cache::BlobCache::new(
+                config.cache_dir.clone(),
+                config.cache_max_bytes,
+            )),
             config,
             audit: AuditLog::disabled(),
         })
@@ -208,22 +230,32 @@ impl Puller {
             message,
         })?;
         let Some(policy_file) = &self.config.trust_policy else {
-            return Err(ImageError::NoPolicy { image: image.to_owned() });
+            return Err(ImageError::NoPolicy {
+                image: image.to_owned(),
+            });
         };
         // Read at every load: a changed policy applies to the next load.
         let policy = TrustPolicy::from_file(policy_file).map_err(|message| ImageError::Policy {
             image: image.to_owned(),
             message,
         })?;
-        let rule = policy.rule_for(&reference).ok_or_else(|| ImageError::NoRule {
-            image: image.to_owned(),
-            file: policy_file.display().to_string(),
-            name: reference.name(),
-        })?;
+        let rule = policy
+            .rule_for(&reference)
+            .ok_or_else(|| ImageError::NoRule {
+                image: image.to_owned(),
+                file: policy_file.display().to_string(),
+                name: reference.name(),
+            })?;
         if reference.digest().is_none() && !rule.allow_tags {
-            return Err(ImageError::Tag { image: image.to_owned(), rule: rule.at.clone() });
+            return Err(ImageError::Tag {
+                image: image.to_owned(),
+                rule: rule.at.clone(),
+            });
         }
-        let pull = |source: PullError| ImageError::Pull { image: image.to_owned(), source };
+        let pull = |source: PullError| ImageError::Pull {
+            image: image.to_owned(),
+            source,
+        };
         let work = async {
             let (manifest_digest, manifest) = self.manifest(&reference).await.map_err(pull)?;
             let pinned = reference.with_digest(&manifest_digest);
@@ -238,14 +270,18 @@ impl Puller {
             let wasm = self.blob(&pinned, layer).await.map_err(pull)?;
             let signer = match rule.mode {
                 Mode::AllowUnsigned => None,
-                Mode::Require => Some(self.signer(&pinned, &manifest_digest, rule, &policy).await.map_err(|e| match e {
-                    Signer::Pull(source) => pull(source),
-                    Signer::Rejected(source) => ImageError::Verify {
-                        image: image.to_owned(),
-                        rule: format!("{} ({})", rule.at, rule.pattern),
-                        source,
-                    },
-                })?),
+                Mode::Require => Some(
+                    self.signer(&pinned, &manifest_digest, rule, &policy)
+                        .await
+                        .map_err(|e| match e {
+                            Signer::Pull(source) => pull(source),
+                            Signer::Rejected(source) => ImageError::Verify {
+                                image: image.to_owned(),
+                                rule: format!("{} ({})", rule.at, rule.pattern),
+                                source,
+                            },
+                        })?,
+                ),
             };
             Ok((pinned, manifest_digest, layer.digest.clone(), wasm, signer))
         };
@@ -261,15 +297,24 @@ impl Puller {
         let (ceiling, at, who) = match &signer {
             Some(name) => {
                 let key = policy.key(name).expect("a rule's keys are the policy's");
-                (key.ceiling.clone(), format!("{}.ceiling", key.at), format!("signed by `{name}`"))
+                (
+                    key.ceiling.clone(),
+                    format!("{}.ceiling", key.at),
+                    format!("signed by `{name}`"),
+                )
             }
-            None => (rule.ceiling.clone(), format!("{}.ceiling", rule.at), format!("accepted unsigned by {}", rule.at)),
+            None => (
+                rule.ceiling.clone(),
+                format!("{}.ceiling", rule.at),
+                format!("accepted unsigned by {}", rule.at),
+            ),
         };
         if let Some(c) = &ceiling {
-            c.check(&agent.spec.capabilities, &who, &at).map_err(|message| ImageError::Ceiling {
-                image: image.to_owned(),
-                message,
-            })?;
+            c.check(&agent.spec.capabilities, &who, &at)
+                .map_err(|message| ImageError::Ceiling {
+                    image: image.to_owned(),
+                    message,
+                })?;
         }
         Ok(PulledImage {
             reference: pinned.to_string(),
@@ -277,7 +322,9 @@ impl Puller {
             layer_digest,
             signer,
             rule: format!("{} ({})", rule.at, rule.pattern),
-            ceiling: ceiling.map(|c| c.describe()).unwrap_or_else(|| vec!["none beyond the manifest".into()]),
+            ceiling: ceiling
+                .map(|c| c.describe())
+                .unwrap_or_else(|| vec!["none beyond the manifest".into()]),
             wasm: wasm.into(),
         })
     }
@@ -294,8 +341,12 @@ impl Puller {
             }
         }
         let (bytes, media_type, digest) = retry(|| {
-            self.client
-                .get_manifest(&reference.registry, &reference.repository, reference.target_str(), MAX_MANIFEST_BYTES)
+            self.client.get_manifest(
+                &reference.registry,
+                &reference.repository,
+                reference.target_str(),
+                MAX_MANIFEST_BYTES,
+            )
         })
         .await?;
         let manifest = layout::parse_manifest(&bytes, &media_type, &what)?;
@@ -309,7 +360,15 @@ impl Puller {
                 return Ok(bytes);
             }
         }
-        let bytes = retry(|| self.client.get_blob(&reference.registry, &reference.repository, &d.digest, d.size)).await?;
+        let bytes = retry(|| {
+            self.client.get_blob(
+                &reference.registry,
+                &reference.repository,
+                &d.digest,
+                d.size,
+            )
+        })
+        .await?;
         self.cache.put(&d.digest, &bytes);
         Ok(bytes.to_vec())
     }
@@ -328,8 +387,13 @@ impl Puller {
             .iter()
             .filter_map(|n| policy.key(n).map(|k| (n.clone(), k.key.clone())))
             .collect();
-        let tag = format!("{}/{}:{}", reference.registry, reference.repository, layout::signature_tag(digest));
-        if let Some(cached) = self.cache.signatures(digest) {
+        let tag = format!(
+            "{}/{}:{}",
+            reference.registry,
+            reference.repository,
+            layout::signature_tag(digest)
+        );
+        if let Some(cached) = self.cache.signatures(&reference.name(), digest) {
             if let Ok(candidates) = self.candidates(reference, &cached).await {
                 if let Ok(signer) = signature::verify(&candidates, &keys, digest, &tag) {
                     return Ok(signer);
@@ -348,16 +412,25 @@ impl Puller {
         .await;
         let bytes = match fresh {
             Ok((bytes, _, _)) => bytes,
-            Err(PullError::NotFound(_)) => return Err(Signer::Rejected(VerifyError::Unsigned { tag })),
+            Err(PullError::NotFound(_)) => {
+                return Err(Signer::Rejected(VerifyError::Unsigned { tag }))
+            }
             Err(e) => return Err(Signer::Pull(e)),
         };
-        let candidates = self.candidates(reference, &bytes).await.map_err(Signer::Pull)?;
-        self.cache.put_signatures(digest, &bytes);
+        let candidates = self
+            .candidates(reference, &bytes)
+            .await
+            .map_err(Signer::Pull)?;
+        self.cache.put_signatures(&reference.name(), digest, &bytes);
         signature::verify(&candidates, &keys, digest, &tag).map_err(Signer::Rejected)
     }
 
     /// The cosign signatures a signature manifest lists, payloads fetched.
-    async fn candidates(&self, reference: &Reference, manifest: &[u8]) -> Result<Vec<Candidate>, PullError> {
+    async fn candidates(
+        &self,
+        reference: &Reference,
+        manifest: &[u8],
+    ) -> Result<Vec<Candidate>, PullError> {
         let manifest = layout::parse_manifest(manifest, "", "signature manifest")?;
         let mut out = Vec::new();
         for layer in manifest
@@ -370,7 +443,10 @@ impl Puller {
                 continue;
             };
             let payload = self.blob(reference, layer).await?;
-            out.push(Candidate { payload, signature_b64: sig.clone() });
+            out.push(Candidate {
+                payload,
+                signature_b64: sig.clone(),
+            });
         }
         Ok(out)
     }
@@ -402,7 +478,11 @@ const COMPONENT_HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];
 
 /// `agent-host push`: publishes `wasm` as a CNCF Wasm artifact under
 /// `reference` (a tag); returns the manifest digest to pin.
-pub async fn push(client: &Client, wasm: Vec<u8>, reference: &Reference) -> Result<String, PullError> {
+pub async fn push(
+    client: &Client,
+    wasm: Vec<u8>,
+    reference: &Reference,
+) -> Result<String, PullError> {
     if !wasm.starts_with(&COMPONENT_HEADER) {
         return Err(PullError::BadArtifact(
             "not a WebAssembly component (a core module or another file); build with --target wasm32-wasip2".into(),
@@ -419,30 +499,56 @@ pub async fn push(client: &Client, wasm: Vec<u8>, reference: &Reference) -> Resu
         artifact_type: None,
         config: Descriptor::of(layout::WASM_CONFIG, &config),
         layers: vec![Descriptor::of(layout::WASM_LAYER, &wasm)],
-        annotations: [("org.opencontainers.image.created".to_owned(), jiff::Timestamp::now().to_string())].into(),
+        annotations: Default::default(),
     };
     let bytes = Bytes::from(layout::to_bytes(&manifest));
-    retry(|| client.put_manifest(registry, repository, reference.target_str(), bytes.clone(), layout::OCI_MANIFEST)).await
+    retry(|| {
+        client.put_manifest(
+            registry,
+            repository,
+            reference.target_str(),
+            bytes.clone(),
+            layout::OCI_MANIFEST,
+        )
+    })
+    .await
 }
 
 /// `agent-host sign`: adds a cosign keyed signature of `reference`'s manifest
 /// digest (a tag is resolved first) to its `sha256-<hex>.sig` manifest.
 /// Returns the signed digest.
-pub async fn sign(client: &Client, reference: &Reference, key: &PrivateKey) -> Result<String, PullError> {
+pub async fn sign(
+    client: &Client,
+    reference: &Reference,
+    key: &PrivateKey,
+) -> Result<String, PullError> {
     let (registry, repository) = (&reference.registry, &reference.repository);
-    let (_, _, digest) =
-        retry(|| client.get_manifest(registry, repository, reference.target_str(), MAX_MANIFEST_BYTES)).await?;
+    let (_, _, digest) = retry(|| {
+        client.get_manifest(
+            registry,
+            repository,
+            reference.target_str(),
+            MAX_MANIFEST_BYTES,
+        )
+    })
+    .await?;
     let payload = Bytes::from(signature::payload(&reference.name(), &digest));
-    let sig = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.sign(&payload));
+    let sig = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        key.sign(&payload),
+    );
     let tag = layout::signature_tag(&digest);
-    let mut layers = match retry(|| client.get_manifest(registry, repository, &tag, MAX_MANIFEST_BYTES)).await {
-        Ok((bytes, media_type, _)) => layout::parse_manifest(&bytes, &media_type, &tag)?.layers,
-        Err(PullError::NotFound(_)) => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let mut layers =
+        match retry(|| client.get_manifest(registry, repository, &tag, MAX_MANIFEST_BYTES)).await {
+            Ok((bytes, media_type, _)) => layout::parse_manifest(&bytes, &media_type, &tag)?.layers,
+            Err(PullError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
     retry(|| client.put_blob(registry, repository, payload.clone())).await?;
     let mut layer = Descriptor::of(layout::COSIGN_LAYER, &payload);
-    layer.annotations.insert(layout::COSIGN_SIGNATURE_ANNOTATION.into(), sig);
+    layer
+        .annotations
+        .insert(layout::COSIGN_SIGNATURE_ANNOTATION.into(), sig);
     layers.push(layer);
     // The config cosign writes: an image config whose layers are the payloads.
     let config = Bytes::from(
@@ -463,6 +569,15 @@ pub async fn sign(client: &Client, reference: &Reference, key: &PrivateKey) -> R
         annotations: Default::default(),
     };
     let bytes = Bytes::from(layout::to_bytes(&manifest));
-    retry(|| client.put_manifest(registry, repository, &tag, bytes.clone(), layout::OCI_MANIFEST)).await?;
+    retry(|| {
+        client.put_manifest(
+            registry,
+            repository,
+            &tag,
+            bytes.clone(),
+            layout::OCI_MANIFEST,
+        )
+    })
+    .await?;
     Ok(digest)
 }

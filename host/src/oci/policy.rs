@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::manifest::reference::Reference;
 use super::signature::{read_small, PublicKey};
+use crate::manifest::reference::Reference;
 use crate::manifest::{Capabilities, LlmProvider};
 
 /// Largest policy file read, bytes.
@@ -79,13 +79,27 @@ impl Ceiling {
     pub fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(c) = &self.capabilities {
-            out.push(format!("capabilities: {}", if c.is_empty() { "none".into() } else { c.join(", ") }));
+            out.push(format!(
+                "capabilities: {}",
+                if c.is_empty() {
+                    "none".into()
+                } else {
+                    c.join(", ")
+                }
+            ));
         }
         if let Some(s) = self.secrets {
             out.push(format!("secrets: {}", if s { "allowed" } else { "none" }));
         }
         if let Some(e) = &self.egress {
-            out.push(format!("egress: {}", if e.is_empty() { "none".into() } else { e.join(", ") }));
+            out.push(format!(
+                "egress: {}",
+                if e.is_empty() {
+                    "none".into()
+                } else {
+                    e.join(", ")
+                }
+            ));
         }
         if out.is_empty() {
             out.push("none beyond the manifest".into());
@@ -120,11 +134,23 @@ impl Ceiling {
         if self.secrets == Some(false) {
             for (i, var) in caps.env.iter().enumerate() {
                 if var.value_from.is_some() {
-                    return refuse(format!("spec.capabilities.env[{i}].valueFrom.secretKeyRef"), "reads a Secret", "secrets");
+                    return refuse(
+                        format!("spec.capabilities.env[{i}].valueFrom.secretKeyRef"),
+                        "reads a Secret",
+                        "secrets",
+                    );
                 }
             }
-            if caps.llm.as_ref().is_some_and(|l| l.api_key_secret_ref.is_some()) {
-                return refuse("spec.capabilities.llm.apiKeySecretRef".into(), "reads a Secret", "secrets");
+            if caps
+                .llm
+                .as_ref()
+                .is_some_and(|l| l.api_key_secret_ref.is_some())
+            {
+                return refuse(
+                    "spec.capabilities.llm.apiKeySecretRef".into(),
+                    "reads a Secret",
+                    "secrets",
+                );
             }
         }
         if let Some(patterns) = &self.egress {
@@ -160,7 +186,11 @@ impl Ceiling {
 /// `*.example.com` matches any subdomain (not the apex); otherwise exact.
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
         None => pattern.eq_ignore_ascii_case(host),
     }
 }
@@ -214,7 +244,9 @@ impl TrustPolicy {
         let err = |m: String| format!("{}: {m}", path.display());
         let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
         let mut text = String::new();
-        file.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text).map_err(|e| err(e.to_string()))?;
+        file.take(MAX_POLICY_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| err(e.to_string()))?;
         if text.len() as u64 > MAX_POLICY_BYTES {
             return Err(err(format!("larger than {MAX_POLICY_BYTES} bytes")));
         }
@@ -225,10 +257,17 @@ impl TrustPolicy {
         let de = serde_norway::Deserializer::from_str(text);
         let file: File = serde_path_to_error::deserialize(de).map_err(|e| {
             let at = e.path().to_string();
-            if at == "." { e.inner().to_string() } else { format!("{at}: {}", e.inner()) }
+            if at == "." {
+                e.inner().to_string()
+            } else {
+                format!("{at}: {}", e.inner())
+            }
         })?;
         if file.api_version != API_VERSION || file.kind != KIND {
-            return Err(format!("apiVersion/kind: expected {API_VERSION} {KIND}, found {} {}", file.api_version, file.kind));
+            return Err(format!(
+                "apiVersion/kind: expected {API_VERSION} {KIND}, found {} {}",
+                file.api_version, file.kind
+            ));
         }
         let mut keys: Vec<Key> = Vec::new();
         for (i, k) in file.keys.into_iter().enumerate() {
@@ -238,14 +277,25 @@ impl TrustPolicy {
             }
             let pem = match (k.public_key, k.public_key_file) {
                 (Some(pem), None) => pem.into_bytes(),
-                (None, Some(file)) => read_small(&base.join(file)).map_err(|e| format!("{at}.publicKeyFile: {e}"))?,
-                _ => return Err(format!("{at}: set exactly one of publicKey (PEM) or publicKeyFile")),
+                (None, Some(file)) => {
+                    read_small(&base.join(file)).map_err(|e| format!("{at}.publicKeyFile: {e}"))?
+                }
+                _ => {
+                    return Err(format!(
+                        "{at}: set exactly one of publicKey (PEM) or publicKeyFile"
+                    ))
+                }
             };
             let key = PublicKey::from_pem(&pem).map_err(|e| format!("{at}: {e}"))?;
             if let Some(c) = &k.ceiling {
                 check_ceiling(c, &format!("{at}.ceiling"))?;
             }
-            keys.push(Key { name: k.name, key, ceiling: k.ceiling, at });
+            keys.push(Key {
+                name: k.name,
+                key,
+                ceiling: k.ceiling,
+                at,
+            });
         }
         let mut rules = Vec::new();
         for (i, r) in file.rules.into_iter().enumerate() {
@@ -255,11 +305,15 @@ impl TrustPolicy {
             }
             for name in &r.keys {
                 if !keys.iter().any(|k| &k.name == name) {
-                    return Err(format!("{at}.keys: {name} is not a key of this policy (keys[].name)"));
+                    return Err(format!(
+                        "{at}.keys: {name} is not a key of this policy (keys[].name)"
+                    ));
                 }
             }
             if r.signatures == Mode::Require && r.keys.is_empty() {
-                return Err(format!("{at}.keys: a rule that requires signatures lists the keys it trusts"));
+                return Err(format!(
+                    "{at}.keys: a rule that requires signatures lists the keys it trusts"
+                ));
             }
             if r.signatures == Mode::AllowUnsigned && !r.keys.is_empty() {
                 return Err(format!("{at}.keys: allow-unsigned checks no signature; list keys only with signatures: require"));
@@ -279,13 +333,19 @@ impl TrustPolicy {
                 at,
             });
         }
-        Ok(TrustPolicy { file: path.to_path_buf(), keys, rules })
+        Ok(TrustPolicy {
+            file: path.to_path_buf(),
+            keys,
+            rules,
+        })
     }
 
     /// The first rule whose pattern matches `registry/repository`.
     pub fn rule_for(&self, reference: &Reference) -> Option<&Rule> {
         let name = reference.name();
-        self.rules.iter().find(|r| glob(r.pattern.as_bytes(), name.as_bytes()))
+        self.rules
+            .iter()
+            .find(|r| glob(r.pattern.as_bytes(), name.as_bytes()))
     }
 
     /// The key called `name`.
@@ -297,13 +357,18 @@ impl TrustPolicy {
 fn check_ceiling(c: &Ceiling, at: &str) -> Result<(), String> {
     for kind in c.capabilities.iter().flatten() {
         if !GRANTABLE.contains(&kind.as_str()) {
-            return Err(format!("{at}.capabilities: {kind} is not a capability; use {}", GRANTABLE.join(", ")));
+            return Err(format!(
+                "{at}.capabilities: {kind} is not a capability; use {}",
+                GRANTABLE.join(", ")
+            ));
         }
     }
     for p in c.egress.iter().flatten() {
         let host = p.strip_prefix("*.").unwrap_or(p);
         if host.is_empty() || host.contains('*') || host.contains('/') || host.contains(':') {
-            return Err(format!("{at}.egress: {p}: a host name, or *.domain for its subdomains"));
+            return Err(format!(
+                "{at}.egress: {p}: a host name, or *.domain for its subdomains"
+            ));
         }
     }
     Ok(())
@@ -328,13 +393,25 @@ mod tests {
     #[test]
     fn globs_match_segments_and_across() {
         assert!(glob(b"r.example.com/agents/*", b"r.example.com/agents/x"));
-        assert!(!glob(b"r.example.com/agents/*", b"r.example.com/agents/x/y"));
-        assert!(glob(b"r.example.com/agents/**", b"r.example.com/agents/x/y"));
+        assert!(!glob(
+            b"r.example.com/agents/*",
+            b"r.example.com/agents/x/y"
+        ));
+        assert!(glob(
+            b"r.example.com/agents/**",
+            b"r.example.com/agents/x/y"
+        ));
         assert!(glob(b"127.0.0.1:*/dev/**", b"127.0.0.1:5000/dev/a"));
         assert!(!glob(b"r.example.com/agents/*", b"r.example.com/agentsx"));
-        assert!(host_matches("*.svc.cluster.local", "a.ns.svc.cluster.local"));
+        assert!(host_matches(
+            "*.svc.cluster.local",
+            "a.ns.svc.cluster.local"
+        ));
         assert!(!host_matches("*.svc.cluster.local", "svc.cluster.local"));
-        assert!(!host_matches("*.svc.cluster.local", "evilsvc.cluster.local"));
+        assert!(!host_matches(
+            "*.svc.cluster.local",
+            "evilsvc.cluster.local"
+        ));
     }
 
     #[test]
@@ -354,6 +431,8 @@ mod tests {
             let err = parse(&format!("{head}{body}\n")).unwrap_err();
             assert!(err.contains(wanted), "{body}: {err}");
         }
-        assert!(parse("apiVersion: v1\nkind: TrustPolicy\n").unwrap_err().contains("apiVersion/kind"));
+        assert!(parse("apiVersion: v1\nkind: TrustPolicy\n")
+            .unwrap_err()
+            .contains("apiVersion/kind"));
     }
 }

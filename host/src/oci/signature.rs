@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 /// The DER prefix of every P-256 SubjectPublicKeyInfo: SEQUENCE, AlgorithmIdentifier
 /// (id-ecPublicKey, prime256v1), BIT STRING of the 65-byte uncompressed point.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 const COSIGN_TYPE: &str = "cosign container image signature";
 /// Largest key file read, bytes.
@@ -88,15 +88,23 @@ impl PrivateKey {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
             .expect("the system RNG works");
-        let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("ring reads the key it made");
-        let public = PublicKey { point: pair.public_key().as_ref().to_vec() };
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            pkcs8.as_ref(),
+            &rng,
+        )
+        .expect("ring reads the key it made");
+        let public = PublicKey {
+            point: pair.public_key().as_ref().to_vec(),
+        };
         (pem_block("PRIVATE KEY", pkcs8.as_ref()), public)
     }
 
     /// Its public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey { point: self.pair.public_key().as_ref().to_vec() }
+        PublicKey {
+            point: self.pair.public_key().as_ref().to_vec(),
+        }
     }
 
     /// DER signature of `message`.
@@ -118,7 +126,10 @@ pub fn read_small(path: &Path) -> Result<Vec<u8>, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_KEY_FILE_BYTES} bytes; not a key file", path.display()));
+        return Err(format!(
+            "{}: larger than {MAX_KEY_FILE_BYTES} bytes; not a key file",
+            path.display()
+        ));
     }
     Ok(bytes)
 }
@@ -174,8 +185,12 @@ pub struct Image {
 pub fn payload(repository: &str, digest: &str) -> Vec<u8> {
     serde_json::to_vec(&Payload {
         critical: Critical {
-            identity: Identity { docker_reference: repository.to_owned() },
-            image: Image { docker_manifest_digest: digest.to_owned() },
+            identity: Identity {
+                docker_reference: repository.to_owned(),
+            },
+            image: Image {
+                docker_manifest_digest: digest.to_owned(),
+            },
             kind: COSIGN_TYPE.to_owned(),
         },
         optional: None,
@@ -198,14 +213,25 @@ pub struct Candidate {
 pub enum VerifyError {
     #[error("unsigned: no signature under {tag}")]
     Unsigned { tag: String },
-    #[error("signature does not match the digest: a signature by `{key}` signs {signed}, not {digest}")]
-    WrongDigest { key: String, signed: String, digest: String },
+    #[error(
+        "signature does not match the digest: a signature by `{key}` signs {signed}, not {digest}"
+    )]
+    WrongDigest {
+        key: String,
+        signed: String,
+        digest: String,
+    },
     #[error("signed by an untrusted key: none of the {count} signature(s) under {tag} verifies with a key this rule trusts ({keys})")]
-    UntrustedKey { count: usize, tag: String, keys: String },
+    UntrustedKey {
+        count: usize,
+        tag: String,
+        keys: String,
+    },
 }
 
-/// The name of the first of `keys` with a valid signature over a payload naming
-/// `digest`.
+/// The name of the first of `keys` (in their order, so the result does not
+/// depend on the order signatures were added) with a valid signature over a
+/// payload naming `digest`.
 pub fn verify(
     candidates: &[Candidate],
     keys: &[(String, PublicKey)],
@@ -213,16 +239,26 @@ pub fn verify(
     tag: &str,
 ) -> Result<String, VerifyError> {
     let mut wrong = None;
-    for c in candidates {
-        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(c.signature_b64.trim()) else {
-            continue;
-        };
-        for (name, key) in keys {
-            if !key.verifies(&c.payload, &sig) {
+    let decoded: Vec<(&Candidate, Vec<u8>)> = candidates
+        .iter()
+        .filter_map(|c| {
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(c.signature_b64.trim())
+                .ok()?;
+            Some((c, sig))
+        })
+        .collect();
+    for (name, key) in keys {
+        for (c, sig) in &decoded {
+            let sig = sig.as_slice();
+            if !key.verifies(&c.payload, sig) {
                 continue;
             }
             match serde_json::from_slice::<Payload>(&c.payload) {
-                Ok(p) if p.critical.kind == COSIGN_TYPE && p.critical.image.docker_manifest_digest == digest => {
+                Ok(p)
+                    if p.critical.kind == COSIGN_TYPE
+                        && p.critical.image.docker_manifest_digest == digest =>
+                {
                     return Ok(name.clone())
                 }
                 Ok(p) => {
@@ -244,12 +280,18 @@ pub fn verify(
     }
     Err(wrong.unwrap_or_else(|| {
         if candidates.is_empty() {
-            VerifyError::Unsigned { tag: tag.to_owned() }
+            VerifyError::Unsigned {
+                tag: tag.to_owned(),
+            }
         } else {
             VerifyError::UntrustedKey {
                 count: candidates.len(),
                 tag: tag.to_owned(),
-                keys: keys.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                keys: keys
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }
         }
     }))
@@ -277,7 +319,10 @@ mod tests {
         std::fs::write(&path, pem).unwrap();
         let key = PrivateKey::from_file(&path).unwrap();
         assert_eq!(key.public_key(), public);
-        assert_eq!(PublicKey::from_pem(public.to_pem().as_bytes()).unwrap(), public);
+        assert_eq!(
+            PublicKey::from_pem(public.to_pem().as_bytes()).unwrap(),
+            public
+        );
         key
     }
 
@@ -285,21 +330,38 @@ mod tests {
     fn a_trusted_signature_of_the_digest_verifies_and_others_say_why_not() {
         let (a, b) = (key(), key());
         let trusted = vec![("platform".to_owned(), a.public_key())];
-        assert_eq!(verify(&[signed(&a, D)], &trusted, D, "t").unwrap(), "platform");
+        assert_eq!(
+            verify(&[signed(&a, D)], &trusted, D, "t").unwrap(),
+            "platform"
+        );
         let other = D.replace("0123", "4567");
-        assert!(matches!(verify(&[signed(&a, &other)], &trusted, D, "t"), Err(VerifyError::WrongDigest { .. })));
-        assert!(matches!(verify(&[signed(&b, D)], &trusted, D, "t"), Err(VerifyError::UntrustedKey { .. })));
-        assert!(matches!(verify(&[], &trusted, D, "t"), Err(VerifyError::Unsigned { .. })));
+        assert!(matches!(
+            verify(&[signed(&a, &other)], &trusted, D, "t"),
+            Err(VerifyError::WrongDigest { .. })
+        ));
+        assert!(matches!(
+            verify(&[signed(&b, D)], &trusted, D, "t"),
+            Err(VerifyError::UntrustedKey { .. })
+        ));
+        assert!(matches!(
+            verify(&[], &trusted, D, "t"),
+            Err(VerifyError::Unsigned { .. })
+        ));
         // A payload changed after signing does not verify.
         let mut tampered = signed(&a, D);
         tampered.payload.push(b' ');
-        assert!(matches!(verify(&[tampered], &trusted, D, "t"), Err(VerifyError::UntrustedKey { .. })));
+        assert!(matches!(
+            verify(&[tampered], &trusted, D, "t"),
+            Err(VerifyError::UntrustedKey { .. })
+        ));
     }
 
     #[test]
     fn only_p256_public_keys_are_accepted() {
         let err = PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n").unwrap_err();
         assert!(err.contains("P-256"), "{err}");
-        assert!(PublicKey::from_pem(b"junk").unwrap_err().contains("not a PEM public key"));
+        assert!(PublicKey::from_pem(b"junk")
+            .unwrap_err()
+            .contains("not a PEM public key"));
     }
 }

@@ -215,7 +215,10 @@ impl Runtime {
 
     /// The component of `loaded`: its file, or the verified bytes of its
     /// image. An image that was not resolved (pulled and verified) is refused.
-    pub fn compile_agent(&self, loaded: &LoadedAgent) -> Result<(Component, String, CacheStatus), LoadError> {
+    pub fn compile_agent(
+        &self,
+        loaded: &LoadedAgent,
+    ) -> Result<(Component, String, CacheStatus), LoadError> {
         if loaded.agent.spec.component.image.is_none() {
             return self.compile(&loaded.component_path);
         }
@@ -223,7 +226,8 @@ impl Runtime {
         let Some(image) = &loaded.image else {
             return Err(LoadError::Component {
                 path: path.clone(),
-                message: "not pulled and verified; images load only through the trust policy".into(),
+                message: "not pulled and verified; images load only through the trust policy"
+                    .into(),
             });
         };
         let wasm: &[u8] = &image.wasm;
