@@ -49,7 +49,7 @@ pub struct FollowConfig {
 }
 
 /// How often a failed pull is tried again while the spec stays the same.
-const PULL_RETRY: Duration = Duration::from_secs(15);
+const PULL_RETRY: Duration = Duration::from_secs(10);
 
 /// Follows the Agent until `stop` is cancelled.
 pub async fn follow(
@@ -88,14 +88,13 @@ pub async fn follow(
     let mut seen_in_init = false;
     let mut tick = tokio::time::interval(config.event_interval);
     tick.tick().await;
-    let mut retry_tick = tokio::time::interval(PULL_RETRY);
-    retry_tick.tick().await;
     loop {
+        let retry_at = follower.retry.as_ref().map(|(_, at)| *at);
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => follower.publish_activity().await,
-            _ = retry_tick.tick(), if follower.retry.is_some() => {
-                if let Some(agent) = follower.retry.take() {
+            () = async { tokio::time::sleep_until(retry_at.expect("guarded")).await }, if retry_at.is_some() => {
+                if let Some((agent, _)) = follower.retry.take() {
                     follower.failed_image = None;
                     follower.apply(agent).await;
                 }
@@ -128,7 +127,7 @@ struct Follower {
     puller: Puller,
     handle: AgentHandle,
     /// A spec whose component could not be pulled, tried again on a timer.
-    retry: Option<Agent>,
+    retry: Option<(Agent, tokio::time::Instant)>,
     /// Generation and spec whose component was last refused: our own status
     /// patches come back as modifications and must not pull it again.
     failed_image: Option<(Option<i64>, crate::manifest::AgentSpec)>,
@@ -206,7 +205,7 @@ impl Follower {
     async fn image_failed(&mut self, agent: &Agent, error: &ImageError) {
         let message = error.to_string();
         if error.registry_down() {
-            self.retry = Some(agent.clone());
+            self.retry = Some((agent.clone(), tokio::time::Instant::now() + PULL_RETRY));
         }
         let Some(serving) = self.status.clone().filter(|_| self.applied.is_some()) else {
             self.fail(agent, error.reason(), &message, false).await;

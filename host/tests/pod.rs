@@ -392,10 +392,15 @@ impl Deref for Host {
 
 impl Host {
     fn start(dir: &Path, api: &str) -> Self {
+        Self::start_with(dir, api, |_| {})
+    }
+
+    fn start_with(dir: &Path, api: &str, configure: impl FnOnce(&mut std::process::Command)) -> Self {
         Host(HostProcess::start(dir, "host.log", |cmd| {
             cmd.args(["--agent", "tally", "--namespace", NS])
                 .args(["--event-interval", "300ms"])
                 .env("KUBECONFIG", kubeconfig(dir, api));
+            configure(cmd);
         }))
     }
 
@@ -651,4 +656,83 @@ fn a_refused_bucket_reaches_the_capability_denied_event_and_the_status_lists_key
                     .is_some_and(|n| n.contains("keyValue: 1"))
         })
     });
+}
+
+/// A component from a registry: a new digest is a rollout; while the registry
+/// is down the last good component keeps serving, the status and an event
+/// say why, the refusal is audited, and the pull is retried until it lands.
+#[test]
+fn a_failed_pull_keeps_the_last_good_component_serving_and_is_retried() {
+    use guests::registry::Registry;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut registry = Registry::start();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: agent-host.dev/v1alpha1\nkind: TrustPolicy\nrules:\n  - {{repositories: '{}/agents/**', signatures: allow-unsigned}}\n",
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let push = |wasm: &str, tag: &str| {
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["push", wasm, &format!("{}/agents/tally:{tag}", registry.addr())])
+            .env("AGENT_HOST_INSECURE_REGISTRIES", registry.addr())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let first = push(guests::SLOW_TALLY, "v1");
+    let second = push(guests::KV_COUNTER, "v2");
+    let image_spec = |image: &str| {
+        json!({
+            "component": { "image": image },
+            "capabilities": {
+                "filesystem": [ { "hostPath": data, "guestPath": "/data", "readOnly": false } ],
+                "keyValue": { "maxBytes": "1Mi", "buckets": ["state"] },
+            },
+        })
+    };
+    let (api, cluster) = stand_in();
+    cluster.create(image_spec(&first));
+    let addr = registry.addr();
+    let host = Host::start_with(dir.path(), &api, |cmd| {
+        cmd.env("AGENT_HOST_TRUST_POLICY", &policy)
+            .env("AGENT_HOST_INSECURE_REGISTRIES", &addr)
+            .env("AGENT_HOST_PULL_TIMEOUT", "3s");
+    });
+    host.wait("readiness", || host.ready());
+    host.wait("status of generation 1", || cluster.generation_observed() == Some(1));
+    let status = || cluster.cluster.lock().unwrap().agent.clone().unwrap()["status"].clone();
+    assert_eq!(status()["componentImage"], first.as_str(), "{}", status());
+
+    registry.stop();
+    cluster.set_spec(image_spec(&second));
+    host.wait("status of generation 2", || cluster.generation_observed() == Some(2));
+    assert_eq!(
+        cluster.ready_condition(),
+        Some(("True".into(), "ServingPrevious".into())),
+        "{}",
+        status()
+    );
+    let conditions = status()["conditions"].to_string();
+    assert!(conditions.contains("ImagePullFailed") && conditions.contains("unreachable"), "{conditions}");
+    assert_eq!(status()["componentImage"], first.as_str(), "the last good component still serves");
+    let (code, body) = host.invoke(r#"{"sleepMs":0}"#);
+    assert_eq!((code, body["state"].as_str()), (200, Some("succeeded")), "{body}");
+    host.wait("an ImagePullFailed event", || {
+        cluster.cluster.lock().unwrap().events.iter().any(|e| e["reason"] == "ImagePullFailed")
+    });
+    let audit = std::fs::read_to_string(&host.audit).unwrap();
+    assert!(audit.contains("component.refused") && audit.contains("ImagePullFailed"), "{audit}");
+
+    registry.restart();
+    host.wait("the retried pull to roll out the new digest", || {
+        status()["componentImage"] == second.as_str()
+    });
+    assert_eq!(cluster.ready_condition(), Some(("True".into(), "Serving".into())));
 }
