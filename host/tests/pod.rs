@@ -395,7 +395,11 @@ impl Host {
         Self::start_with(dir, api, |_| {})
     }
 
-    fn start_with(dir: &Path, api: &str, configure: impl FnOnce(&mut std::process::Command)) -> Self {
+    fn start_with(
+        dir: &Path,
+        api: &str,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         Host(HostProcess::start(dir, "host.log", |cmd| {
             cmd.args(["--agent", "tally", "--namespace", NS])
                 .args(["--event-interval", "300ms"])
@@ -679,11 +683,19 @@ fn a_failed_pull_keeps_the_last_good_component_serving_and_is_retried() {
     .unwrap();
     let push = |wasm: &str, tag: &str| {
         let out = std::process::Command::new(crate::support::BIN)
-            .args(["push", wasm, &format!("{}/agents/tally:{tag}", registry.addr())])
+            .args([
+                "push",
+                wasm,
+                &format!("{}/agents/tally:{tag}", registry.addr()),
+            ])
             .env("AGENT_HOST_INSECURE_REGISTRIES", registry.addr())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let first = push(guests::SLOW_TALLY, "v1");
@@ -706,13 +718,17 @@ fn a_failed_pull_keeps_the_last_good_component_serving_and_is_retried() {
             .env("AGENT_HOST_PULL_TIMEOUT", "3s");
     });
     host.wait("readiness", || host.ready());
-    host.wait("status of generation 1", || cluster.generation_observed() == Some(1));
+    host.wait("status of generation 1", || {
+        cluster.generation_observed() == Some(1)
+    });
     let status = || cluster.cluster.lock().unwrap().agent.clone().unwrap()["status"].clone();
     assert_eq!(status()["componentImage"], first.as_str(), "{}", status());
 
     registry.stop();
     cluster.set_spec(image_spec(&second));
-    host.wait("status of generation 2", || cluster.generation_observed() == Some(2));
+    host.wait("status of generation 2", || {
+        cluster.generation_observed() == Some(2)
+    });
     assert_eq!(
         cluster.ready_condition(),
         Some(("True".into(), "ServingPrevious".into())),
@@ -720,19 +736,42 @@ fn a_failed_pull_keeps_the_last_good_component_serving_and_is_retried() {
         status()
     );
     let conditions = status()["conditions"].to_string();
-    assert!(conditions.contains("ImagePullFailed") && conditions.contains("unreachable"), "{conditions}");
-    assert_eq!(status()["componentImage"], first.as_str(), "the last good component still serves");
+    assert!(
+        conditions.contains("ImagePullFailed") && conditions.contains("unreachable"),
+        "{conditions}"
+    );
+    assert_eq!(
+        status()["componentImage"],
+        first.as_str(),
+        "the last good component still serves"
+    );
     let (code, body) = host.invoke(r#"{"sleepMs":0}"#);
-    assert_eq!((code, body["state"].as_str()), (200, Some("succeeded")), "{body}");
+    assert_eq!(
+        (code, body["state"].as_str()),
+        (200, Some("succeeded")),
+        "{body}"
+    );
     host.wait("an ImagePullFailed event", || {
-        cluster.cluster.lock().unwrap().events.iter().any(|e| e["reason"] == "ImagePullFailed")
+        cluster
+            .cluster
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .any(|e| e["reason"] == "ImagePullFailed")
     });
     let audit = std::fs::read_to_string(&host.audit).unwrap();
-    assert!(audit.contains("component.refused") && audit.contains("ImagePullFailed"), "{audit}");
+    assert!(
+        audit.contains("component.refused") && audit.contains("ImagePullFailed"),
+        "{audit}"
+    );
 
     registry.restart();
     host.wait("the retried pull to roll out the new digest", || {
         status()["componentImage"] == second.as_str()
     });
-    assert_eq!(cluster.ready_condition(), Some(("True".into(), "Serving".into())));
+    assert_eq!(
+        cluster.ready_condition(),
+        Some(("True".into(), "Serving".into()))
+    );
 }

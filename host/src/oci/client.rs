@@ -31,6 +31,8 @@ const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SMALL_BODY: u64 = 64 << 10;
 /// Redirects followed for one blob (registries hand blobs to storage services).
 const MAX_REDIRECTS: usize = 5;
+/// Bearer tokens remembered (one per registry and repository scope).
+const MAX_TOKENS: usize = 256;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -44,6 +46,19 @@ pub struct Response {
     pub headers: HeaderMap,
     /// The whole body.
     pub body: Bytes,
+}
+
+/// One registry API request.
+struct Call<'a> {
+    method: Method,
+    registry: &'a str,
+    repository: &'a str,
+    /// A path under the registry, or an absolute URL it handed out (uploads).
+    target: &'a str,
+    headers: &'a [(&'a str, String)],
+    body: Bytes,
+    access: Access,
+    max_body: u64,
 }
 
 /// Talks to registries on the host's behalf.
@@ -101,17 +116,17 @@ impl Client {
     /// Sends one registry API request to `registry` for `repository`,
     /// authenticating when challenged, reading at most `max_body` bytes.
     /// Redirects are returned as they are (see [`Client::get_blob`]).
-    pub async fn send(
-        &self,
-        method: Method,
-        registry: &str,
-        repository: &str,
-        path_and_query: &str,
-        headers: &[(&str, String)],
-        body: Bytes,
-        access: Access,
-        max_body: u64,
-    ) -> Result<Response, PullError> {
+    async fn send(&self, call: Call<'_>) -> Result<Response, PullError> {
+        let Call {
+            method,
+            registry,
+            repository,
+            target: path_and_query,
+            headers,
+            body,
+            access,
+            max_body,
+        } = call;
         let url = if path_and_query.starts_with("http://") || path_and_query.starts_with("https://")
         {
             path_and_query.to_owned()
@@ -244,11 +259,12 @@ impl Client {
                 .token
                 .or(token.access_token)
                 .ok_or_else(|| denied("the token response holds no token".into()))?;
-            self.inner
-                .tokens
-                .lock()
-                .unwrap()
-                .insert(key.clone(), token.clone());
+            let mut tokens = self.inner.tokens.lock().unwrap();
+            if tokens.len() >= MAX_TOKENS {
+                tokens.clear();
+            }
+            tokens.insert(key.clone(), token.clone());
+            drop(tokens);
             return Ok(format!("Bearer {token}"));
         }
         if challenges
@@ -274,16 +290,16 @@ impl Client {
         max: u64,
     ) -> Result<(Bytes, String, String), PullError> {
         let response = self
-            .send(
-                Method::GET,
+            .send(Call {
+                method: Method::GET,
                 registry,
                 repository,
-                &format!("/v2/{repository}/manifests/{target}"),
-                &[("accept", super::layout::MANIFEST_ACCEPT.to_owned())],
-                Bytes::new(),
-                Access::Pull,
-                max,
-            )
+                target: &format!("/v2/{repository}/manifests/{target}"),
+                headers: &[("accept", super::layout::MANIFEST_ACCEPT.to_owned())],
+                body: Bytes::new(),
+                access: Access::Pull,
+                max_body: max,
+            })
             .await?;
         let what = format!("{registry}/{repository} manifest {target}");
         check_status(&response, &what)?;
@@ -319,16 +335,16 @@ impl Client {
     ) -> Result<Bytes, PullError> {
         let what = format!("{registry}/{repository} blob {digest}");
         let mut response = self
-            .send(
-                Method::GET,
+            .send(Call {
+                method: Method::GET,
                 registry,
                 repository,
-                &format!("/v2/{repository}/blobs/{digest}"),
-                &[],
-                Bytes::new(),
-                Access::Pull,
-                size,
-            )
+                target: &format!("/v2/{repository}/blobs/{digest}"),
+                headers: &[],
+                body: Bytes::new(),
+                access: Access::Pull,
+                max_body: size,
+            })
             .await?;
         let mut hops = 0;
         let mut from =
@@ -377,31 +393,31 @@ impl Client {
     ) -> Result<String, PullError> {
         let digest = sha256(&blob);
         let head = self
-            .send(
-                Method::HEAD,
+            .send(Call {
+                method: Method::HEAD,
                 registry,
                 repository,
-                &format!("/v2/{repository}/blobs/{digest}"),
-                &[],
-                Bytes::new(),
-                Access::Push,
-                0,
-            )
+                target: &format!("/v2/{repository}/blobs/{digest}"),
+                headers: &[],
+                body: Bytes::new(),
+                access: Access::Push,
+                max_body: 0,
+            })
             .await?;
         if head.status.is_success() {
             return Ok(digest);
         }
         let start = self
-            .send(
-                Method::POST,
+            .send(Call {
+                method: Method::POST,
                 registry,
                 repository,
-                &format!("/v2/{repository}/blobs/uploads/"),
-                &[],
-                Bytes::new(),
-                Access::Push,
-                MAX_SMALL_BODY,
-            )
+                target: &format!("/v2/{repository}/blobs/uploads/"),
+                headers: &[],
+                body: Bytes::new(),
+                access: Access::Push,
+                max_body: MAX_SMALL_BODY,
+            })
             .await?;
         check_status(
             &start,
@@ -419,16 +435,16 @@ impl Client {
             .map_err(|e| PullError::Protocol(format!("upload Location {location}: {e}")))?;
         upload.query_pairs_mut().append_pair("digest", &digest);
         let put = self
-            .send(
-                Method::PUT,
+            .send(Call {
+                method: Method::PUT,
                 registry,
                 repository,
-                upload.as_str(),
-                &[("content-type", "application/octet-stream".to_owned())],
-                blob,
-                Access::Push,
-                MAX_SMALL_BODY,
-            )
+                target: upload.as_str(),
+                headers: &[("content-type", "application/octet-stream".to_owned())],
+                body: blob,
+                access: Access::Push,
+                max_body: MAX_SMALL_BODY,
+            })
             .await?;
         check_status(
             &put,
@@ -448,16 +464,16 @@ impl Client {
     ) -> Result<String, PullError> {
         let digest = sha256(&manifest);
         let put = self
-            .send(
-                Method::PUT,
+            .send(Call {
+                method: Method::PUT,
                 registry,
                 repository,
-                &format!("/v2/{repository}/manifests/{target}"),
-                &[("content-type", media_type.to_owned())],
-                manifest,
-                Access::Push,
-                MAX_SMALL_BODY,
-            )
+                target: &format!("/v2/{repository}/manifests/{target}"),
+                headers: &[("content-type", media_type.to_owned())],
+                body: manifest,
+                access: Access::Push,
+                max_body: MAX_SMALL_BODY,
+            })
             .await?;
         check_status(
             &put,
@@ -476,8 +492,12 @@ fn check_status(response: &Response, what: &str) -> Result<(), PullError> {
     if response.status.is_success() {
         return Ok(());
     }
-    let detail =
-        String::from_utf8_lossy(&response.body[..response.body.len().min(512)]).into_owned();
+    // The registry's words, shortened and without control characters: they
+    // reach terminals, logs and the Agent's status.
+    let detail: String = String::from_utf8_lossy(&response.body[..response.body.len().min(512)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     Err(match response.status {
         StatusCode::NOT_FOUND => PullError::NotFound(format!("{what}: not found in the registry")),
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
