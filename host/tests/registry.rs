@@ -251,6 +251,19 @@ fn pushed_by_the_host_read_by_skopeo_and_what_skopeo_copies_runs() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains(&format!("image       {pinned}")), "{said}");
     assert!(said.contains("signer      platform (rules[0]"), "{said}");
+
+    // A tag is refused unless the rule allows tags; then it resolves to the
+    // digest, which is what is verified and reported.
+    let tagged = s.agent("tagged", &format!("{}/agents/hello:v1", s.registry.addr()), "");
+    refused(&s.check(&tagged), "a tag; pin a digest");
+    s.policy(
+        &keys(&["platform"]),
+        &format!("  - {{repositories: '{}/agents/**', signatures: require, keys: [platform], allowTags: true}}", s.registry.addr()),
+    );
+    let out = s.check(&tagged);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("image       {pinned}")), "{said}");
 }
 
 #[test]

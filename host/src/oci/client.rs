@@ -641,14 +641,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             };
             let native = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(native.certs);
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
+            crate::cap::http::client::ring_tls(roots)
         })
         .clone()
 }

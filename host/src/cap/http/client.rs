@@ -114,21 +114,24 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
+            ring_tls(rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            // An explicit provider: the process-wide default is ambiguous when
-            // several crypto backends are compiled in.
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
+            })
+        })
+        .clone()
+}
+
+/// A TLS client configuration trusting `roots`, on ring, the one crypto
+/// provider in the build (named explicitly: the process-wide default is
+/// ambiguous when a dependency compiles in another).
+pub(crate) fn ring_tls(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+    Arc::new(config)
 }
 
 /// A response body that fails once more than `remaining` bytes arrive or the
