@@ -11,6 +11,7 @@ mod chart;
 mod density;
 mod durable;
 mod process;
+mod registry;
 mod report;
 mod scenarios;
 

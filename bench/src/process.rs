@@ -40,20 +40,32 @@ pub fn time_runs(n: usize, make: impl Fn() -> Command) -> anyhow::Result<Vec<f64
 /// Spawns `agent-host serve` with hello on `cache_dir` and returns the µs until
 /// it prints its listening line (agents are loaded before it listens).
 pub fn time_until_ready(ctx: &Ctx, cache_dir: &Path) -> anyhow::Result<f64> {
+    time_until_ready_of(ctx, cache_dir, &ctx.hello_manifest, &[])
+}
+
+/// [`time_until_ready`] for the agent of `manifest`, with `extra` arguments
+/// (e.g. the trust policy and registry of a manifest naming an image).
+pub fn time_until_ready_of(
+    ctx: &Ctx,
+    cache_dir: &Path,
+    manifest: &Path,
+    extra: &[&OsStr],
+) -> anyhow::Result<f64> {
+    // Its log (warnings and errors) says why, should it not start.
+    let log = ctx.work.path().join("serve-start.log");
+    let stderr = std::fs::File::create(&log).context("creating serve's log")?;
     let t = Instant::now();
-    let (mut child, line) = spawn_server(ctx, cache_dir, &[])?;
+    let (mut child, line) = spawn_serve(ctx, cache_dir, manifest, extra, stderr.into())?;
     let elapsed = t.elapsed().as_nanos() as f64 / 1000.0;
     child.kill().ok();
     child.wait().ok();
     anyhow::ensure!(
         line.starts_with("listening on "),
-        "serve did not start: {line:?}"
+        "serve -f {} did not start: {line:?}; its log:\n{}",
+        manifest.display(),
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     Ok(elapsed)
-}
-
-fn spawn_server(ctx: &Ctx, cache_dir: &Path, extra: &[&OsStr]) -> anyhow::Result<(Child, String)> {
-    spawn_serve(ctx, cache_dir, &ctx.hello_manifest, extra)
 }
 
 fn spawn_serve(
@@ -61,6 +73,7 @@ fn spawn_serve(
     cache_dir: &Path,
     manifest: &Path,
     extra: &[&OsStr],
+    stderr: Stdio,
 ) -> anyhow::Result<(Child, String)> {
     let mut cmd = host_command(ctx);
     cmd.env("AGENT_HOST_CACHE_DIR", cache_dir)
@@ -69,7 +82,7 @@ fn spawn_serve(
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped"))
@@ -127,7 +140,7 @@ impl Server {
         agent: &str,
         extra: &[&OsStr],
     ) -> anyhow::Result<Self> {
-        let (child, line) = spawn_serve(ctx, &ctx.cache_dir, manifest, extra)?;
+        let (child, line) = spawn_serve(ctx, &ctx.cache_dir, manifest, extra, Stdio::null())?;
         let mut server = Server {
             child,
             base: String::new(),

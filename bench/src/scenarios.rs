@@ -26,6 +26,7 @@ pub enum Id {
     Allocator,
     Metering,
     ColdStart,
+    RegistryStart,
     Http,
     Density,
     Abi,
@@ -122,7 +123,11 @@ pub struct Row {
 }
 
 impl Row {
-    fn latency(label: impl Into<String>, role: &'static str, mut samples: Vec<f64>) -> Self {
+    pub(crate) fn latency(
+        label: impl Into<String>,
+        role: &'static str,
+        mut samples: Vec<f64>,
+    ) -> Self {
         Self {
             label: label.into(),
             role,
@@ -163,7 +168,7 @@ impl Row {
         self
     }
 
-    fn median(&self) -> f64 {
+    pub(crate) fn median(&self) -> f64 {
         self.latency.as_ref().map_or(f64::NAN, |l| l.median_us)
     }
 }
@@ -176,7 +181,7 @@ pub struct Goal {
     pub met: bool,
 }
 
-fn at_most(goal: &str, value: f64, limit: f64, figure: String) -> Goal {
+pub(crate) fn at_most(goal: &str, value: f64, limit: f64, figure: String) -> Goal {
     Goal {
         goal: goal.into(),
         figure,
@@ -240,6 +245,9 @@ pub async fn run_all(ctx: &Ctx, only: &[Id]) -> anyhow::Result<Vec<Outcome>> {
     }
     if chosen(Id::ColdStart) {
         out.push(cold_start(ctx).await?);
+    }
+    if chosen(Id::RegistryStart) {
+        out.push(crate::registry::scenario(ctx).await?);
     }
     if chosen(Id::Http) {
         out.push(http(ctx).await?);

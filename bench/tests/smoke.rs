@@ -4,12 +4,13 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "per-invocation",
     "process-per-task",
     "allocator",
     "metering",
     "cold-start",
+    "registry-start",
     "http",
     "density",
     "abi",
