@@ -254,7 +254,11 @@ fn pushed_by_the_host_read_by_skopeo_and_what_skopeo_copies_runs() {
 
     // A tag is refused unless the rule allows tags; then it resolves to the
     // digest, which is what is verified and reported.
-    let tagged = s.agent("tagged", &format!("{}/agents/hello:v1", s.registry.addr()), "");
+    let tagged = s.agent(
+        "tagged",
+        &format!("{}/agents/hello:v1", s.registry.addr()),
+        "",
+    );
     refused(&s.check(&tagged), "a tag; pin a digest");
     s.policy(
         &keys(&["platform"]),

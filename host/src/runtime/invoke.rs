@@ -551,6 +551,9 @@ impl PreparedAgent {
         if let Some(exit) = err.downcast_ref::<I32Exit>() {
             return InvocationError::Exit { code: exit.0 };
         }
+        if let Some(e) = err.downcast_ref::<crate::cap::key_value::KeyValueError>() {
+            return InvocationError::KeyValue { error: e.clone() };
+        }
         if matches!(
             err.downcast_ref::<wasmtime::component::ResourceTableError>(),
             Some(wasmtime::component::ResourceTableError::Full)

@@ -125,12 +125,13 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 /// provider in the build (named explicitly: the process-wide default is
 /// ambiguous when a dependency compiles in another).
 pub(crate) fn ring_tls(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Arc::new(config)
 }
 

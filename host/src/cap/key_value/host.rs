@@ -39,6 +39,10 @@ fn outcome<T>(r: std::result::Result<T, KeyValueError>) -> Result<T> {
     match r {
         Err(KeyValueError::Deadline) => Err(wasmtime::Trap::Interrupt.into()),
         Err(KeyValueError::BucketDenied(_)) => Ok(Err(store::Error::AccessDenied)),
+        // A store fault is the host's, not the agent's: the invocation ends as
+        // KeyValueError (durable work goes back to the queue) instead of the
+        // guest reporting it as its own failure.
+        Err(e @ KeyValueError::Backend(_)) => Err(wasmtime::Error::new(e)),
         Err(other) => Ok(Err(store::Error::Other(other.to_string()))),
         Ok(v) => Ok(Ok(v)),
     }

@@ -191,6 +191,23 @@ pub(super) async fn run(
                 tracing::warn!(invocation = %id, error = %e, "release failed: the lease will expire");
             }
         }
+        // The store failed under a key-value call (nothing was committed):
+        // not the agent's outcome either; the work runs again once the store
+        // answers.
+        Stopped::Ran(inv, _)
+            if matches!(
+                inv.result,
+                Err(InvocationError::KeyValue {
+                    error: crate::cap::key_value::KeyValueError::Backend(_)
+                })
+            ) =>
+        {
+            tracing::warn!(invocation = %id, "the store failed under a key-value call: handed back to the queue");
+            tokio::time::sleep(CAPACITY_BACKOFF).await;
+            if let Err(e) = d.store.release(&id, fence).await {
+                tracing::warn!(invocation = %id, error = %e, "release failed: the lease will expire");
+            }
+        }
         Stopped::Ran(inv, intents) => {
             let written = complete(&s, &d, &hosted, &id, fence, *inv, intents).await;
             if let (Some(reply), true) = (reply, written) {
