@@ -86,7 +86,7 @@ fn audit_verify(path: &Path) -> (Option<i32>, String) {
     )
 }
 
-fn audit_records(path: &Path) -> Vec<Value> {
+pub(crate) fn audit_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
