@@ -540,3 +540,48 @@ fn network_policies_deny_by_default_then_open_dns_the_api_server_callers_and_the
         assert_eq!(egress_namespaces(&docs), expected, "{at}");
     }
 }
+
+#[test]
+fn callers_are_authenticated_by_token_review_and_mounted_tokens_outside_the_agents_secrets() {
+    for (at, docs) in builds() {
+        let account = &only(&docs, "ServiceAccount")["metadata"]["name"];
+        let binding = only(&docs, "ClusterRoleBinding");
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "{at}");
+        assert_eq!(binding["roleRef"]["name"], "system:auth-delegator", "{at}");
+        assert_eq!(binding["subjects"], json!([{ "kind": "ServiceAccount", "name": account }]), "{at}");
+
+        let pod = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let env = |name: &str| -> Option<String> {
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str().map(String::from))
+        };
+        assert_eq!(env("AGENT_HOST_TOKEN_REVIEW").as_deref(), Some("true"), "{at}");
+        let audience = env("AGENT_HOST_TOKEN_AUDIENCE").unwrap_or_default();
+        // Never the API server's own audience: callers' API tokens must not work here.
+        assert!(!audience.is_empty() && !audience.contains("kubernetes.default"), "{at}: {audience}");
+        let tokens = env("AGENT_HOST_CALLER_TOKENS").expect("AGENT_HOST_CALLER_TOKENS");
+        let secrets = env("AGENT_HOST_SECRETS_DIR").expect("AGENT_HOST_SECRETS_DIR");
+        assert!(!tokens.starts_with(&secrets), "{at}: caller tokens inside the Agents' secrets dir");
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == tokens.as_str())
+            .unwrap_or_else(|| panic!("{at}: nothing mounted at {tokens}"));
+        assert_eq!(mount["readOnly"], true, "{at}");
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], "agent-host-callers", "{at}");
+        // Nothing on the Agents' side of the host may read it.
+        assert_eq!(volume["secret"]["defaultMode"], 288, "{at}");
+    }
+}
