@@ -348,7 +348,11 @@ async fn token_review(State(s): State<StandIn>, body: Bytes) -> Response {
     s.cluster.lock().unwrap().reviews.push(review.clone());
     let token = review["spec"]["token"].as_str().unwrap_or_default();
     let requested: Vec<String> = match review["spec"]["audiences"].as_array() {
-        Some(a) if !a.is_empty() => a.iter().filter_map(|a| a.as_str()).map(String::from).collect(),
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|a| a.as_str())
+            .map(String::from)
+            .collect(),
         _ => vec![API_AUDIENCE.to_string()],
     };
     let parts: Vec<&str> = token.splitn(4, '/').collect();
@@ -362,8 +366,10 @@ async fn token_review(State(s): State<StandIn>, body: Bytes) -> Response {
     };
     (
         StatusCode::CREATED,
-        axum::Json(json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "metadata": {}, "spec": review["spec"], "status": status })),
+        axum::Json(
+            json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "metadata": {}, "spec": review["spec"], "status": status }),
+        ),
     )
         .into_response()
 }
@@ -850,7 +856,10 @@ fn service_account_tokens_are_checked_with_token_review_for_the_configured_audie
     let sent = cluster.cluster.lock().unwrap().reviews[0].clone();
     assert_eq!(sent["spec"]["audiences"], json!(["agent-host"]), "{sent}");
     // A positive answer is reused for a while: no second review.
-    assert_eq!(invoke_as(&host, Some("sa/sre-agents/pager/agent-host")).0, 200);
+    assert_eq!(
+        invoke_as(&host, Some("sa/sre-agents/pager/agent-host")).0,
+        200
+    );
     assert_eq!(reviews(), 1);
     // Another service account: authenticated, not in spec.callers.
     let (status, body) = invoke_as(&host, Some("sa/sre-agents/other/agent-host"));
@@ -886,7 +895,10 @@ fn service_account_tokens_are_checked_with_token_review_for_the_configured_audie
         .iter()
         .find(|r| r["kind"] == "request.denied" && r["status"] == 403)
         .unwrap();
-    assert_eq!(forbidden["caller"], "system:serviceaccount:sre-agents:other");
+    assert_eq!(
+        forbidden["caller"],
+        "system:serviceaccount:sre-agents:other"
+    );
 }
 
 #[test]
@@ -899,7 +911,9 @@ fn an_agent_with_callers_on_a_host_that_authenticates_nobody_is_refused_as_an_in
     restricted["callers"] = json!([PAGER]);
     cluster.create(restricted);
     let host = Host::start(dir.path(), &api);
-    host.wait("the Ready condition", || cluster.ready_condition().is_some());
+    host.wait("the Ready condition", || {
+        cluster.ready_condition().is_some()
+    });
     assert_eq!(
         cluster.ready_condition(),
         Some(("False".into(), "InvalidSpec".into()))

@@ -9,8 +9,8 @@ use agent_host::cluster::{self, FollowConfig};
 use agent_host::config::{Allocator, Store};
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
-use agent_host::server::store::StoreLimits;
 use agent_host::server::auth::{Authenticator, TokenFiles, TokenReviewer};
+use agent_host::server::store::StoreLimits;
 use agent_host::server::tls::TlsFiles;
 use agent_host::server::{shutdown_signal, DurableConfig, ServeConfig, Server};
 use agent_host::Runtime;
@@ -339,7 +339,11 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     let shutdown = shutdown_signal();
     tracing::info!(%addr, "serving");
     // Printed for scripts and tests that listen on port 0.
-    let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!("listening on {scheme}://{addr}");
     let served = server.run(listener, shutdown).await;
     stop_following.cancel();
@@ -383,10 +387,13 @@ async fn security(
     let auth = Authenticator::new(tokens, review, args.metrics_auth).map(Arc::new);
     match &auth {
         Some(a) => tracing::info!(auth = ?a, "callers are authenticated"),
-        None if args.metrics_auth => {
-            return Err("--metrics-auth needs caller authentication: set --caller-tokens and/or --token-review".into())
-        }
-        None => tracing::warn!("no --caller-tokens or --token-review: every caller is accepted (local runs only)"),
+        None if args.metrics_auth => return Err(
+            "--metrics-auth needs caller authentication: set --caller-tokens and/or --token-review"
+                .into(),
+        ),
+        None => tracing::warn!(
+            "no --caller-tokens or --token-review: every caller is accepted (local runs only)"
+        ),
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles::open(cert, key)?),

@@ -219,7 +219,13 @@ async fn accept(
     if let Err(denied) = authorize(&caller, current.callers()) {
         s.metrics.rejected(agent, "Forbidden");
         let line = format!("{} {}", request.method(), request.uri().path());
-        return Ok(auth::deny(s, &caller, line, Some(agent), auth::forbidden(&denied)));
+        return Ok(auth::deny(
+            s,
+            &caller,
+            line,
+            Some(agent),
+            auth::forbidden(&denied),
+        ));
     }
     let run_async = query
         .map_err(|e| {
@@ -675,18 +681,17 @@ fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
     }
 }
 
-/// Whether `caller` may see or cancel invocations of `agent`: as for
-/// invoking it. An agent not serving here has no `spec.callers` to check, so
-/// with authentication on its invocations are refused (fail closed).
-fn may_reach(
+/// The refusal (403, audited) when `caller` may not see or cancel
+/// invocations of `agent`: as for invoking it. An agent not serving here has
+/// no `spec.callers` to check, so with authentication on its invocations are
+/// refused (fail closed).
+fn refusal(
     s: &Shared,
     caller: &Caller,
     agent: &str,
     line: impl FnOnce() -> String,
-) -> Result<(), Response> {
-    if s.auth.is_none() {
-        return Ok(());
-    }
+) -> Option<Response> {
+    s.auth.as_ref()?;
     let current = s.agents.get(agent).and_then(|h| h.current());
     let allowed = match &current {
         Some(a) => authorize(caller, a.callers()),
@@ -694,7 +699,7 @@ fn may_reach(
             caller: caller.name.clone(),
         }),
     };
-    allowed.map_err(|denied| {
+    allowed.err().map(|denied| {
         let error = match current {
             Some(_) => auth::forbidden(&denied),
             None => ApiError::new(
@@ -715,7 +720,7 @@ async fn get_invocation(
     let line = || format!("GET /v1/invocations/{id}");
     if let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) {
         let agent = durable_id.scope().map(|sc| sc.agent).unwrap_or_default();
-        if let Err(refused) = may_reach(&s, &caller, &agent, line) {
+        if let Some(refused) = refusal(&s, &caller, &agent, line) {
             return refused;
         }
         return match durable::get(d, &durable_id).await {
@@ -728,7 +733,7 @@ async fn get_invocation(
     }
     let tracked = s.store.get(&id);
     if let Some(t) = &tracked {
-        if let Err(refused) = may_reach(&s, &caller, &t.agent, line) {
+        if let Some(refused) = refusal(&s, &caller, &t.agent, line) {
             return refused;
         }
     }
@@ -765,7 +770,9 @@ async fn cancel_invocation(
         .into_response();
     };
     let agent = durable_id.scope().map(|sc| sc.agent).unwrap_or_default();
-    if let Err(refused) = may_reach(&s, &caller, &agent, || format!("DELETE /v1/invocations/{id}")) {
+    if let Some(refused) = refusal(&s, &caller, &agent, || {
+        format!("DELETE /v1/invocations/{id}")
+    }) {
         return refused;
     }
     match durable::cancel(d, &durable_id).await {

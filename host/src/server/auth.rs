@@ -98,9 +98,7 @@ pub struct Denied {
 pub fn authorize(caller: &Caller, agent_spec_callers: Option<&[String]>) -> Result<(), Denied> {
     match agent_spec_callers {
         None => Ok(()),
-        Some(allowed) if caller.authenticated && allowed.iter().any(|c| *c == caller.name) => {
-            Ok(())
-        }
+        Some(allowed) if caller.authenticated && allowed.contains(&caller.name) => Ok(()),
         Some(_) => Err(Denied {
             caller: caller.name.clone(),
         }),
@@ -171,7 +169,11 @@ fn is_open(path: &str, metrics_auth: bool) -> bool {
 
 /// The axum layer: authenticates the request (or lets a probe through) and
 /// puts its [`Caller`] in the extensions.
-pub(super) async fn layer(State(s): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
+pub(super) async fn layer(
+    State(s): State<Arc<Shared>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -187,15 +189,23 @@ pub(super) async fn layer(State(s): State<Arc<Shared>>, mut request: Request, ne
     let what = format!("{} {}", request.method(), request.uri().path());
     let refuse = |status, code, message: &str, invalid: bool| {
         let caller = Caller::anonymous(peer.clone());
-        let mut r = deny(&s, &caller, what.clone(), None, ApiError::new(status, code, message));
+        let mut r = deny(
+            &s,
+            &caller,
+            what.clone(),
+            None,
+            ApiError::new(status, code, message),
+        );
         if status == StatusCode::UNAUTHORIZED {
             let challenge = if invalid {
                 "Bearer realm=\"agent-host\", error=\"invalid_token\""
             } else {
                 "Bearer realm=\"agent-host\""
             };
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         r
     };
@@ -367,9 +377,7 @@ fn read_tokens(dir: &Path, strict: bool) -> Result<TokenTable, String> {
         }
         names.push(name);
         if names.len() > MAX_TOKEN_FILES {
-            return Err(where_(&format!(
-                "more than {MAX_TOKEN_FILES} token files"
-            )));
+            return Err(where_(&format!("more than {MAX_TOKEN_FILES} token files")));
         }
     }
     names.sort();
@@ -377,18 +385,24 @@ fn read_tokens(dir: &Path, strict: bool) -> Result<TokenTable, String> {
     for name in names {
         let token = read_token(&dir.join(&name)).and_then(|token| {
             if !is_secret_key(&name) {
-                return Err(format!("{name:?} is not a caller name: use letters, digits, -, _ and . (a Secret key)"));
+                return Err(format!(
+                    "{name:?} is not a caller name: use letters, digits, -, _ and . (a Secret key)"
+                ));
             }
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             match entries.iter().find(|(_, d)| *d == digest) {
-                Some((other, _)) => Err(format!("{name}: the same token as {other}; each caller needs its own token")),
+                Some((other, _)) => Err(format!(
+                    "{name}: the same token as {other}; each caller needs its own token"
+                )),
                 None => Ok(digest),
             }
         });
         match token {
             Ok(digest) => entries.push((name, digest)),
             Err(e) if strict => return Err(where_(&e)),
-            Err(e) => tracing::error!(error = %where_(&e), "token file left out: its caller is not authenticated"),
+            Err(e) => {
+                tracing::error!(error = %where_(&e), "token file left out: its caller is not authenticated")
+            }
         }
     }
     Ok(TokenTable { entries })
@@ -442,7 +456,9 @@ impl TokenReviewer {
         let _permit = self.in_flight.acquire().await.expect("never closed");
         let name = tokio::time::timeout(REVIEW_TIMEOUT, self.ask(token))
             .await
-            .map_err(|_| Unavailable(format!("TokenReview took longer than {REVIEW_TIMEOUT:?}")))??;
+            .map_err(|_| {
+                Unavailable(format!("TokenReview took longer than {REVIEW_TIMEOUT:?}"))
+            })??;
         if let Some(name) = &name {
             self.remember(key, name.clone());
         }
@@ -491,7 +507,7 @@ impl TokenReviewer {
         let for_us = status
             .audiences
             .as_ref()
-            .is_some_and(|a| a.iter().any(|a| *a == self.audience));
+            .is_some_and(|a| a.contains(&self.audience));
         if status.authenticated != Some(true) || !for_us {
             return Ok(None);
         }

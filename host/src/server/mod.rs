@@ -17,8 +17,8 @@
 mod api;
 pub mod auth;
 mod durable;
-pub mod tls;
 pub mod store;
+pub mod tls;
 
 pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
@@ -341,8 +341,7 @@ impl Server {
             }
             Some(files) => {
                 files.watch();
-                let listener = tls::TlsListener::new(listener, files.acceptor())
-                    .tap_io(|_| {});
+                let listener = tls::TlsListener::new(listener, files.acceptor()).tap_io(|_| {});
                 let serve = axum::serve(listener, app).with_graceful_shutdown(closed);
                 tokio::spawn(async move { serve.await })
             }

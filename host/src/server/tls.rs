@@ -148,15 +148,13 @@ fn parse(cert: &Path, key: &Path, cert_pem: &[u8], key_pem: &[u8]) -> Result<Cer
     }
     let private = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("--tls-key {}: no PEM private key: {e}", key.display()))?;
-    CertifiedKey::from_der(chain, private, &rustls::crypto::ring::default_provider()).map_err(
-        |e| {
-            format!(
-                "--tls-key {}: unusable with --tls-cert {}: {e}",
-                key.display(),
-                cert.display()
-            )
-        },
-    )
+    CertifiedKey::from_der(chain, private, &rustls::crypto::ring::default_provider()).map_err(|e| {
+        format!(
+            "--tls-key {}: unusable with --tls-cert {}: {e}",
+            key.display(),
+            cert.display()
+        )
+    })
 }
 
 /// A listener whose connections are TLS streams whose handshake completed.

@@ -140,7 +140,9 @@ fn token_files_authenticate_callers_spec_callers_authorizes_them_and_both_refusa
 
     serve.wait("the audit records", || {
         let records = audit_records(&serve.audit);
-        records.iter().any(|r| r["kind"] == "invocation.start" && r["caller"] == "pager")
+        records
+            .iter()
+            .any(|r| r["kind"] == "invocation.start" && r["caller"] == "pager")
             && records
                 .iter()
                 .filter(|r| r["kind"] == "request.denied")
@@ -228,7 +230,11 @@ fn metrics_need_a_token_with_metrics_auth_and_probes_never_do() {
     assert_eq!(r.status, 401, "{}", r.body);
     let r = get_as(&serve, "/metrics", "scrape-0001");
     assert_eq!(r.status, 200);
-    assert!(r.body.as_str().unwrap().contains("agent_host"), "{}", r.body);
+    assert!(
+        r.body.as_str().unwrap().contains("agent_host"),
+        "{}",
+        r.body
+    );
 }
 
 /// Runs `serve` with `args` expecting it to refuse to start; its stderr.
@@ -257,14 +263,22 @@ fn spec_callers_on_a_host_that_authenticates_nobody_is_refused_at_start() {
     let tokens = token_dir(dir.path(), &[("same-a", "t0ken"), ("same-b", "t0ken")]);
     let err = refused_start(
         dir.path(),
-        &["-f", restricted.to_str().unwrap(), "--caller-tokens", tokens.to_str().unwrap()],
+        &[
+            "-f",
+            restricted.to_str().unwrap(),
+            "--caller-tokens",
+            tokens.to_str().unwrap(),
+        ],
     );
     assert!(err.contains("same-b: the same token as same-a"), "{err}");
     let err = refused_start(
         dir.path(),
         &["-f", restricted.to_str().unwrap(), "--metrics-auth"],
     );
-    assert!(err.contains("--metrics-auth needs caller authentication"), "{err}");
+    assert!(
+        err.contains("--metrics-auth needs caller authentication"),
+        "{err}"
+    );
     let missing = dir.path().join("missing.pem");
     let err = refused_start(
         dir.path(),
@@ -297,8 +311,21 @@ fn issue(dir: &Path, cn: &str) {
         openssl(
             dir,
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
             ],
         );
     }
@@ -310,15 +337,38 @@ fn issue(dir: &Path, cn: &str) {
     openssl(
         dir,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            "new.key", "-out", "new.csr", "-subj", &format!("/CN={cn}"),
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "new.key",
+            "-out",
+            "new.csr",
+            "-subj",
+            &format!("/CN={cn}"),
         ],
     );
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "new.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "new.crt", "-days", "1", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "new.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "new.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
         ],
     );
     std::fs::rename(dir.join("new.key"), dir.join("tls.key")).unwrap();
@@ -385,7 +435,11 @@ fn tls_serves_the_mounted_certificate_and_new_connections_get_a_renewed_one() {
         cmd.arg("--tls-cert").arg(pki.join("tls.crt"));
         cmd.arg("--tls-key").arg(pki.join("tls.key"));
     });
-    assert!(serve.base.starts_with("https://127.0.0.1:"), "{}", serve.base);
+    assert!(
+        serve.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        serve.base
+    );
 
     let (status, leaf) = https_get(&pki, &serve.base, "/v1/agents", "ci-4567");
     assert_eq!(status, 200);
@@ -408,7 +462,11 @@ fn tls_serves_the_mounted_certificate_and_new_connections_get_a_renewed_one() {
         if leaf == second {
             break;
         }
-        assert!(Instant::now() < deadline, "the renewed certificate was not served\n{}", serve.logs());
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served\n{}",
+            serve.logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(serve.logs().contains("TLS certificate reloaded"));
