@@ -167,6 +167,12 @@ fn is_open(path: &str, metrics_auth: bool) -> bool {
     matches!(path, "/healthz" | "/readyz") || (path == "/metrics" && !metrics_auth)
 }
 
+/// `router` with [`layer`] over every route and the fallback (axum layers
+/// cover only what the router holds when they are added: merge routes first).
+pub(super) fn protect(router: axum::Router, shared: Arc<Shared>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(shared, layer))
+}
+
 /// The axum layer: authenticates the request (or lets a probe through) and
 /// puts its [`Caller`] in the extensions.
 pub(super) async fn layer(

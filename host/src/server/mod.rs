@@ -310,8 +310,10 @@ impl Server {
     }
 
     /// The HTTP API, for serving on a listener of the caller's choosing.
+    /// Authentication wraps the whole router: a route merged in before
+    /// [`auth::protect`] is covered without a line of its own.
     pub fn router(&self) -> axum::Router {
-        api::router(self.shared.clone())
+        auth::protect(api::router(self.shared.clone()), self.shared.clone())
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns false and
