@@ -47,6 +47,10 @@ struct Cluster {
     events: Vec<Value>,
     /// TokenReview requests received.
     reviews: Vec<Value>,
+    /// How long each review takes, and the most that were answered at once.
+    review_delay: Duration,
+    reviews_in_flight: u32,
+    max_reviews_in_flight: u32,
 }
 
 #[derive(Clone)]
@@ -345,7 +349,15 @@ async fn token_review(State(s): State<StandIn>, body: Bytes) -> Response {
         return unavailable();
     }
     let review: Value = serde_json::from_slice(&body).unwrap();
-    s.cluster.lock().unwrap().reviews.push(review.clone());
+    let delay = {
+        let mut c = s.cluster.lock().unwrap();
+        c.reviews.push(review.clone());
+        c.reviews_in_flight += 1;
+        c.max_reviews_in_flight = c.max_reviews_in_flight.max(c.reviews_in_flight);
+        c.review_delay
+    };
+    tokio::time::sleep(delay).await;
+    s.cluster.lock().unwrap().reviews_in_flight -= 1;
     let token = review["spec"]["token"].as_str().unwrap_or_default();
     let requested: Vec<String> = match review["spec"]["audiences"].as_array() {
         Some(a) if !a.is_empty() => a
@@ -898,6 +910,26 @@ fn service_account_tokens_are_checked_with_token_review_for_the_configured_audie
     assert_eq!(
         forbidden["caller"],
         "system:serviceaccount:sre-agents:other"
+    );
+
+    // A flood of made-up tokens reaches the API server at most 16 at a time.
+    cluster.cluster.lock().unwrap().review_delay = Duration::from_millis(200);
+    let before = reviews();
+    thread::scope(|scope| {
+        for i in 0..48 {
+            let host = &host;
+            scope.spawn(move || {
+                let (status, body) = invoke_as(host, Some(&format!("made-up-{i}")));
+                assert_eq!(status, 401, "{body}");
+            });
+        }
+    });
+    let c = cluster.cluster.lock().unwrap();
+    assert_eq!(c.reviews.len() - before, 48);
+    assert!(
+        (2..=16).contains(&c.max_reviews_in_flight),
+        "{} reviews at once",
+        c.max_reviews_in_flight
     );
 }
 
