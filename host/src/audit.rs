@@ -113,6 +113,23 @@ pub enum Event {
         /// Invocations cancelled at the end of the grace period.
         cancelled: u64,
     },
+    /// A request to the serve API was refused before it reached an agent:
+    /// 401 (no or an invalid token), 403 (the agent's `spec.callers` excludes
+    /// the caller) or 503 (the token could not be checked).
+    #[serde(rename = "request.denied", rename_all = "camelCase")]
+    RequestDenied {
+        /// The authenticated caller, or the peer address when unknown.
+        caller: String,
+        /// HTTP status answered.
+        status: u16,
+        /// The error code answered (`Unauthenticated`, `Forbidden`, ...).
+        code: &'static str,
+        /// Request method and path.
+        request: String,
+        /// The agent asked for, when the route names one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
     /// An invocation was accepted.
     #[serde(rename = "invocation.start", rename_all = "camelCase")]
     InvocationStart {
@@ -227,6 +244,16 @@ impl Event {
                 idempotency_key.iter_mut().for_each(cut);
             }
             Event::AgentWithdrawn { reason, .. } => cut(reason),
+            Event::RequestDenied {
+                caller,
+                request,
+                agent,
+                ..
+            } => {
+                cut(caller);
+                cut(request);
+                agent.iter_mut().for_each(cut);
+            }
             _ => {}
         }
     }
@@ -259,6 +286,12 @@ impl Event {
                     ..
                 } => caller.len() + idempotency_key.as_ref().map_or(0, String::len),
                 Event::AgentWithdrawn { agent, reason } => agent.len() + reason.len(),
+                Event::RequestDenied {
+                    caller,
+                    request,
+                    agent,
+                    ..
+                } => caller.len() + request.len() + agent.as_ref().map_or(0, String::len),
                 Event::HostStart { agents, .. } => agents.iter().map(String::len).sum(),
                 _ => 0,
             }

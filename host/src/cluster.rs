@@ -186,7 +186,9 @@ impl Follower {
                 let (reason, capabilities) = match &e {
                     LoadError::Configure { .. } => ("GrantFailed", true),
                     LoadError::UngrantedImports { .. } => ("UngrantedImports", true),
-                    LoadError::Manifest(_) => ("InvalidSpec", false),
+                    LoadError::Manifest(_) | LoadError::CallersUnenforceable { .. } => {
+                        ("InvalidSpec", false)
+                    }
                     _ => ("ComponentLoadFailed", false),
                 };
                 self.fail(&agent, reason, &e.to_string(), capabilities)

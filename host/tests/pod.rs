@@ -45,6 +45,12 @@ struct Cluster {
     watches: u32,
     status_patches: Vec<Value>,
     events: Vec<Value>,
+    /// TokenReview requests received.
+    reviews: Vec<Value>,
+    /// How long each review takes, and the most that were answered at once.
+    review_delay: Duration,
+    reviews_in_flight: u32,
+    max_reviews_in_flight: u32,
 }
 
 #[derive(Clone)]
@@ -331,6 +337,55 @@ async fn patch_event(
     }
 }
 
+/// The API server's default audience, assumed when a review names none.
+const API_AUDIENCE: &str = "https://kubernetes.default.svc";
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`. The stand-in's
+/// service-account tokens are `sa/<namespace>/<name>/<audience>`; as the real
+/// API server, a token is authenticated only for a requested audience it was
+/// issued for, and `status.audiences` is that intersection.
+async fn token_review(State(s): State<StandIn>, body: Bytes) -> Response {
+    if s.cluster.lock().unwrap().down {
+        return unavailable();
+    }
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    let delay = {
+        let mut c = s.cluster.lock().unwrap();
+        c.reviews.push(review.clone());
+        c.reviews_in_flight += 1;
+        c.max_reviews_in_flight = c.max_reviews_in_flight.max(c.reviews_in_flight);
+        c.review_delay
+    };
+    tokio::time::sleep(delay).await;
+    s.cluster.lock().unwrap().reviews_in_flight -= 1;
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let requested: Vec<String> = match review["spec"]["audiences"].as_array() {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(|a| a.as_str())
+            .map(String::from)
+            .collect(),
+        _ => vec![API_AUDIENCE.to_string()],
+    };
+    let parts: Vec<&str> = token.splitn(4, '/').collect();
+    let status = match parts.as_slice() {
+        ["sa", ns, name, audience] if requested.iter().any(|r| r == audience) => json!({
+            "authenticated": true,
+            "user": { "username": format!("system:serviceaccount:{ns}:{name}"), "groups": ["system:serviceaccounts"] },
+            "audiences": [audience],
+        }),
+        _ => json!({ "authenticated": false, "error": "invalid bearer token" }),
+    };
+    (
+        StatusCode::CREATED,
+        axum::Json(
+            json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "metadata": {}, "spec": review["spec"], "status": status }),
+        ),
+    )
+        .into_response()
+}
+
 /// Starts the stand-in on a thread with its own runtime; returns its URL.
 fn stand_in() -> (String, StandIn) {
     let (wake, _) = broadcast::channel(64);
@@ -348,6 +403,10 @@ fn stand_in() -> (String, StandIn) {
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
             patch(patch_event),
+        )
+        .route(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            post(token_review),
         )
         .with_state(s.clone());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -774,4 +833,123 @@ fn a_failed_pull_keeps_the_last_good_component_serving_and_is_retried() {
         cluster.ready_condition(),
         Some(("True".into(), "Serving".into()))
     );
+}
+
+const PAGER: &str = "system:serviceaccount:sre-agents:pager";
+
+fn invoke_as(host: &Host, token: Option<&str>) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let reply = host.post("/v1/agents/tally/invocations", &headers, r#"{"n":1}"#);
+    (reply.status, reply.body)
+}
+
+#[test]
+fn service_account_tokens_are_checked_with_token_review_for_the_configured_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let (api, cluster) = stand_in();
+    let mut restricted = spec(&data, false);
+    restricted["callers"] = json!([PAGER]);
+    cluster.create(restricted);
+    let host = Host::start_with(dir.path(), &api, |cmd| {
+        cmd.args(["--token-review", "--token-audience", "agent-host"]);
+    });
+    host.wait("the agent to serve", || host.ready());
+
+    let reviews = || cluster.cluster.lock().unwrap().reviews.len();
+    let (status, body) = invoke_as(&host, None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(reviews(), 0, "no token, nothing to review");
+    let (status, body) = invoke_as(&host, Some("sa/sre-agents/pager/agent-host"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "succeeded", "{body}");
+    let sent = cluster.cluster.lock().unwrap().reviews[0].clone();
+    assert_eq!(sent["spec"]["audiences"], json!(["agent-host"]), "{sent}");
+    // A positive answer is reused for a while: no second review.
+    assert_eq!(
+        invoke_as(&host, Some("sa/sre-agents/pager/agent-host")).0,
+        200
+    );
+    assert_eq!(reviews(), 1);
+    // Another service account: authenticated, not in spec.callers.
+    let (status, body) = invoke_as(&host, Some("sa/sre-agents/other/agent-host"));
+    assert_eq!(status, 403, "{body}");
+    // The pager's token for the API server's audience is not valid here.
+    let (status, body) = invoke_as(&host, Some(&format!("sa/sre-agents/pager/{API_AUDIENCE}")));
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(invoke_as(&host, Some("not-a-token")).0, 401);
+    // Probes stay open.
+    assert_eq!(host.get("/healthz").status, 200);
+    // An API server that cannot answer: 503, never a pass.
+    cluster.set_down(true);
+    let (status, body) = invoke_as(&host, Some("sa/sre-agents/fresh/agent-host"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "AuthenticationUnavailable");
+    cluster.set_down(false);
+
+    host.wait("the audit records", || {
+        crate::serve::audit_records(&host.audit)
+            .iter()
+            .filter(|r| r["kind"] == "request.denied")
+            .count()
+            >= 5
+    });
+    let records = crate::serve::audit_records(&host.audit);
+    let callers: Vec<&str> = records
+        .iter()
+        .filter(|r| r["kind"] == "invocation.start")
+        .map(|r| r["caller"].as_str().unwrap())
+        .collect();
+    assert_eq!(callers, [PAGER, PAGER]);
+    let forbidden = records
+        .iter()
+        .find(|r| r["kind"] == "request.denied" && r["status"] == 403)
+        .unwrap();
+    assert_eq!(
+        forbidden["caller"],
+        "system:serviceaccount:sre-agents:other"
+    );
+
+    // A flood of made-up tokens reaches the API server at most 16 at a time.
+    cluster.cluster.lock().unwrap().review_delay = Duration::from_millis(200);
+    let before = reviews();
+    thread::scope(|scope| {
+        for i in 0..48 {
+            let host = &host;
+            scope.spawn(move || {
+                let (status, body) = invoke_as(host, Some(&format!("made-up-{i}")));
+                assert_eq!(status, 401, "{body}");
+            });
+        }
+    });
+    let c = cluster.cluster.lock().unwrap();
+    assert_eq!(c.reviews.len() - before, 48);
+    assert!(
+        (2..=16).contains(&c.max_reviews_in_flight),
+        "{} reviews at once",
+        c.max_reviews_in_flight
+    );
+}
+
+#[test]
+fn an_agent_with_callers_on_a_host_that_authenticates_nobody_is_refused_as_an_invalid_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let (api, cluster) = stand_in();
+    let mut restricted = spec(&data, false);
+    restricted["callers"] = json!([PAGER]);
+    cluster.create(restricted);
+    let host = Host::start(dir.path(), &api);
+    host.wait("the Ready condition", || {
+        cluster.ready_condition().is_some()
+    });
+    assert_eq!(
+        cluster.ready_condition(),
+        Some(("False".into(), "InvalidSpec".into()))
+    );
+    assert_eq!(invoke_as(&host, None).0, 503);
+    assert!(!host.ready());
 }

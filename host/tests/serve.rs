@@ -16,6 +16,8 @@ use crate::support::{read_http_request, HostProcess, Reply, BIN};
 // Hostile scenarios, one module per area; they share `Serve` and the helpers here.
 #[path = "serve/audit.rs"]
 mod audit;
+#[path = "serve/auth.rs"]
+mod auth;
 #[path = "serve/durable.rs"]
 mod durable;
 #[path = "serve/fs.rs"]
@@ -84,7 +86,7 @@ fn audit_verify(path: &Path) -> (Option<i32>, String) {
     )
 }
 
-fn audit_records(path: &Path) -> Vec<Value> {
+pub(crate) fn audit_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

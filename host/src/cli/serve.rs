@@ -9,7 +9,9 @@ use agent_host::cluster::{self, FollowConfig};
 use agent_host::config::{Allocator, Store};
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
+use agent_host::server::auth::{Authenticator, TokenFiles, TokenReviewer};
 use agent_host::server::store::StoreLimits;
+use agent_host::server::tls::TlsFiles;
 use agent_host::server::{shutdown_signal, DurableConfig, ServeConfig, Server};
 use agent_host::Runtime;
 use std::sync::Arc;
@@ -89,6 +91,26 @@ pub struct ServeArgs {
     /// [default: the sum of the agents' maxConcurrency with -f; 1000 with --agent]
     #[arg(long, env = "AGENT_HOST_MAX_INSTANCES")]
     max_instances: Option<u32>,
+    /// Authenticate callers by bearer token: a directory laid out like a mounted
+    /// Secret, one file per caller name holding that caller's token; re-read when it changes
+    #[arg(long, env = "AGENT_HOST_CALLER_TOKENS")]
+    caller_tokens: Option<PathBuf>,
+    /// Authenticate callers by Kubernetes service-account token, checked with the
+    /// TokenReview API (the caller is the user name it returns); needs --token-audience
+    #[arg(long, env = "AGENT_HOST_TOKEN_REVIEW", requires = "token_audience")]
+    token_review: bool,
+    /// The audience callers' service-account tokens must be issued for (--token-review)
+    #[arg(long, env = "AGENT_HOST_TOKEN_AUDIENCE")]
+    token_audience: Option<String>,
+    /// Require a caller token on /metrics too (it is open by default, like the probes)
+    #[arg(long, env = "AGENT_HOST_METRICS_AUTH")]
+    metrics_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); re-read when it changes
+    #[arg(long, env = "AGENT_HOST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "AGENT_HOST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Expands directories into the manifests they hold, sorted by name.
@@ -174,6 +196,10 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         Some(_) => DEFAULT_CLUSTER_INSTANCES,
         None => u32::try_from(total_concurrency).unwrap_or(u32::MAX),
     });
+    let (auth, tls) = match security(&args, cluster.as_ref().map(|(c, _)| c.clone())).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let mut config = match host.config(Allocator::Pooling) {
         Ok(config) => config,
         Err(e) => return fail(e),
@@ -207,6 +233,8 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     };
     // tokensPerMinute windows in the store too: every replica spends from one.
     runtime.use_state_store(state_store.clone());
+    // Fail closed: spec.callers on a host that authenticates nobody is refused.
+    runtime.set_callers_authenticated(auth.is_some());
     let replica = args
         .replica_name
         .clone()
@@ -284,6 +312,8 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             replica,
             lease,
         }),
+        auth,
+        tls,
     };
     let stop_following = CancellationToken::new();
     let server = match cluster {
@@ -309,7 +339,12 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
     let shutdown = shutdown_signal();
     tracing::info!(%addr, "serving");
     // Printed for scripts and tests that listen on port 0.
-    println!("listening on http://{addr}");
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{addr}");
     let served = server.run(listener, shutdown).await;
     stop_following.cancel();
     match served {
@@ -319,6 +354,52 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Caller authentication and TLS from the flags; every file is read and
+/// checked now, so a bad token directory or certificate stops the start.
+async fn security(
+    args: &ServeArgs,
+    cluster: Option<kube::Client>,
+) -> Result<(Option<Arc<Authenticator>>, Option<TlsFiles>), String> {
+    let tokens = match &args.caller_tokens {
+        Some(dir) => Some(TokenFiles::open(dir)?),
+        None => None,
+    };
+    let review = match (args.token_review, &args.token_audience) {
+        (false, Some(_)) => {
+            return Err("--token-audience applies to --token-review, which is not set".into())
+        }
+        (false, None) => None,
+        (true, audience) => {
+            let audience = audience.clone().filter(|a| !a.trim().is_empty()).ok_or(
+                "--token-review needs --token-audience: tokens issued for another audience (the API server's) must not be valid here",
+            )?;
+            let client = match cluster {
+                Some(client) => client,
+                None => kube::Client::try_default().await.map_err(|e| {
+                    format!("--token-review: no Kubernetes API configuration (in-cluster or KUBECONFIG): {e}")
+                })?,
+            };
+            Some(TokenReviewer::new(client, audience))
+        }
+    };
+    let auth = Authenticator::new(tokens, review, args.metrics_auth).map(Arc::new);
+    match &auth {
+        Some(a) => tracing::info!(auth = ?a, "callers are authenticated"),
+        None if args.metrics_auth => return Err(
+            "--metrics-auth needs caller authentication: set --caller-tokens and/or --token-review"
+                .into(),
+        ),
+        None => tracing::warn!(
+            "no --caller-tokens or --token-review: every caller is accepted (local runs only)"
+        ),
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles::open(cert, key)?),
+        _ => None,
+    };
+    Ok((auth, tls))
 }
 
 /// Shortest `--lease`: renewals every third of it must reach the store in time.

@@ -36,6 +36,12 @@ pub struct AgentSpec {
     /// Per-invocation budgets; each one left out keeps its default.
     #[serde(default)]
     pub limits: Limits,
+    /// Caller names allowed to invoke the agent (a `--caller-tokens` file
+    /// name, or a TokenReview user such as
+    /// `system:serviceaccount:ns:name`); absent = any authenticated caller.
+    /// A host that authenticates nobody refuses an agent that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callers: Option<Vec<String>>,
 }
 
 /// The component to run: exactly one of a local file or an OCI image.

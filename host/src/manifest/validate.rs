@@ -48,7 +48,51 @@ pub(super) fn validate_metadata(metadata: &ObjectMeta) -> Result {
 pub(super) fn validate_spec(spec: &AgentSpec) -> Result {
     validate_component(&spec.component)?;
     validate_limits(&spec.limits)?;
-    validate_capabilities(&spec.capabilities)
+    validate_capabilities(&spec.capabilities)?;
+    validate_callers(spec.callers.as_deref())
+}
+
+/// Most names in `spec.callers`: the list is looked up on every request.
+pub const MAX_CALLERS: usize = 256;
+/// Longest caller name (a Kubernetes user name is at most this long in practice).
+const MAX_CALLER_NAME: usize = 512;
+
+/// `spec.callers`: not empty (omit it to allow any authenticated caller), no
+/// duplicates, names of visible characters.
+fn validate_callers(callers: Option<&[String]>) -> Result {
+    let Some(callers) = callers else {
+        return Ok(());
+    };
+    if callers.is_empty() {
+        return fail(
+            "spec.callers",
+            "empty: it would allow no one; omit it to allow any authenticated caller",
+        );
+    }
+    if callers.len() > MAX_CALLERS {
+        return fail(
+            "spec.callers",
+            format!("{} names; at most {MAX_CALLERS}", callers.len()),
+        );
+    }
+    for (i, name) in callers.iter().enumerate() {
+        if name.is_empty()
+            || name.len() > MAX_CALLER_NAME
+            || !name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return fail(
+                format!("spec.callers[{i}]"),
+                format!("{name:?}: a caller name is 1 to {MAX_CALLER_NAME} visible ASCII characters (a --caller-tokens file name or a Kubernetes user name such as system:serviceaccount:ns:name)"),
+            );
+        }
+    }
+    if let Some(i) = first_duplicate(callers) {
+        return fail(
+            format!("spec.callers[{i}]"),
+            format!("{:?} is listed twice", callers[i]),
+        );
+    }
+    Ok(())
 }
 
 /// Exactly one of `path` and `image`, and neither empty.

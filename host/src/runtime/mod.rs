@@ -77,6 +77,13 @@ pub enum LoadError {
         /// Linker message.
         message: String,
     },
+    /// `spec.callers` restricts who may invoke the agent, but this host
+    /// authenticates nobody (no `--caller-tokens`, no `--token-review`).
+    #[error("agent {agent}: spec.callers names who may invoke it, but this host authenticates no caller; start serve with --caller-tokens DIR and/or --token-review, or remove spec.callers")]
+    CallersUnenforceable {
+        /// Agent name.
+        agent: String,
+    },
 }
 
 fn refused_message(agent: &str, refused: &[ImportBinding]) -> String {
@@ -99,6 +106,8 @@ pub struct Runtime {
     audit: AuditLog,
     /// Each capability's host-wide state (backends, registries, switches).
     caps: Arc<HostStates>,
+    /// The server will not know who calls: agents with `spec.callers` are refused.
+    no_authenticated_callers: bool,
     _ticker: Option<engine::EpochTicker>,
 }
 
@@ -125,6 +134,8 @@ pub struct PreparedAgent {
     pub cache_status: CacheStatus,
     /// Every import and what it is bound to.
     pub imports: Vec<ImportBinding>,
+    /// `spec.callers`: who may invoke it (`None`: any authenticated caller).
+    pub(crate) callers: Option<Arc<[String]>>,
 }
 
 impl PreparedAgent {
@@ -151,6 +162,12 @@ impl PreparedAgent {
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
+
+    /// `spec.callers`: the caller names allowed to invoke it (`None`: any
+    /// authenticated caller), for [`crate::server::auth::authorize`].
+    pub fn callers(&self) -> Option<&[String]> {
+        self.callers.as_deref()
+    }
 }
 
 impl Runtime {
@@ -174,6 +191,7 @@ impl Runtime {
             cache,
             config,
             audit: AuditLog::disabled(),
+            no_authenticated_callers: false,
             _ticker: ticker,
         })
     }
@@ -181,6 +199,14 @@ impl Runtime {
     /// Records the capability uses and denials of agents prepared from now on in `log`.
     pub fn set_audit_log(&mut self, log: AuditLog) {
         self.audit = log;
+    }
+
+    /// Tells the runtime whether the server authenticates callers: when it
+    /// does not, [`Runtime::prepare`] refuses agents with `spec.callers`
+    /// (fail closed: a restriction that cannot be enforced is an error at
+    /// load, not an agent open to everyone).
+    pub fn set_callers_authenticated(&mut self, authenticated: bool) {
+        self.no_authenticated_callers = !authenticated;
     }
 
     /// Keeps what replicas must share in `store`, for agents prepared from
@@ -265,6 +291,12 @@ impl Runtime {
     /// import (refusing the component if any import is not granted) and pre-links
     /// an instance. Fails closed: any error means the agent gets nothing.
     pub fn prepare(&self, loaded: &LoadedAgent) -> Result<PreparedAgent, LoadError> {
+        let callers = loaded.agent.spec.callers.as_deref();
+        if self.no_authenticated_callers && callers.is_some() {
+            return Err(LoadError::CallersUnenforceable {
+                agent: loaded.agent.metadata.name.clone().unwrap_or_default(),
+            });
+        }
         let (grants, component, inspection) = self.load_parts(loaded, false)?;
         let refused: Vec<ImportBinding> = inspection.refused().cloned().collect();
         if !refused.is_empty() {
@@ -298,6 +330,7 @@ impl Runtime {
             digest: inspection.digest,
             cache_status: inspection.cache_status,
             imports: inspection.imports,
+            callers: callers.map(Arc::from),
         })
     }
 

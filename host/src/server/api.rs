@@ -1,12 +1,11 @@
 //! The HTTP API: routes, admission, idempotency, and the JSON shapes of
 //! responses. Errors are `{"error": {"code", "message"}}` with a stable code.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::auth::{self, authorize, Caller};
 use super::durable;
 use super::store::{Finished, KeyLookup, Phase, Tracked};
 use super::{Hosted, Shared};
@@ -54,6 +54,14 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(super) fn code(&self) -> &'static str {
+        self.code
+    }
+
     pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -197,6 +205,22 @@ async fn accept(
         )
     })?;
     let current = hosted.current().ok_or_else(|| unavailable(agent))?;
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .expect("the auth layer names every caller");
+    if let Err(denied) = authorize(&caller, current.callers()) {
+        s.metrics.rejected(agent, "Forbidden");
+        let line = format!("{} {}", request.method(), request.uri().path());
+        return Ok(auth::deny(
+            s,
+            &caller,
+            line,
+            Some(agent),
+            auth::forbidden(&denied),
+        ));
+    }
     let run_async = query
         .map_err(|e| {
             ApiError::new(
@@ -216,12 +240,6 @@ async fn accept(
         current.limits().max_input_bytes.bytes(),
     )
     .await?;
-    let caller = || {
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.to_string())
-    };
     if let Some(d) = s.durable.as_ref().filter(|_| key.is_some() || run_async) {
         let request = durable::Request {
             hosted,
@@ -230,7 +248,7 @@ async fn accept(
             key,
             input,
             metadata: metadata(headers),
-            caller: caller(),
+            caller: caller.name.clone(),
         };
         let (answer, replayed) = durable::accept(s, d, request).await?;
         let mut response = match answer {
@@ -293,11 +311,10 @@ async fn accept(
     let (tracked, replayed) = match started {
         Started::Replay(tracked) => (tracked, true),
         Started::New(tracked, admission) => {
-            let caller = caller();
             s.audit.record(Event::InvocationStart {
                 agent: agent.to_string(),
                 invocation: tracked.id.clone(),
-                caller,
+                caller: caller.name.clone(),
                 input_bytes: input.len() as u64,
                 input_sha256: fingerprint.map(hex::encode).unwrap_or_default(),
                 idempotency_key: key.clone(),
@@ -658,8 +675,48 @@ fn status_body(tracked: &Tracked, phase: &Phase) -> Bytes {
     }
 }
 
-async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+/// The refusal (403, audited) when `caller` may not see or cancel
+/// invocations of `agent`: as for invoking it. An agent not serving here has
+/// no `spec.callers` to check, so with authentication on its invocations are
+/// refused (fail closed).
+fn refusal(
+    s: &Shared,
+    caller: &Caller,
+    agent: &str,
+    line: impl FnOnce() -> String,
+) -> Option<Response> {
+    s.auth.as_ref()?;
+    let current = s.agents.get(agent).and_then(|h| h.current());
+    let allowed = match &current {
+        Some(a) => authorize(caller, a.callers()),
+        None => Err(auth::Denied {
+            caller: caller.name.clone(),
+        }),
+    };
+    allowed.err().map(|denied| {
+        let error = match current {
+            Some(_) => auth::forbidden(&denied),
+            None => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("agent {agent} is not serving here, so who may reach its invocations cannot be checked"),
+            ),
+        };
+        auth::deny(s, caller, line(), Some(agent), error)
+    })
+}
+
+async fn get_invocation(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let line = || format!("GET /v1/invocations/{id}");
     if let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) {
+        let agent = durable_id.scope().map(|sc| sc.agent).unwrap_or_default();
+        if let Some(refused) = refusal(&s, &caller, &agent, line) {
+            return refused;
+        }
         return match durable::get(d, &durable_id).await {
             // The stored status belongs to the synchronous POST; a read of
             // an invocation found is 200, as for in-memory ones.
@@ -668,7 +725,13 @@ async fn get_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) ->
             Err(e) => e.into_response(),
         };
     }
-    match s.store.get(&id) {
+    let tracked = s.store.get(&id);
+    if let Some(t) = &tracked {
+        if let Some(refused) = refusal(&s, &caller, &t.agent, line) {
+            return refused;
+        }
+    }
+    match tracked {
         Some(tracked) => match tracked.phase() {
             Phase::Evicted(f) => json_response(f.status, f.body.clone()),
             phase => json_response(StatusCode::OK, status_body(&tracked, &phase)),
@@ -687,7 +750,11 @@ fn unknown_invocation(id: &str) -> Response {
 }
 
 /// `DELETE /v1/invocations/{id}`: cancels a queued or running durable invocation.
-async fn cancel_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+async fn cancel_invocation(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     let (Some(d), Ok(durable_id)) = (&s.durable, InvocationId::parse(&id)) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -696,16 +763,31 @@ async fn cancel_invocation(State(s): State<Arc<Shared>>, Path(id): Path<String>)
         )
         .into_response();
     };
+    let agent = durable_id.scope().map(|sc| sc.agent).unwrap_or_default();
+    if let Some(refused) = refusal(&s, &caller, &agent, || {
+        format!("DELETE /v1/invocations/{id}")
+    }) {
+        return refused;
+    }
     match durable::cancel(d, &durable_id).await {
         Ok((status, body)) => json_response(status, body),
         Err(e) => e.into_response(),
     }
 }
 
-async fn list_agents(State(s): State<Arc<Shared>>) -> Response {
+/// The agents this caller may invoke (all of them when authentication is off).
+async fn list_agents(
+    State(s): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     let agents: Vec<_> = s
         .agents
         .values()
+        .filter(|h| {
+            s.auth.is_none()
+                || h.current()
+                    .is_some_and(|a| authorize(&caller, a.callers()).is_ok())
+        })
         .map(|h| match h.current() {
             Some(agent) => {
                 let l = agent.limits();

@@ -15,8 +15,10 @@
 //!   not cancel it half-way; on SIGTERM/SIGINT the server drains ([`Server::run`]).
 
 mod api;
+pub mod auth;
 mod durable;
 pub mod store;
+pub mod tls;
 
 pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::sync::Semaphore;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -54,6 +57,10 @@ pub struct ServeConfig {
     /// The durable state store: async and keyed invocations live there
     /// (`None`: in this process's memory only, as embedders and tests use it).
     pub durable: Option<DurableConfig>,
+    /// Caller authentication (`None`: every caller is anonymous, for local runs).
+    pub auth: Option<Arc<auth::Authenticator>>,
+    /// Terminate TLS with this certificate and key (reloaded when they change).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +78,8 @@ impl Default for ServeConfig {
             max_buffered_input: 256 << 20,
             body_timeout: Duration::from_secs(30),
             durable: None,
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -223,6 +232,8 @@ pub(crate) struct Shared {
     pub(crate) body_timeout: Duration,
     /// The state store's plane, when durable invocations are on.
     pub(crate) durable: Option<Arc<durable::Durable>>,
+    /// Caller authentication, when configured.
+    pub(crate) auth: Option<Arc<auth::Authenticator>>,
 }
 
 /// A configured server, ready to [`Server::run`].
@@ -285,6 +296,7 @@ impl Server {
                 .durable
                 .clone()
                 .map(|c| Arc::new(durable::Durable::new(c))),
+            auth: config.auth.clone(),
         });
         Self { shared, config }
     }
@@ -298,8 +310,10 @@ impl Server {
     }
 
     /// The HTTP API, for serving on a listener of the caller's choosing.
+    /// Authentication wraps the whole router: a route merged in before
+    /// [`auth::protect`] is covered without a line of its own.
     pub fn router(&self) -> axum::Router {
-        api::router(self.shared.clone())
+        auth::protect(api::router(self.shared.clone()), self.shared.clone())
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns false and
@@ -315,12 +329,25 @@ impl Server {
     ) -> std::io::Result<()> {
         let shared = self.shared.clone();
         let close_http = CancellationToken::new();
+        if let Some(auth) = &shared.auth {
+            auth.watch();
+        }
         let app = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(close_http.clone().cancelled_owned());
-        let server = tokio::spawn(async move { serve.await });
+        let closed = close_http.clone().cancelled_owned();
+        let server = match &self.config.tls {
+            None => {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(closed);
+                tokio::spawn(async move { serve.await })
+            }
+            Some(files) => {
+                files.watch();
+                let listener = tls::TlsListener::new(listener, files.acceptor()).tap_io(|_| {});
+                let serve = axum::serve(listener, app).with_graceful_shutdown(closed);
+                tokio::spawn(async move { serve.await })
+            }
+        };
         // Each replica pulls its agents' durable work while it has free slots.
         let mut loops = Vec::new();
         if let Some(d) = &shared.durable {

@@ -137,17 +137,19 @@ fn pods_drain_within_their_termination_grace_period_and_probe_the_host() {
             json!({"name": "http", "containerPort": 8080, "protocol": "TCP"}),
             "{at}"
         );
-        assert_eq!(
-            host["readinessProbe"]["httpGet"],
-            json!({"path": "/readyz", "port": "http"}),
-            "{at}"
-        );
-        assert_eq!(
-            host["livenessProbe"]["httpGet"],
-            json!({"path": "/healthz", "port": "http"}),
-            "{at}"
-        );
+        // HTTPS exactly when the host terminates TLS (components/tls).
         let env = &host["env"];
+        let tls = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "AGENT_HOST_TLS_CERT");
+        let probe = |path: &str| match tls {
+            true => json!({"path": path, "port": "http", "scheme": "HTTPS"}),
+            false => json!({"path": path, "port": "http"}),
+        };
+        assert_eq!(host["readinessProbe"]["httpGet"], probe("/readyz"), "{at}");
+        assert_eq!(host["livenessProbe"]["httpGet"], probe("/healthz"), "{at}");
         assert!(
             env.as_array()
                 .unwrap()
@@ -538,5 +540,125 @@ fn network_policies_deny_by_default_then_open_dns_the_api_server_callers_and_the
             }
         }
         assert_eq!(egress_namespaces(&docs), expected, "{at}");
+    }
+}
+
+#[test]
+fn callers_are_authenticated_by_token_review_and_mounted_tokens_outside_the_agents_secrets() {
+    for (at, docs) in builds() {
+        let account = &only(&docs, "ServiceAccount")["metadata"]["name"];
+        let binding = only(&docs, "ClusterRoleBinding");
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole", "{at}");
+        assert_eq!(binding["roleRef"]["name"], "system:auth-delegator", "{at}");
+        assert_eq!(
+            binding["subjects"],
+            json!([{ "kind": "ServiceAccount", "name": account }]),
+            "{at}"
+        );
+
+        let pod = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let env = |name: &str| -> Option<String> {
+            container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str().map(String::from))
+        };
+        assert_eq!(
+            env("AGENT_HOST_TOKEN_REVIEW").as_deref(),
+            Some("true"),
+            "{at}"
+        );
+        let audience = env("AGENT_HOST_TOKEN_AUDIENCE").unwrap_or_default();
+        // Never the API server's own audience: callers' API tokens must not work here.
+        assert!(
+            !audience.is_empty() && !audience.contains("kubernetes.default"),
+            "{at}: {audience}"
+        );
+        let tokens = env("AGENT_HOST_CALLER_TOKENS").expect("AGENT_HOST_CALLER_TOKENS");
+        let secrets = env("AGENT_HOST_SECRETS_DIR").expect("AGENT_HOST_SECRETS_DIR");
+        assert!(
+            !tokens.starts_with(&secrets),
+            "{at}: caller tokens inside the Agents' secrets dir"
+        );
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == tokens.as_str())
+            .unwrap_or_else(|| panic!("{at}: nothing mounted at {tokens}"));
+        assert_eq!(mount["readOnly"], true, "{at}");
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], "agent-host-callers", "{at}");
+        // Nothing on the Agents' side of the host may read it.
+        assert_eq!(volume["secret"]["defaultMode"], 288, "{at}");
+    }
+}
+
+#[test]
+fn the_tls_component_serves_https_from_a_mounted_secret_and_probes_over_https() {
+    let overlay = Kustomization::load(&deploy().join("overlays/incident-responder-tls"));
+    let docs = overlay.build();
+    let pod = &only(&docs, "Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = |name: &str| -> String {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str().map(String::from))
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let (cert, key) = (env("AGENT_HOST_TLS_CERT"), env("AGENT_HOST_TLS_KEY"));
+    let secrets = env("AGENT_HOST_SECRETS_DIR");
+    for file in [&cert, &key] {
+        assert!(
+            !file.starts_with(&secrets),
+            "{file} inside the Agents' secrets dir"
+        );
+        let dir = Path::new(file).parent().unwrap().to_str().unwrap();
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == dir)
+            .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+        assert_eq!(mount["readOnly"], true);
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], "agent-host-tls");
+    }
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+        assert_eq!(
+            container[probe]["httpGet"]["path"]
+                .as_str()
+                .map(|p| p.starts_with('/')),
+            Some(true),
+            "{probe}"
+        );
+    }
+    // Without the component, plain HTTP probes (the host serves no TLS).
+    for (at, docs) in builds() {
+        if at.ends_with("incident-responder-tls") {
+            continue;
+        }
+        let container = &only(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["readinessProbe"]["httpGet"]["scheme"].is_null(),
+            "{at}"
+        );
     }
 }
