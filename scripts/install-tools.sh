@@ -33,7 +33,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # --- PyPI packages, pinned, for the python3 the tests run
-pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0)
+pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0)
 py_missing=()
 for pin in "${pins[@]}"; do
   python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' \

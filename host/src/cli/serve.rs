@@ -10,7 +10,7 @@ use agent_host::config::{Allocator, Store};
 use agent_host::manifest::{KubeDuration, LoadedAgent, Quantity};
 use agent_host::metrics::Metrics;
 use agent_host::server::store::StoreLimits;
-use agent_host::server::{shutdown_signal, DurableConfig, ServeConfig, Server};
+use agent_host::server::{shutdown_signal, DurableConfig, McpConfig, ServeConfig, Server};
 use agent_host::Runtime;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -89,10 +89,20 @@ pub struct ServeArgs {
     /// [default: the sum of the agents' maxConcurrency with -f; 1000 with --agent]
     #[arg(long, env = "AGENT_HOST_MAX_INSTANCES")]
     max_instances: Option<u32>,
+    /// Host header values /mcp accepts (names or name:port), against DNS
+    /// rebinding; add the Service's names behind a Service or ingress;
+    /// `*` accepts any host [default: localhost,127.0.0.1,::1]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "AGENT_HOST_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    mcp_allowed_hosts: Vec<String>,
 }
 
 /// Expands directories into the manifests they hold, sorted by name.
-fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub(super) fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -284,6 +294,7 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             replica,
             lease,
         }),
+        mcp: mcp_config(&args.mcp_allowed_hosts),
     };
     let stop_following = CancellationToken::new();
     let server = match cluster {
@@ -318,6 +329,24 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
             eprintln!("error: serving on {addr}: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--mcp-allowed-hosts`: loopback when unset, any host with `*`.
+fn mcp_config(hosts: &[String]) -> McpConfig {
+    let hosts: Vec<String> = hosts
+        .iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect();
+    match hosts.as_slice() {
+        [] => McpConfig::default(),
+        [any] if any == "*" => McpConfig {
+            allowed_hosts: Vec::new(),
+        },
+        _ => McpConfig {
+            allowed_hosts: hosts,
+        },
     }
 }
 

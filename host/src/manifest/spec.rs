@@ -36,6 +36,9 @@ pub struct AgentSpec {
     /// Per-invocation budgets; each one left out keeps its default.
     #[serde(default)]
     pub limits: Limits,
+    /// How the agent is described as an MCP tool (`/mcp`, `agent-host mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<super::ToolSpec>,
 }
 
 /// The component to run: exactly one of a local file or an OCI image.

@@ -104,6 +104,7 @@ fn default_limits_pass_validation() {
         },
         capabilities: Capabilities::default(),
         limits: Limits::default(),
+        tool: None,
     };
     Agent::new("from-the-cluster", spec).validate().unwrap();
 }

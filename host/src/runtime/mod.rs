@@ -125,6 +125,8 @@ pub struct PreparedAgent {
     pub cache_status: CacheStatus,
     /// Every import and what it is bound to.
     pub imports: Vec<ImportBinding>,
+    /// `spec.tool`, compiled: how the agent is served as an MCP tool.
+    pub(crate) tool: Option<Arc<crate::manifest::CompiledTool>>,
 }
 
 impl PreparedAgent {
@@ -150,6 +152,11 @@ impl PreparedAgent {
     /// The compiled grants.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// `spec.tool` with its schemas compiled, when the manifest declares one.
+    pub fn tool(&self) -> Option<&crate::manifest::CompiledTool> {
+        self.tool.as_deref()
     }
 }
 
@@ -283,7 +290,14 @@ impl Runtime {
                 .map_err(wrong_world)?,
         )
         .map_err(wrong_world)?;
+        let tool = match &loaded.agent.spec.tool {
+            Some(spec) => Some(Arc::new(spec.compile().map_err(|(field, message)| {
+                LoadError::Manifest(ManifestError::field(field, message))
+            })?)),
+            None => None,
+        };
         Ok(PreparedAgent {
+            tool,
             name: inspection.agent.into(),
             namespace: loaded.agent.metadata.namespace.clone().unwrap_or_default(),
             pre,

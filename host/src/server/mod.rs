@@ -15,8 +15,12 @@
 //!   not cancel it half-way; on SIGTERM/SIGINT the server drains ([`Server::run`]).
 
 mod api;
+pub mod auth;
 mod durable;
+mod mcp;
 pub mod store;
+
+pub use mcp::{McpConfig, McpTools, DEFAULT_ALLOWED_HOSTS, MAX_MCP_REQUEST_BYTES, PROTOCOL_VERSIONS};
 
 pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
@@ -54,6 +58,8 @@ pub struct ServeConfig {
     /// The durable state store: async and keyed invocations live there
     /// (`None`: in this process's memory only, as embedders and tests use it).
     pub durable: Option<DurableConfig>,
+    /// The MCP endpoint (`/mcp`).
+    pub mcp: McpConfig,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +77,7 @@ impl Default for ServeConfig {
             max_buffered_input: 256 << 20,
             body_timeout: Duration::from_secs(30),
             durable: None,
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -299,7 +306,17 @@ impl Server {
 
     /// The HTTP API, for serving on a listener of the caller's choosing.
     pub fn router(&self) -> axum::Router {
-        api::router(self.shared.clone())
+        api::router(self.shared.clone()).route_service(
+            "/mcp",
+            mcp::service(self.shared.clone(), &self.config.mcp),
+        )
+    }
+
+    /// The hosted agents as MCP tools, for a transport of the caller's
+    /// choosing (`agent-host mcp` serves them over stdio); `caller` is who
+    /// the audit records as calling.
+    pub fn mcp_tools(&self, caller: &str) -> McpTools {
+        McpTools::new(self.shared.clone(), caller)
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns false and
