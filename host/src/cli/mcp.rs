@@ -80,7 +80,12 @@ pub async fn mcp(host: &HostArgs, args: McpArgs) -> ExitCode {
             Err(e) => return fail(e),
         }
     }
-    let server = Server::new(agents, Metrics::new(), audit.clone(), ServeConfig::default());
+    let server = Server::new(
+        agents,
+        Metrics::new(),
+        audit.clone(),
+        ServeConfig::default(),
+    );
     let tools = server.mcp_tools(STDIO_CALLER);
     tracing::info!("serving MCP over stdio");
     let code = match tools.serve(rmcp::transport::stdio()).await {

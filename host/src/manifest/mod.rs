@@ -35,8 +35,8 @@ pub use parse::{API_VERSION, KIND};
 pub use quantity::{human_bytes, Quantity};
 pub use spec::{Agent, AgentSpec, AgentStatus, ComponentSource};
 pub use tool::{
-    compile as compile_json_schema, CompiledTool, SchemaMismatch, ToolAnnotationsSpec, ToolSpec, MAX_TOOL_DESCRIPTION_BYTES,
-    MAX_TOOL_SCHEMA_BYTES,
+    compile as compile_json_schema, CompiledTool, SchemaMismatch, ToolAnnotationsSpec, ToolSpec,
+    MAX_TOOL_DESCRIPTION_BYTES, MAX_TOOL_SCHEMA_BYTES,
 };
 pub use url_prefix::UrlPrefix;
 

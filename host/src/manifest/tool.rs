@@ -70,7 +70,7 @@ fn optional_json_object_schema(g: &mut schemars::SchemaGenerator) -> schemars::S
 
 /// Checks that `schema` (at `path`) is a JSON Schema of an object that can be
 /// compiled offline: a `$ref` to anything outside it fails here, at load.
-pub(super) fn check_schema(path: &str, schema: &Map<String, Value>) -> Result<(), String> {
+pub(super) fn check_schema(schema: &Map<String, Value>) -> Result<(), String> {
     let size = serde_json::to_vec(schema).map_or(usize::MAX, |v| v.len());
     if size > MAX_TOOL_SCHEMA_BYTES {
         return Err(format!(
@@ -79,11 +79,9 @@ pub(super) fn check_schema(path: &str, schema: &Map<String, Value>) -> Result<()
     }
     match schema.get("type") {
         Some(Value::String(t)) if t == "object" => {}
-        _ => {
-            return Err(format!(
-                "{path} must describe a JSON object: set `type: object` (MCP tools take and return objects)"
-            ))
-        }
+        _ => return Err(format!(
+            "must describe a JSON object: set `type: object` (MCP tools take and return objects)"
+        )),
     }
     compile(&Value::Object(schema.clone())).map(drop)
 }
@@ -93,7 +91,12 @@ pub(super) fn check_schema(path: &str, schema: &Map<String, Value>) -> Result<()
 pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| {
         let at = e.instance_path().to_string();
-        if at.is_empty() {
+        if matches!(e.kind(), jsonschema::error::ValidationErrorKind::Referencing(_)) {
+            // The crate's own text names its compiled-out resolver features: keep the resource only.
+            let text = e.to_string();
+            let what = text.split(" and retrieving").next().unwrap_or(&text);
+            format!("{what}: a $ref must point inside the schema (shared parts go under $defs); nothing is fetched")
+        } else if at.is_empty() {
             format!("not a valid JSON Schema: {e}")
         } else {
             format!("not a valid JSON Schema at {at}: {e}")

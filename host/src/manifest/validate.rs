@@ -70,11 +70,11 @@ fn validate_tool(tool: &super::ToolSpec) -> Result {
             ),
         );
     }
-    super::tool::check_schema("spec.tool.inputSchema", &tool.input_schema)
-        .or_else(|m| fail("spec.tool.inputSchema", m))?;
+    super::tool::check_schema(&tool.input_schema).or_else(|m| fail("spec.tool.inputSchema", m))?;
     match &tool.output_schema {
-        Some(schema) => super::tool::check_schema("spec.tool.outputSchema", schema)
-            .or_else(|m| fail("spec.tool.outputSchema", m)),
+        Some(schema) => {
+            super::tool::check_schema(schema).or_else(|m| fail("spec.tool.outputSchema", m))
+        }
         None => Ok(()),
     }
 }

@@ -125,7 +125,12 @@ fn tool_of(agent: &PreparedAgent) -> Tool {
 }
 
 /// A tool error: `isError`, the code and message as text and in `_meta`.
-fn tool_error(code: &str, message: &str, mut meta: JsonObject, extra: Option<Value>) -> CallToolResult {
+fn tool_error(
+    code: &str,
+    message: &str,
+    mut meta: JsonObject,
+    extra: Option<Value>,
+) -> CallToolResult {
     let mut error = json!({ "code": code, "message": message });
     if let (Some(Value::Object(extra)), Value::Object(error)) = (extra, &mut error) {
         error.extend(extra);
@@ -145,7 +150,12 @@ impl From<ApiError> for CallToolResult {
 /// The tool result of an ended invocation, from the HTTP API's response body.
 fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(body) else {
-        return tool_error("HostError", "the invocation's result is unreadable", JsonObject::new(), None);
+        return tool_error(
+            "HostError",
+            "the invocation's result is unreadable",
+            JsonObject::new(),
+            None,
+        );
     };
     let mut meta = JsonObject::new();
     for (key, field) in [
@@ -170,7 +180,12 @@ fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
                     "the agent's output does not match spec.tool.outputSchema at {:?}: {}",
                     m.field, m.message
                 );
-                return tool_error("OutputSchemaMismatch", &message, meta, Some(json!({ "field": m.field })));
+                return tool_error(
+                    "OutputSchemaMismatch",
+                    &message,
+                    meta,
+                    Some(json!({ "field": m.field })),
+                );
             }
             let mut r = CallToolResult::success(vec![ContentBlock::text(output.to_string())]);
             r.structured_content = Some(output);
@@ -236,7 +251,10 @@ impl ServerHandler for McpTools {
         if authorize(&caller, spec_callers(&agent)).is_err() {
             return Err(ErrorData::new(
                 ErrorCode::INVALID_REQUEST,
-                format!("caller {:?} may not call tool {name:?} (spec.callers)", caller.name),
+                format!(
+                    "caller {:?} may not call tool {name:?} (spec.callers)",
+                    caller.name
+                ),
                 Some(json!({ "code": "Forbidden" })),
             ));
         }
@@ -249,7 +267,13 @@ impl ServerHandler for McpTools {
                     m.field, m.message
                 );
                 let extra = json!({ "field": m.field });
-                return Ok(tool_error("InvalidArguments", &message, JsonObject::new(), Some(extra)).into());
+                return Ok(tool_error(
+                    "InvalidArguments",
+                    &message,
+                    JsonObject::new(),
+                    Some(extra),
+                )
+                .into());
             }
         }
         let input = arguments.to_string();
@@ -285,7 +309,10 @@ pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 impl Default for McpConfig {
     fn default() -> Self {
         Self {
-            allowed_hosts: DEFAULT_ALLOWED_HOSTS.iter().map(|h| h.to_string()).collect(),
+            allowed_hosts: DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
         }
     }
 }
@@ -310,9 +337,5 @@ pub(super) fn service(
         .with_max_request_body_bytes(MAX_MCP_REQUEST_BYTES)
         .with_allowed_hosts(config.allowed_hosts.clone());
     let tools = McpTools::new(shared, "unknown");
-    rmcp::transport::StreamableHttpService::new(
-        move || Ok(tools.clone()),
-        Arc::default(),
-        http,
-    )
+    rmcp::transport::StreamableHttpService::new(move || Ok(tools.clone()), Arc::default(), http)
 }

@@ -20,7 +20,9 @@ mod durable;
 mod mcp;
 pub mod store;
 
-pub use mcp::{McpConfig, McpTools, DEFAULT_ALLOWED_HOSTS, MAX_MCP_REQUEST_BYTES, PROTOCOL_VERSIONS};
+pub use mcp::{
+    McpConfig, McpTools, DEFAULT_ALLOWED_HOSTS, MAX_MCP_REQUEST_BYTES, PROTOCOL_VERSIONS,
+};
 
 pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
@@ -306,10 +308,8 @@ impl Server {
 
     /// The HTTP API, for serving on a listener of the caller's choosing.
     pub fn router(&self) -> axum::Router {
-        api::router(self.shared.clone()).route_service(
-            "/mcp",
-            mcp::service(self.shared.clone(), &self.config.mcp),
-        )
+        api::router(self.shared.clone())
+            .route_service("/mcp", mcp::service(self.shared.clone(), &self.config.mcp))
     }
 
     /// The hosted agents as MCP tools, for a transport of the caller's
