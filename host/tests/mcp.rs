@@ -274,3 +274,43 @@ fn stdio_mcp_serves_agents_as_tools_to_the_python_sdk() {
         "{records:#?}"
     );
 }
+
+#[test]
+fn stdio_mcp_sends_list_changed_when_a_manifest_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = agents(dir.path());
+    let echo = manifests[0].to_str().unwrap().to_string();
+    let mut args = vec![
+        "change".to_string(),
+        echo,
+        "legacy".into(),
+        BIN.into(),
+        "mcp".into(),
+    ];
+    for m in &manifests {
+        args.push("-f".into());
+        args.push(m.to_str().unwrap().into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = run_client(
+        &args,
+        &[
+            ("AGENT_HOST_CACHE_DIR", &dir.path().join("cache")),
+            ("AGENT_HOST_STATE_DIR", &dir.path().join("state")),
+        ],
+    );
+    assert_eq!(
+        report["capabilities"]["tools"]["listChanged"], true,
+        "{report}"
+    );
+    assert_eq!(report["before"]["echo"], "Echoes its arguments back.");
+    // A new spec serves from the next call, and the client was told.
+    assert_eq!(
+        report["edited"]["echo"], "Echoes, second edition.",
+        "{report}"
+    );
+    // A manifest that no longer loads withdraws its tool (fail closed).
+    assert!(report["broken"].get("echo").is_none(), "{report}");
+    assert!(report["broken"].get("spinner").is_some(), "{report}");
+    assert_eq!(report["restored"]["echo"], "Echoes its arguments back.");
+}

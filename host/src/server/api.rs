@@ -460,7 +460,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Bytes reserved from the server's input budget; given back when dropped.
-struct Reservation<'a> {
+pub(super) struct Reservation<'a> {
     budget: &'a std::sync::atomic::AtomicU64,
     bytes: u64,
 }
@@ -471,7 +471,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-fn reserve(s: &Shared, bytes: u64) -> Result<Reservation<'_>, ApiError> {
+pub(super) fn reserve(s: &Shared, bytes: u64) -> Result<Reservation<'_>, ApiError> {
     s.input_budget
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(bytes))
         .map(|_| Reservation {

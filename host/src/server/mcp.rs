@@ -53,6 +53,9 @@ pub struct McpTools {
     shared: Arc<Shared>,
     /// Who calls when the request says nothing (stdio: the local user).
     default_caller: String,
+    /// Whether the transport can push `notifications/tools/list_changed`
+    /// (stdio: yes; stateless HTTP: no session to push on).
+    list_changed: bool,
 }
 
 impl McpTools {
@@ -60,7 +63,15 @@ impl McpTools {
         Self {
             shared,
             default_caller: default_caller.to_string(),
+            list_changed: false,
         }
+    }
+
+    /// Advertises `tools.listChanged`: the caller sends
+    /// `notifications/tools/list_changed` when a tool changes.
+    pub fn notifying_list_changes(mut self) -> Self {
+        self.list_changed = true;
+        self
     }
 
     /// The caller of this request: the authenticated identity the auth layer
@@ -205,7 +216,13 @@ fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
 
 impl ServerHandler for McpTools {
     fn get_info(&self) -> InitializeResult {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder().enable_tools();
+        let capabilities = if self.list_changed {
+            capabilities.enable_tool_list_changed().build()
+        } else {
+            capabilities.build()
+        };
+        InitializeResult::new(capabilities)
             .with_server_info(Implementation::new("agent-host", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Each tool runs one hosted agent as a sandboxed WebAssembly component under its manifest's grants and budgets.",
@@ -321,9 +338,50 @@ impl Default for McpConfig {
 /// defaults: larger task inputs go through the HTTP API.
 pub const MAX_MCP_REQUEST_BYTES: usize = 4 << 20;
 
+/// The `/mcp` route: the SDK's service behind the server's input budget
+/// (`--max-buffered-input`), which it shares with the HTTP API.
+pub(super) fn route(shared: Arc<Shared>, config: &McpConfig) -> axum::routing::MethodRouter {
+    let service = Arc::new(service(shared.clone(), config));
+    axum::routing::any(move |request: axum::extract::Request| {
+        let (shared, service) = (shared.clone(), service.clone());
+        async move { bounded(&shared, &service, request).await }
+    })
+}
+
+/// Reserves what the body may take (its declared length, else the most an
+/// MCP request may be) until the SDK has answered, refusing past the budget.
+async fn bounded(
+    shared: &Shared,
+    service: &rmcp::transport::StreamableHttpService<
+        McpTools,
+        rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
+    >,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let most = MAX_MCP_REQUEST_BYTES as u64;
+    if declared.is_some_and(|n| n > most) {
+        return (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an MCP request is at most {most} bytes; larger task inputs go through the HTTP API"),
+        )
+            .into_response();
+    }
+    let _reserved = match api::reserve(shared, declared.unwrap_or(most)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    service.handle(request).await.into_response()
+}
+
 /// `/mcp`: stateless streamable HTTP (no session any one replica must keep),
 /// JSON responses unless the handler streams.
-pub(super) fn service(
+fn service(
     shared: Arc<Shared>,
     config: &McpConfig,
 ) -> rmcp::transport::StreamableHttpService<

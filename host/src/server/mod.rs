@@ -205,6 +205,11 @@ impl AgentHandle {
         self.hosted.replace(None);
     }
 
+    /// The hosted name.
+    pub fn name(&self) -> &str {
+        &self.hosted.name
+    }
+
     /// The agent serving now.
     pub fn current(&self) -> Option<Arc<PreparedAgent>> {
         self.hosted.current()
@@ -309,7 +314,7 @@ impl Server {
     /// The HTTP API, for serving on a listener of the caller's choosing.
     pub fn router(&self) -> axum::Router {
         api::router(self.shared.clone())
-            .route_service("/mcp", mcp::service(self.shared.clone(), &self.config.mcp))
+            .route("/mcp", mcp::route(self.shared.clone(), &self.config.mcp))
     }
 
     /// The hosted agents as MCP tools, for a transport of the caller's

@@ -3,6 +3,7 @@
 
     client.py http  <url>   <version> <audit-log>
     client.py stdio <audit-log> <version> <agent-host> <args>...
+    client.py change <manifest> <version> <agent-host> <args>...   (list changes)
 
 <version> pins the protocol: `legacy` is the initialize handshake (the
 SDK's latest handshake version, 2025-11-25), or a modern version such as
@@ -63,8 +64,49 @@ async def session(server, mode, audit):
     return report
 
 
+async def changes(server, mode, manifest):
+    """Rewrites `manifest` twice (a new description, then an invalid spec) and
+    reports the tools listed after each notifications/tools/list_changed."""
+    changed = anyio.Event()
+    box = {"event": changed}
+
+    async def on_message(message):
+        m = getattr(message, "root", message)
+        if getattr(m, "method", None) == "notifications/tools/list_changed":
+            box["event"].set()
+
+    async def listed():
+        return {t.name: t.description for t in (await client.list_tools()).tools}
+
+    report = {}
+    original = open(manifest).read()
+    async with Client(server, mode=mode, message_handler=on_message) as client:
+        report["capabilities"] = client.session.initialize_result.capabilities.model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        report["before"] = await listed()
+        for step, text in [
+            ("edited", original.replace("Echoes its arguments back.", "Echoes, second edition.")),
+            ("broken", original.replace("type: object", "type: objekt", 1)),
+            ("restored", original),
+        ]:
+            box["event"] = anyio.Event()
+            with open(manifest, "w") as f:
+                f.write(text)
+            with anyio.fail_after(20):
+                await box["event"].wait()
+            report[step] = await listed()
+    return report
+
+
 def main():
     kind = sys.argv[1]
+    if kind == "change":
+        manifest, mode, command, args = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+        env = {k: v for k, v in os.environ.items() if k.startswith("AGENT_HOST_")}
+        server = StdioServerParameters(command=command, args=args, env=env)
+        print(json.dumps(anyio.run(changes, server, mode, manifest)))
+        return
     if kind == "http":
         server, mode, audit = sys.argv[2], sys.argv[3], sys.argv[4]
     else:
