@@ -4,6 +4,7 @@
 //! (`mcp/client.py`) whose report is checked here against what the host
 //! recorded (audit log, metrics).
 
+use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -207,7 +208,7 @@ fn serve_mcp_endpoint_speaks_the_2026_protocol_and_cancels_on_a_closed_stream() 
 }
 
 #[test]
-fn serve_mcp_endpoint_refuses_hosts_not_allowed() {
+fn serve_mcp_endpoint_refuses_hosts_not_allowed_and_oversized_requests() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = agents(dir.path());
     let start = |extra: &[&str]| {
@@ -233,6 +234,18 @@ fn serve_mcp_endpoint_refuses_hosts_not_allowed() {
     let host = start(&[]);
     assert_eq!(post(&host, "evil.example.com").status, 403);
     assert_eq!(post(&host, "localhost").status, 200);
+    // A body past the MCP request bound is refused before it is read.
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        5 << 20
+    )
+    .unwrap();
+    let mut status = String::new();
+    std::io::BufReader::new(tcp).read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     drop(host);
     let host = start(&["--mcp-allowed-hosts", "agents.example.svc"]);
     assert_eq!(post(&host, "agents.example.svc:8080").status, 200);

@@ -359,6 +359,7 @@ async fn bounded(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -376,6 +377,32 @@ async fn bounded(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    // Read here, under --body-timeout, as the HTTP API reads its bodies.
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_MCP_REQUEST_BYTES);
+    let read = tokio::time::timeout(shared.body_timeout, limited.collect());
+    let body = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return (
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("an MCP request is at most {most} bytes; larger task inputs go through the HTTP API"),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            return (http::StatusCode::BAD_REQUEST, format!("could not read the request body: {e}"))
+                .into_response()
+        }
+        Err(_) => {
+            return (
+                http::StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {:?}", shared.body_timeout),
+            )
+                .into_response()
+        }
+    };
+    let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
     service.handle(request).await.into_response()
 }
 
