@@ -79,11 +79,10 @@ pub(super) fn check_schema(schema: &Map<String, Value>) -> Result<(), String> {
     }
     match schema.get("type") {
         Some(Value::String(t)) if t == "object" => {}
-        _ => {
-            return Err(format!(
+        _ => return Err(
             "must describe a JSON object: set `type: object` (MCP tools take and return objects)"
-        ))
-        }
+                .into(),
+        ),
     }
     compile(&Value::Object(schema.clone())).map(drop)
 }

@@ -18,7 +18,7 @@ pub struct Denied;
 pub fn authorize(caller: &Caller, agent_spec_callers: Option<&[String]>) -> Result<(), Denied> {
     match agent_spec_callers {
         None => Ok(()),
-        Some(allowed) if allowed.iter().any(|c| *c == caller.name) => Ok(()),
+        Some(allowed) if allowed.contains(&caller.name) => Ok(()),
         Some(_) => Err(Denied),
     }
 }
