@@ -10,7 +10,8 @@
 #           htpasswd (apache2-utils) writes the bcrypt password file of the
 #           registry-auth test.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
-#           jsonschema check deploy/ in host/tests/deploy.rs.
+#           jsonschema check deploy/ in host/tests/deploy.rs; mcp (the official
+#           MCP SDK) is the client of host/tests/mcp.rs.
 set -euo pipefail
 
 # --- Debian packages
