@@ -10,7 +10,8 @@
 #           htpasswd (apache2-utils) writes the bcrypt password file of the
 #           registry-auth test.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
-#           jsonschema check deploy/ in host/tests/deploy.rs.
+#           jsonschema check deploy/ in host/tests/deploy.rs; mcp (the official
+#           MCP SDK) is the client of host/tests/mcp.rs.
 set -euo pipefail
 
 # --- Debian packages
@@ -33,7 +34,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # --- PyPI packages, pinned, for the python3 the tests run
-pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0)
+pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0)
 py_missing=()
 for pin in "${pins[@]}"; do
   python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' \

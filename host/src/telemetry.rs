@@ -84,11 +84,17 @@ pub fn init(
 }
 
 /// The host's log filter: `spec` (tracing `EnvFilter` syntax) with
-/// [`GUEST_ARGUMENT_TARGETS`] switched off, for log lines and exported spans alike.
+/// [`GUEST_ARGUMENT_TARGETS`] switched off and the MCP SDK at `warn` unless
+/// `spec` names `rmcp`, for log lines and exported spans alike.
 pub fn log_filter(spec: &str) -> Result<EnvFilter, String> {
     let mut filter = EnvFilter::try_new(spec).map_err(|e| format!("--log {spec:?}: {e}"))?;
     for target in GUEST_ARGUMENT_TARGETS {
         filter = filter.add_directive(format!("{target}=off").parse().expect("a valid directive"));
+    }
+    // The MCP SDK logs each stateless request's service life at info (three
+    // lines per tools/call): warnings only, unless `--log` names it.
+    if !spec.contains("rmcp") {
+        filter = filter.add_directive("rmcp=warn".parse().expect("a valid directive"));
     }
     Ok(filter)
 }

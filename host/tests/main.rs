@@ -4,6 +4,7 @@
 
 mod cli;
 mod deploy;
+mod mcp;
 /// A standard-library model stand-in shared by `cli` and `serve`.
 #[path = "common/model.rs"]
 mod model;

@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod check;
+mod mcp;
 mod oci;
 mod run;
 mod serve;
@@ -143,6 +144,8 @@ enum Command {
     Crd,
     /// Host agents over HTTP (the production mode) until SIGTERM/SIGINT
     Serve(Box<serve::ServeArgs>),
+    /// Serve the agents of the given manifests as MCP tools over stdio (for local MCP clients)
+    Mcp(mcp::McpArgs),
     /// Audit-log tools
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -240,6 +243,7 @@ pub fn main() -> ExitCode {
             Command::Keygen(args) => oci::keygen(args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
             Command::Serve(args) => serve::serve(&cli.host, *args).await,
+            Command::Mcp(args) => mcp::mcp(&cli.host, args).await,
             Command::Audit(command) => audit::audit(command),
             Command::Crd => {
                 print!("{}", agent_host::manifest::crd_yaml());

@@ -12,7 +12,7 @@ use agent_host::metrics::Metrics;
 use agent_host::server::auth::{Authenticator, TokenFiles, TokenReviewer};
 use agent_host::server::store::StoreLimits;
 use agent_host::server::tls::TlsFiles;
-use agent_host::server::{shutdown_signal, DurableConfig, ServeConfig, Server};
+use agent_host::server::{shutdown_signal, DurableConfig, McpConfig, ServeConfig, Server};
 use agent_host::Runtime;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -111,10 +111,20 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert
     #[arg(long, env = "AGENT_HOST_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Host header values /mcp accepts (names or name:port), against DNS
+    /// rebinding; add the Service's names behind a Service or ingress;
+    /// `*` accepts any host [default: localhost,127.0.0.1,::1]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        env = "AGENT_HOST_MCP_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    mcp_allowed_hosts: Vec<String>,
 }
 
 /// Expands directories into the manifests they hold, sorted by name.
-fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub(super) fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -314,6 +324,7 @@ pub async fn serve(host: &HostArgs, args: ServeArgs) -> ExitCode {
         }),
         auth,
         tls,
+        mcp: mcp_config(&args.mcp_allowed_hosts),
     };
     let stop_following = CancellationToken::new();
     let server = match cluster {
@@ -400,6 +411,24 @@ async fn security(
         _ => None,
     };
     Ok((auth, tls))
+}
+
+/// `--mcp-allowed-hosts`: loopback when unset, any host with `*`.
+fn mcp_config(hosts: &[String]) -> McpConfig {
+    let hosts: Vec<String> = hosts
+        .iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect();
+    match hosts.as_slice() {
+        [] => McpConfig::default(),
+        [any] if any == "*" => McpConfig {
+            allowed_hosts: Vec::new(),
+        },
+        _ => McpConfig {
+            allowed_hosts: hosts,
+        },
+    }
 }
 
 /// Shortest `--lease`: renewals every third of it must reach the store in time.

@@ -16,6 +16,7 @@ mod parse;
 mod quantity;
 pub mod reference;
 mod spec;
+mod tool;
 mod url_prefix;
 mod validate;
 
@@ -33,6 +34,10 @@ pub use load::{LoadedAgent, PulledImage};
 pub use parse::{API_VERSION, KIND};
 pub use quantity::{human_bytes, Quantity};
 pub use spec::{Agent, AgentSpec, AgentStatus, ComponentSource};
+pub use tool::{
+    compile as compile_json_schema, CompiledTool, SchemaMismatch, ToolAnnotationsSpec, ToolSpec,
+    MAX_TOOL_DESCRIPTION_BYTES, MAX_TOOL_SCHEMA_BYTES,
+};
 pub use url_prefix::UrlPrefix;
 
 /// The `Agent` CustomResourceDefinition as YAML (`agent-host crd`, `deploy/crd.yaml`).

@@ -42,6 +42,9 @@ pub struct AgentSpec {
     /// A host that authenticates nobody refuses an agent that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callers: Option<Vec<String>>,
+    /// How the agent is described as an MCP tool (`/mcp`, `agent-host mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<super::ToolSpec>,
 }
 
 /// The component to run: exactly one of a local file or an OCI image.

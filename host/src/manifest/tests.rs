@@ -105,6 +105,7 @@ fn default_limits_pass_validation() {
         capabilities: Capabilities::default(),
         limits: Limits::default(),
         callers: None,
+        tool: None,
     };
     Agent::new("from-the-cluster", spec).validate().unwrap();
 }
@@ -422,4 +423,32 @@ fn crd_cel_rules_refuse_what_the_host_refuses() {
         "  component: { path: a.wasm }\n  capabilities:\n    http:\n      - { url: 'https://a.test/', allowedCidrs: ['0.0.0.0/0'], allowAllAddresses: true }\n",
     );
     assert_eq!(cel_errors(&opted_in), "", "the explicit opt-in allows /0");
+}
+
+#[test]
+fn a_tool_schema_compiles_and_a_mismatch_names_the_offending_field() {
+    let yaml = minimal(concat!(
+        "  component: { path: a.wasm }\n",
+        "  tool:\n",
+        "    description: Counts.\n",
+        "    inputSchema:\n",
+        "      type: object\n",
+        "      properties: { n: { type: integer }, tags: { type: array, items: { $ref: \"#/$defs/tag\" } } }\n",
+        "      required: [n]\n",
+        "      $defs: { tag: { type: string } }\n",
+    ));
+    let tool = Agent::from_yaml(&yaml).unwrap().spec.tool.unwrap();
+    let compiled = tool.compile().unwrap();
+    assert!(compiled.check_input(&serde_json::json!({ "n": 1 })).is_ok());
+    let wrong = compiled
+        .check_input(&serde_json::json!({ "n": 1, "tags": ["a", 2] }))
+        .unwrap_err();
+    assert_eq!(wrong.field, "/tags/1");
+    let missing = compiled.check_input(&serde_json::json!({})).unwrap_err();
+    assert_eq!(missing.field, "");
+    assert!(
+        missing.message.contains("\"n\" is a required property"),
+        "{missing:?}"
+    );
+    assert!(!compiled.has_output_schema());
 }

@@ -49,7 +49,8 @@ pub(super) fn validate_spec(spec: &AgentSpec) -> Result {
     validate_component(&spec.component)?;
     validate_limits(&spec.limits)?;
     validate_capabilities(&spec.capabilities)?;
-    validate_callers(spec.callers.as_deref())
+    validate_callers(spec.callers.as_deref())?;
+    spec.tool.as_ref().map_or(Ok(()), validate_tool)
 }
 
 /// Most names in `spec.callers`: the list is looked up on every request.
@@ -93,6 +94,33 @@ fn validate_callers(callers: Option<&[String]>) -> Result {
         );
     }
     Ok(())
+}
+
+/// A description within bounds; input and output schemas that compile.
+fn validate_tool(tool: &super::ToolSpec) -> Result {
+    if tool.description.trim().is_empty() {
+        return fail(
+            "spec.tool.description",
+            "required: say what the tool does, for the model choosing tools",
+        );
+    }
+    if tool.description.len() > super::MAX_TOOL_DESCRIPTION_BYTES {
+        return fail(
+            "spec.tool.description",
+            format!(
+                "{} bytes; at most {}",
+                tool.description.len(),
+                super::MAX_TOOL_DESCRIPTION_BYTES
+            ),
+        );
+    }
+    super::tool::check_schema(&tool.input_schema).or_else(|m| fail("spec.tool.inputSchema", m))?;
+    match &tool.output_schema {
+        Some(schema) => {
+            super::tool::check_schema(schema).or_else(|m| fail("spec.tool.outputSchema", m))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Exactly one of `path` and `image`, and neither empty.

@@ -136,6 +136,8 @@ pub struct PreparedAgent {
     pub imports: Vec<ImportBinding>,
     /// `spec.callers`: who may invoke it (`None`: any authenticated caller).
     pub(crate) callers: Option<Arc<[String]>>,
+    /// `spec.tool`, compiled: how the agent is served as an MCP tool.
+    pub(crate) tool: Option<Arc<crate::manifest::CompiledTool>>,
 }
 
 impl PreparedAgent {
@@ -164,9 +166,14 @@ impl PreparedAgent {
     }
 
     /// `spec.callers`: the caller names allowed to invoke it (`None`: any
-    /// authenticated caller), for [`crate::server::auth::authorize`].
+    /// authenticated caller), for the serve API's caller check.
     pub fn callers(&self) -> Option<&[String]> {
         self.callers.as_deref()
+    }
+
+    /// `spec.tool` with its schemas compiled, when the manifest declares one.
+    pub fn tool(&self) -> Option<&crate::manifest::CompiledTool> {
+        self.tool.as_deref()
     }
 }
 
@@ -315,7 +322,14 @@ impl Runtime {
                 .map_err(wrong_world)?,
         )
         .map_err(wrong_world)?;
+        let tool = match &loaded.agent.spec.tool {
+            Some(spec) => Some(Arc::new(spec.compile().map_err(|(field, message)| {
+                LoadError::Manifest(ManifestError::field(field, message))
+            })?)),
+            None => None,
+        };
         Ok(PreparedAgent {
+            tool,
             name: inspection.agent.into(),
             namespace: loaded.agent.metadata.namespace.clone().unwrap_or_default(),
             pre,

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::auth::{self, authorize, Caller};
@@ -49,8 +50,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
 #[derive(Debug)]
 pub(super) struct ApiError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub(super) code: &'static str,
+    pub(super) message: String,
 }
 
 impl ApiError {
@@ -186,13 +187,7 @@ async fn accept(
     query: Result<Query<InvokeQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    if s.draining.load(Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Draining",
-            "the host is shutting down and accepts no new invocations; retry on another replica",
-        ));
-    }
+    not_draining(s)?;
     let hosted = s.agents.get(agent).ok_or_else(|| {
         let known: Vec<&str> = s.agents.keys().map(String::as_str).collect();
         ApiError::new(
@@ -311,29 +306,15 @@ async fn accept(
     let (tracked, replayed) = match started {
         Started::Replay(tracked) => (tracked, true),
         Started::New(tracked, admission) => {
-            s.audit.record(Event::InvocationStart {
-                agent: agent.to_string(),
-                invocation: tracked.id.clone(),
-                caller: caller.name.clone(),
-                input_bytes: input.len() as u64,
-                input_sha256: fingerprint.map(hex::encode).unwrap_or_default(),
-                idempotency_key: key.clone(),
-            });
-            let task = TaskInput {
-                id: Some(tracked.id.clone()),
+            let launch = Launch {
                 input,
+                fingerprint,
+                key: key.clone(),
+                caller: caller.name.clone(),
                 metadata: metadata(headers),
+                cancel: None,
             };
-            let span = tracing::info_span!("invocation", agent = %agent, invocation = %tracked.id);
-            crate::telemetry::set_parent_from(&span, headers);
-            // Its own task, even for a synchronous request: a client that goes
-            // away cannot cut an invocation in half, and idle workers steal
-            // invocations (measured: better throughput on 2 cores than running
-            // on the connection's task).
-            s.tasks.spawn(
-                execute(s.clone(), hosted.clone(), tracked.clone(), admission, task)
-                    .instrument(span),
-            );
+            launch.start(s, hosted, &tracked, admission, Some(headers));
             (tracked, false)
         }
     };
@@ -359,6 +340,125 @@ async fn accept(
     Ok(response)
 }
 
+fn not_draining(s: &Shared) -> Result<(), ApiError> {
+    if s.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Draining",
+            "the host is shutting down and accepts no new invocations; retry on another replica",
+        ));
+    }
+    Ok(())
+}
+
+/// An accepted invocation about to start.
+struct Launch {
+    input: String,
+    fingerprint: Option<[u8; 32]>,
+    key: Option<String>,
+    caller: String,
+    metadata: Vec<(String, String)>,
+    /// Cancelled by the client (MCP `notifications/cancelled`); `None`: only the host's shutdown cancels.
+    cancel: Option<CancellationToken>,
+}
+
+impl Launch {
+    /// Audits the start and runs the invocation in its own task.
+    fn start(
+        self,
+        s: &Arc<Shared>,
+        hosted: &Arc<Hosted>,
+        tracked: &Arc<Tracked>,
+        admission: Admission,
+        headers: Option<&HeaderMap>,
+    ) {
+        s.audit.record(Event::InvocationStart {
+            agent: tracked.agent.clone(),
+            invocation: tracked.id.clone(),
+            caller: self.caller,
+            input_bytes: self.input.len() as u64,
+            input_sha256: self.fingerprint.map(hex::encode).unwrap_or_default(),
+            idempotency_key: self.key,
+        });
+        let task = TaskInput {
+            id: Some(tracked.id.clone()),
+            input: self.input,
+            metadata: self.metadata,
+        };
+        let span =
+            tracing::info_span!("invocation", agent = %tracked.agent, invocation = %tracked.id);
+        if let Some(headers) = headers {
+            crate::telemetry::set_parent_from(&span, headers);
+        }
+        // Its own task, even for a synchronous request: a client that goes
+        // away cannot cut an invocation in half, and idle workers steal
+        // invocations (measured: better throughput on 2 cores than running
+        // on the connection's task).
+        s.tasks.spawn(
+            execute(
+                s.clone(),
+                hosted.clone(),
+                tracked.clone(),
+                admission,
+                task,
+                self.cancel,
+            )
+            .instrument(span),
+        );
+    }
+}
+
+/// A synchronous invocation asked for outside the HTTP API (the MCP
+/// endpoint): the same draining check, input bound, admission, audit,
+/// metrics and execution as `POST /v1/agents/{agent}/invocations`.
+pub(super) async fn invoke_direct(
+    s: &Arc<Shared>,
+    hosted: &Arc<Hosted>,
+    current: &PreparedAgent,
+    input: String,
+    caller: String,
+    cancel: CancellationToken,
+) -> Result<Arc<Finished>, ApiError> {
+    let outcome = async {
+        not_draining(s)?;
+        let limit = current.limits().max_input_bytes.bytes();
+        if input.len() as u64 > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "InputTooLarge",
+                format!(
+                    "input of {} bytes exceeds the agent's spec.limits.maxInputBytes of {limit}",
+                    input.len()
+                ),
+            ));
+        }
+        let admission = admit(hosted, current)?;
+        let tracked = Tracked::new(uuid::Uuid::new_v4().to_string(), hosted.name.clone());
+        let fingerprint = s
+            .audit
+            .enabled()
+            .then(|| Sha256::digest(input.as_bytes()).into());
+        let launch = Launch {
+            input,
+            fingerprint,
+            key: None,
+            caller,
+            metadata: Vec::new(),
+            cancel: Some(cancel),
+        };
+        launch.start(s, hosted, &tracked, admission, None);
+        Ok(tracked)
+    }
+    .await;
+    match outcome {
+        Ok(tracked) => Ok(tracked.done().await),
+        Err(e) => {
+            s.metrics.rejected(&hosted.name, e.code);
+            Err(e)
+        }
+    }
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -378,7 +478,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Bytes reserved from the server's input budget; given back when dropped.
-struct Reservation<'a> {
+pub(super) struct Reservation<'a> {
     budget: &'a std::sync::atomic::AtomicU64,
     bytes: u64,
 }
@@ -389,7 +489,7 @@ impl Drop for Reservation<'_> {
     }
 }
 
-fn reserve(s: &Shared, bytes: u64) -> Result<Reservation<'_>, ApiError> {
+pub(super) fn reserve(s: &Shared, bytes: u64) -> Result<Reservation<'_>, ApiError> {
     s.input_budget
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(bytes))
         .map(|_| Reservation {
@@ -493,7 +593,14 @@ async fn execute(
     tracked: Arc<Tracked>,
     admission: Admission,
     task: TaskInput,
+    client_cancel: Option<CancellationToken>,
 ) {
+    let by_client = || async {
+        match &client_cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending::<()>().await,
+        }
+    };
     let slot: Slot = match admission {
         Admission::Slot(slot) => slot,
         Admission::Queued(ticket) => {
@@ -503,6 +610,7 @@ async fn execute(
                     permit.expect("the semaphore is never closed").into()
                 }
                 () = s.cancel.cancelled() => { drop(ticket); return cancelled(&s, &tracked) }
+                () = by_client() => { drop(ticket); return cancelled_by_client(&s, &tracked) }
             }
         }
     };
@@ -514,12 +622,15 @@ async fn execute(
     tracked.set(Phase::Running);
     hosted.in_flight_gauge.inc();
     let invocation = tokio::select! {
-        inv = agent.invoke_in_slot(slot, task) => Some(inv),
-        () = s.cancel.cancelled() => None,
+        inv = agent.invoke_in_slot(slot, task) => Ok(inv),
+        () = s.cancel.cancelled() => Err(false),
+        () = by_client() => Err(true),
     };
     hosted.in_flight_gauge.dec();
-    let Some(inv) = invocation else {
-        return cancelled(&s, &tracked);
+    let inv = match invocation {
+        Ok(inv) => inv,
+        Err(false) => return cancelled(&s, &tracked),
+        Err(true) => return cancelled_by_client(&s, &tracked),
     };
     record_end(&s, &hosted, &inv);
     s.store.publish(&tracked, finished(&inv));
@@ -542,7 +653,7 @@ pub(super) fn record_end(s: &Shared, hosted: &Hosted, inv: &Invocation) {
     });
 }
 
-fn unavailable(agent: &str) -> ApiError {
+pub(super) fn unavailable(agent: &str) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "AgentUnavailable",
@@ -561,6 +672,19 @@ fn cancelled(s: &Shared, tracked: &Arc<Tracked>) {
         "cancelled",
         "Cancelled",
         MESSAGE,
+    );
+}
+
+/// The client withdrew the request (MCP `notifications/cancelled`, or its
+/// response stream closed): the instance is dropped where it stood.
+fn cancelled_by_client(s: &Shared, tracked: &Arc<Tracked>) {
+    ended_unrun(
+        s,
+        tracked,
+        StatusCode::OK,
+        "cancelled",
+        "Cancelled",
+        "cancelled by the client before the invocation ended",
     );
 }
 

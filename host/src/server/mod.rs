@@ -17,8 +17,13 @@
 mod api;
 pub mod auth;
 mod durable;
+mod mcp;
 pub mod store;
 pub mod tls;
+
+pub use mcp::{
+    McpConfig, McpTools, DEFAULT_ALLOWED_HOSTS, MAX_MCP_REQUEST_BYTES, PROTOCOL_VERSIONS,
+};
 
 pub use durable::{DurableConfig, MAX_QUEUE_BYTES};
 
@@ -61,6 +66,8 @@ pub struct ServeConfig {
     pub auth: Option<Arc<auth::Authenticator>>,
     /// Terminate TLS with this certificate and key (reloaded when they change).
     pub tls: Option<tls::TlsFiles>,
+    /// The MCP endpoint (`/mcp`).
+    pub mcp: McpConfig,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +87,7 @@ impl Default for ServeConfig {
             durable: None,
             auth: None,
             tls: None,
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -205,6 +213,11 @@ impl AgentHandle {
         self.hosted.replace(None);
     }
 
+    /// The hosted name.
+    pub fn name(&self) -> &str {
+        &self.hosted.name
+    }
+
     /// The agent serving now.
     pub fn current(&self) -> Option<Arc<PreparedAgent>> {
         self.hosted.current()
@@ -313,7 +326,16 @@ impl Server {
     /// Authentication wraps the whole router: a route merged in before
     /// [`auth::protect`] is covered without a line of its own.
     pub fn router(&self) -> axum::Router {
-        auth::protect(api::router(self.shared.clone()), self.shared.clone())
+        let api = api::router(self.shared.clone())
+            .route("/mcp", mcp::route(self.shared.clone(), &self.config.mcp));
+        auth::protect(api, self.shared.clone())
+    }
+
+    /// The hosted agents as MCP tools, for a transport of the caller's
+    /// choosing (`agent-host mcp` serves them over stdio); `caller` is who
+    /// the audit records as calling.
+    pub fn mcp_tools(&self, caller: &str) -> McpTools {
+        McpTools::new(self.shared.clone(), caller)
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness turns false and
