@@ -327,3 +327,89 @@ fn stdio_mcp_sends_list_changed_when_a_manifest_changes() {
     assert!(report["broken"].get("spinner").is_some(), "{report}");
     assert_eq!(report["restored"]["echo"], "Echoes its arguments back.");
 }
+
+/// Caller authentication covers `/mcp` like the HTTP API: no token 401, a
+/// caller outside `spec.callers` neither sees nor may call the tool (the
+/// refusal audited with its name), an allowed caller calls it.
+#[test]
+fn serve_mcp_endpoint_authenticates_callers_and_honours_spec_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("caller-tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    std::fs::write(tokens.join("pager"), "pager-0123").unwrap();
+    std::fs::write(tokens.join("ci"), "ci-4567").unwrap();
+    let restricted = guests::write_manifest(
+        dir.path(),
+        "restricted",
+        guests::ECHO,
+        "  callers: [pager]\n",
+    );
+    let host = HostProcess::start(dir.path(), "serve.log", |cmd| {
+        cmd.arg("-f")
+            .arg(&restricted)
+            .arg("--caller-tokens")
+            .arg(&tokens);
+    });
+    let rpc = |token: Option<&str>, body: &str| {
+        let mut req = host
+            .http
+            .post(format!("{}/mcp", host.base))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        HostProcess::reply(req.content_type("application/json").send(body.to_string()))
+    };
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restricted","arguments":{"message":"hi"}}}"#;
+
+    let r = rpc(None, list);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = rpc(Some("wrong"), call);
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    let r = rpc(Some("ci-4567"), list);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.body["result"]["tools"],
+        serde_json::json!([]),
+        "ci does not see the tool: {}",
+        r.body
+    );
+    let r = rpc(Some("ci-4567"), call);
+    assert_eq!(r.body["error"]["data"]["code"], "Forbidden", "{}", r.body);
+
+    let r = rpc(Some("pager-0123"), list);
+    assert_eq!(
+        r.body["result"]["tools"][0]["name"], "restricted",
+        "{}",
+        r.body
+    );
+    let r = rpc(Some("pager-0123"), call);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["result"]["isError"], false, "{}", r.body);
+
+    // The audit log is written behind the requests: wait for the records.
+    host.wait("the audit records", || {
+        audit(&host.audit)
+            .iter()
+            .any(|e| e["kind"] == "invocation.end")
+    });
+    let records = audit(&host.audit);
+    assert!(
+        records
+            .iter()
+            .any(|e| e["kind"] == "request.denied" && e["caller"] == "ci" && e["status"] == 403),
+        "{records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|e| e["kind"] == "invocation.start" && e["caller"] == "pager"),
+        "{records:?}"
+    );
+    assert!(!records
+        .iter()
+        .any(|e| e["kind"] == "invocation.start" && e["caller"] == "ci"));
+}
