@@ -473,6 +473,36 @@ where
     .await
 }
 
+/// Puts an OCI image manifest of `config` and `layers` under `target`
+/// (a tag, or a signature tag) in `reference`'s repository.
+async fn put_image_manifest(
+    client: &Client,
+    reference: &Reference,
+    target: &str,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+) -> Result<String, PullError> {
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(layout::OCI_MANIFEST.into()),
+        artifact_type: None,
+        config,
+        layers,
+        annotations: Default::default(),
+    };
+    let bytes = Bytes::from(layout::to_bytes(&manifest));
+    retry(|| {
+        client.put_manifest(
+            &reference.registry,
+            &reference.repository,
+            target,
+            bytes.clone(),
+            layout::OCI_MANIFEST,
+        )
+    })
+    .await
+}
+
 /// The component-model layer of a binary: `\0asm`, then version 0x0d, layer 1.
 const COMPONENT_HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00];
 
@@ -493,24 +523,13 @@ pub async fn push(
     let layer_digest = retry(|| client.put_blob(registry, repository, wasm.clone())).await?;
     let config = Bytes::from(layout::wasm_config(&layer_digest));
     retry(|| client.put_blob(registry, repository, config.clone())).await?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(layout::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: Descriptor::of(layout::WASM_CONFIG, &config),
-        layers: vec![Descriptor::of(layout::WASM_LAYER, &wasm)],
-        annotations: Default::default(),
-    };
-    let bytes = Bytes::from(layout::to_bytes(&manifest));
-    retry(|| {
-        client.put_manifest(
-            registry,
-            repository,
-            reference.target_str(),
-            bytes.clone(),
-            layout::OCI_MANIFEST,
-        )
-    })
+    put_image_manifest(
+        client,
+        reference,
+        reference.target_str(),
+        Descriptor::of(layout::WASM_CONFIG, &config),
+        vec![Descriptor::of(layout::WASM_LAYER, &wasm)],
+    )
     .await
 }
 
@@ -560,24 +579,13 @@ pub async fn sign(
         .expect("JSON"),
     );
     retry(|| client.put_blob(registry, repository, config.clone())).await?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(layout::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: Descriptor::of(layout::OCI_IMAGE_CONFIG, &config),
+    put_image_manifest(
+        client,
+        reference,
+        &tag,
+        Descriptor::of(layout::OCI_IMAGE_CONFIG, &config),
         layers,
-        annotations: Default::default(),
-    };
-    let bytes = Bytes::from(layout::to_bytes(&manifest));
-    retry(|| {
-        client.put_manifest(
-            registry,
-            repository,
-            &tag,
-            bytes.clone(),
-            layout::OCI_MANIFEST,
-        )
-    })
+    )
     .await?;
     Ok(digest)
 }
