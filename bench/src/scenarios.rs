@@ -28,6 +28,7 @@ pub enum Id {
     ColdStart,
     RegistryStart,
     Http,
+    Mcp,
     Density,
     Abi,
     DurableAsync,
@@ -251,6 +252,9 @@ pub async fn run_all(ctx: &Ctx, only: &[Id]) -> anyhow::Result<Vec<Outcome>> {
     }
     if chosen(Id::Http) {
         out.push(http(ctx).await?);
+    }
+    if chosen(Id::Mcp) {
+        out.push(crate::mcp::scenario(ctx).await?);
     }
     if chosen(Id::Density) {
         out.push(density::scenario(ctx).await?);

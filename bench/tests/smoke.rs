@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "per-invocation",
     "process-per-task",
     "allocator",
@@ -12,6 +12,7 @@ const SCENARIOS: [&str; 11] = [
     "cold-start",
     "registry-start",
     "http",
+    "mcp",
     "density",
     "abi",
     "durable-async",
