@@ -242,6 +242,43 @@ fn fresh_private_dir(name: &str) -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("/nonexistent").join(name))
 }
 
+/// Why a small operator file (a key, a policy, a password) was not read.
+#[derive(Debug)]
+pub enum FileReadError {
+    /// It could not be opened or read.
+    Io(std::io::Error),
+    /// It holds more than the bound.
+    TooLarge {
+        /// The bound, bytes.
+        max: u64,
+    },
+}
+
+impl std::fmt::Display for FileReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileReadError::Io(e) => e.fmt(f),
+            FileReadError::TooLarge { max } => write!(f, "larger than {max} bytes"),
+        }
+    }
+}
+
+/// Reads `path` whole if it holds at most `max` bytes. The read itself is
+/// bounded (`max + 1` bytes), so a file that grows, or a device that never
+/// ends, cannot make the host buffer more.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, FileReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(FileReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(FileReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(FileReadError::TooLarge { max });
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;

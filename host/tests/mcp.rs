@@ -52,6 +52,16 @@ fn agents(dir: &Path) -> Vec<PathBuf> {
     ]
 }
 
+/// `agent-host serve` of `manifests` with `extra` arguments.
+fn serve(dir: &Path, manifests: &[PathBuf], extra: &[&str]) -> HostProcess {
+    HostProcess::start(dir, "serve.log", |cmd| {
+        cmd.args(extra);
+        for m in manifests {
+            cmd.arg("-f").arg(m);
+        }
+    })
+}
+
 fn run_client(args: &[&str], envs: &[(&str, &Path)]) -> Value {
     let mut cmd = Command::new("python3");
     cmd.arg(CLIENT).args(args);
@@ -172,12 +182,7 @@ fn check_session(report: &Value, version: &str, audit_log: &Path, cancels: bool)
 #[test]
 fn serve_mcp_endpoint_serves_agents_as_tools_to_the_python_sdk() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = agents(dir.path());
-    let host = HostProcess::start(dir.path(), "serve.log", |cmd| {
-        for m in &manifests {
-            cmd.arg("-f").arg(m);
-        }
-    });
+    let host = serve(dir.path(), &agents(dir.path()), &[]);
     let url = format!("{}/mcp", host.base);
     let audit_log = host.audit.to_str().unwrap().to_string();
     let report = run_client(&["http", &url, "legacy", &audit_log], &[]);
@@ -195,12 +200,7 @@ fn serve_mcp_endpoint_serves_agents_as_tools_to_the_python_sdk() {
 #[test]
 fn serve_mcp_endpoint_speaks_the_2026_protocol_and_cancels_on_a_closed_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let manifests = agents(dir.path());
-    let host = HostProcess::start(dir.path(), "serve.log", |cmd| {
-        for m in &manifests {
-            cmd.arg("-f").arg(m);
-        }
-    });
+    let host = serve(dir.path(), &agents(dir.path()), &[]);
     let url = format!("{}/mcp", host.base);
     let audit_log = host.audit.to_str().unwrap().to_string();
     let report = run_client(&["http", &url, "2026-07-28", &audit_log], &[]);
@@ -211,14 +211,7 @@ fn serve_mcp_endpoint_speaks_the_2026_protocol_and_cancels_on_a_closed_stream() 
 fn serve_mcp_endpoint_refuses_hosts_not_allowed_and_oversized_requests() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = agents(dir.path());
-    let start = |extra: &[&str]| {
-        HostProcess::start(dir.path(), "serve.log", |cmd| {
-            cmd.args(extra);
-            for m in &manifests {
-                cmd.arg("-f").arg(m);
-            }
-        })
-    };
+    let start = |extra: &[&str]| serve(dir.path(), &manifests, extra);
     let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let post = |host: &HostProcess, host_header: &str| {
         HostProcess::reply(

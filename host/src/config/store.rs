@@ -1,7 +1,6 @@
 //! Where the host keeps its state: the operator's `--store` choice, its
 //! password file, and the errors that name the flag at fault.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -306,16 +305,10 @@ fn read_password_file(path: &Path) -> Result<String, StoreError> {
         path: path.to_path_buf(),
         problem,
     };
-    let file = std::fs::File::open(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PASSWORD_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| problem(format!("cannot read it: {e}")))?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
-        return Err(problem(format!(
-            "larger than {MAX_PASSWORD_FILE_BYTES} bytes: not a password file"
-        )));
-    }
+    let bytes = super::read_bounded(path, MAX_PASSWORD_FILE_BYTES).map_err(|e| match e {
+        super::FileReadError::Io(e) => problem(format!("cannot read it: {e}")),
+        too_large => problem(format!("{too_large}: not a password file")),
+    })?;
     let text = String::from_utf8(bytes).map_err(|_| problem("not UTF-8 text".into()))?;
     let password = text
         .strip_suffix("\r\n")

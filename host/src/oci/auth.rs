@@ -38,18 +38,11 @@ struct Entry {
 impl Credentials {
     /// Reads `path`; every error names the file and the entry.
     pub fn from_file(path: &Path) -> Result<Credentials, String> {
-        use std::io::Read as _;
         let err = |m: String| format!("{}: {m}", path.display());
-        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let mut text = Vec::new();
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| err(e.to_string()))?;
-        if text.len() as u64 > MAX_FILE_BYTES {
-            return Err(err(format!(
-                "larger than {MAX_FILE_BYTES} bytes; not a Docker config.json"
-            )));
-        }
+        let text = crate::config::read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+            crate::config::FileReadError::Io(e) => err(e.to_string()),
+            too_large => err(format!("{too_large}; not a Docker config.json")),
+        })?;
         Self::parse(&text).map_err(err)
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::signature::{read_small, PublicKey};
+use super::signature::{read_key_file, PublicKey};
 use crate::manifest::reference::Reference;
 use crate::manifest::{Capabilities, LlmProvider};
 
@@ -240,16 +240,10 @@ impl TrustPolicy {
     /// Reads and checks `path`: every key readable and P-256, every rule's keys
     /// listed, every pattern and ceiling well-formed. Errors name the field.
     pub fn from_file(path: &Path) -> Result<TrustPolicy, String> {
-        use std::io::Read as _;
         let err = |m: String| format!("{}: {m}", path.display());
-        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let mut text = String::new();
-        file.take(MAX_POLICY_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| err(e.to_string()))?;
-        if text.len() as u64 > MAX_POLICY_BYTES {
-            return Err(err(format!("larger than {MAX_POLICY_BYTES} bytes")));
-        }
+        let bytes =
+            crate::config::read_bounded(path, MAX_POLICY_BYTES).map_err(|e| err(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
         Self::parse(&text, path.parent().unwrap_or(Path::new(".")), path).map_err(err)
     }
 
@@ -277,9 +271,8 @@ impl TrustPolicy {
             }
             let pem = match (k.public_key, k.public_key_file) {
                 (Some(pem), None) => pem.into_bytes(),
-                (None, Some(file)) => {
-                    read_small(&base.join(file)).map_err(|e| format!("{at}.publicKeyFile: {e}"))?
-                }
+                (None, Some(file)) => read_key_file(&base.join(file))
+                    .map_err(|e| format!("{at}.publicKeyFile: {e}"))?,
                 _ => {
                     return Err(format!(
                         "{at}: set exactly one of publicKey (PEM) or publicKeyFile"

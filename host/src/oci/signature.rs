@@ -65,7 +65,7 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// Reads a PEM PKCS#8 ECDSA P-256 private key file.
     pub fn from_file(path: &Path) -> Result<PrivateKey, String> {
-        let pem = read_small(path)?;
+        let pem = read_key_file(path)?;
         let err = |m: String| format!("{}: {m}", path.display());
         let der = match PrivateKeyDer::from_pem_slice(&pem) {
             Ok(PrivateKeyDer::Pkcs8(der)) => der,
@@ -118,20 +118,11 @@ impl PrivateKey {
 }
 
 /// Reads a key file of at most [`MAX_KEY_FILE_BYTES`].
-pub fn read_small(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(format!(
-            "{}: larger than {MAX_KEY_FILE_BYTES} bytes; not a key file",
-            path.display()
-        ));
-    }
-    Ok(bytes)
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    crate::config::read_bounded(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        crate::config::FileReadError::Io(e) => format!("{}: {e}", path.display()),
+        too_large => format!("{}: {too_large}; not a key file", path.display()),
+    })
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {

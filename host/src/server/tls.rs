@@ -114,19 +114,8 @@ impl TlsFiles {
 }
 
 fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{flag} {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!(
-            "{flag} {}: larger than {MAX_PEM_BYTES} bytes",
-            path.display()
-        ));
-    }
-    Ok(bytes)
+    crate::config::read_bounded(path, MAX_PEM_BYTES)
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {

@@ -1,6 +1,5 @@
 //! `--caller-tokens`: caller names and their tokens from files.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -149,14 +148,8 @@ fn read_tokens(dir: &Path, strict: bool) -> Result<TokenTable, String> {
 /// surrounding whitespace (a trailing newline) is trimmed.
 fn read_token(path: &Path) -> Result<String, String> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
+    let bytes = crate::config::read_bounded(path, MAX_TOKEN_BYTES as u64)
         .map_err(|e| format!("{name}: {e}"))?;
-    if bytes.len() > MAX_TOKEN_BYTES {
-        return Err(format!("{name}: larger than {MAX_TOKEN_BYTES} bytes"));
-    }
     let token = String::from_utf8(bytes)
         .ok()
         .map(|t| t.trim().to_string())
