@@ -22,6 +22,8 @@ wasmtime::component::bindgen!({
     imports: {
         "wasi:keyvalue": async | trappable,
         "agent-host:agent/llm.complete": async | trappable,
+        "agent-host:agent/tools.list-tools": async | trappable,
+        "agent-host:agent/tools.call-tool": async | trappable,
     },
 });
 

@@ -18,6 +18,7 @@ pub mod imports;
 pub mod key_value;
 pub mod llm;
 pub mod log;
+pub mod mcp;
 pub mod stdio;
 pub mod tool_call;
 
@@ -295,5 +296,6 @@ capabilities! {
         Log = "log", log: log::Log;
         KeyValue = "keyValue", key_value: key_value::KeyValue;
         Llm = "llm", llm: llm::Llm;
+        Mcp = "mcp", mcp: mcp::Mcp;
     }
 }

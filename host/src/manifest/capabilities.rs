@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Quantity, UrlPrefix};
+use super::{KubeDuration, Quantity, UrlPrefix};
 
 /// The grants of one agent. Every list defaults to empty and every grant to absent,
 /// which means denied.
@@ -27,6 +27,9 @@ pub struct Capabilities {
     /// Access to a large language model through the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmSpec>,
+    /// Remote MCP servers whose tools the agent may call, through the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp: Vec<McpServerSpec>,
 }
 
 /// One allowed kind of HTTP request: any URL under `url`, with one of `methods`.
@@ -213,4 +216,58 @@ pub enum LlmProvider {
     Openai,
     /// The Anthropic messages API.
     Anthropic,
+}
+
+/// One remote MCP server (streamable HTTP) and the tools on it the agent may call.
+/// The host is the MCP client: it adds the credentials, enforces the budgets and
+/// connects only to addresses this entry grants, like an HTTP rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.allowAllAddresses) && self.allowAllAddresses) || !has(self.allowedCidrs) || self.allowedCidrs.all(c, !c.endsWith('/0'))",
+    "message": "allowedCidrs must not contain a /0 range (every address); set allowAllAddresses: true to mean that, or list narrower ranges"
+}]))]
+pub struct McpServerSpec {
+    /// How the agent names the server (a DNS-1123 label, unique among the servers).
+    pub name: String,
+    /// The server's MCP endpoint, e.g. `https://tickets.example.com/mcp`.
+    pub url: UrlPrefix,
+    /// Names of the tools the agent may list and call; none when omitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// A credential the host adds to every request to the server; the agent never sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<McpCredentials>,
+    /// Non-public address ranges the server's host may resolve to (as for an HTTP rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<String>,
+    /// Lets the server's host resolve to any address, private and loopback included.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_all_addresses: bool,
+    /// Tool calls per invocation; 10 when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls_per_invocation: Option<u32>,
+    /// Bytes the server may send in one invocation (handshake, tool list and
+    /// results together); 1Mi when omitted, at most 16Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes_per_invocation: Option<Quantity>,
+    /// How long one exchange with the server may take (also bounded by the
+    /// invocation's timeout); 30s when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<KubeDuration>,
+}
+
+/// A credential read from a Secret and sent as a request header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpCredentials {
+    /// The Secret key holding the credential.
+    pub secret_key_ref: SecretKeyRef,
+    /// The header it is sent in; `Authorization` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Written before the value with a space (`Bearer <token>`); `Bearer` when
+    /// omitted, `""` to send the value alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
 }

@@ -25,7 +25,7 @@ mod tests;
 
 pub use capabilities::{
     Capabilities, EnvVar, EnvVarSource, HttpMethod, HttpRuleSpec, KeyValueSpec, LlmProvider,
-    LlmSpec, MountSpec, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
+    LlmSpec, McpCredentials, McpServerSpec, MountSpec, SecretKeyRef, MAX_BUCKET_NAME_BYTES,
 };
 pub use duration::KubeDuration;
 pub use error::ManifestError;
@@ -35,10 +35,12 @@ pub use parse::{API_VERSION, KIND};
 pub use quantity::{human_bytes, Quantity};
 pub use spec::{Agent, AgentSpec, AgentStatus, ComponentSource};
 pub use tool::{
-    compile as compile_json_schema, CompiledTool, SchemaMismatch, ToolAnnotationsSpec, ToolSpec,
-    MAX_TOOL_DESCRIPTION_BYTES, MAX_TOOL_SCHEMA_BYTES,
+    compile as compile_json_schema, first_error as first_schema_error, CompiledTool,
+    SchemaMismatch, ToolAnnotationsSpec, ToolSpec, MAX_TOOL_DESCRIPTION_BYTES,
+    MAX_TOOL_SCHEMA_BYTES,
 };
 pub use url_prefix::UrlPrefix;
+pub use validate::MAX_MCP_RESPONSE_BYTES;
 
 /// The `Agent` CustomResourceDefinition as YAML (`agent-host crd`, `deploy/crd.yaml`).
 pub fn crd_yaml() -> String {

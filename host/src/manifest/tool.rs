@@ -169,7 +169,8 @@ impl CompiledTool {
     }
 }
 
-fn first_error(validator: &jsonschema::Validator, value: &Value) -> Result<(), SchemaMismatch> {
+/// The first violation of `validator`'s schema by `value`.
+pub fn first_error(validator: &jsonschema::Validator, value: &Value) -> Result<(), SchemaMismatch> {
     match validator.iter_errors(value).next() {
         None => Ok(()),
         Some(e) => Err(SchemaMismatch {

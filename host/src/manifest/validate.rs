@@ -11,7 +11,7 @@ use super::limits::{
 };
 use super::{
     AgentSpec, Capabilities, ComponentSource, EnvVar, HttpRuleSpec, KeyValueSpec, Limits, LlmSpec,
-    ManifestError, MountSpec, SecretKeyRef,
+    ManifestError, McpServerSpec, MountSpec, SecretKeyRef,
 };
 
 type Result = std::result::Result<(), ManifestError>;
@@ -232,6 +232,7 @@ fn validate_capabilities(caps: &Capabilities) -> Result {
     if let Some(llm) = &caps.llm {
         validate_llm(llm)?;
     }
+    validate_mcp(&caps.mcp)?;
     Ok(())
 }
 
@@ -252,23 +253,7 @@ fn validate_http(rules: &[HttpRuleSpec]) -> Result {
                 format!("{} is listed twice", rule.methods[j]),
             );
         }
-        for (j, cidr) in rule.allowed_cidrs.iter().enumerate() {
-            match cidr.parse::<ipnet::IpNet>() {
-                Err(_) => {
-                    return fail(
-                        format!("{path}.allowedCidrs[{j}]"),
-                        format!("\"{cidr}\" is not a CIDR; use e.g. 10.96.0.0/12 or fd00::/8"),
-                    )
-                }
-                Ok(net) if net.prefix_len() == 0 && !rule.allow_all_addresses => {
-                    return fail(
-                        format!("{path}.allowedCidrs[{j}]"),
-                        format!("\"{cidr}\" grants every address; set allowAllAddresses: true to mean that, or list narrower ranges"),
-                    )
-                }
-                Ok(_) => {}
-            }
-        }
+        validate_cidrs(&path, &rule.allowed_cidrs, rule.allow_all_addresses)?;
         if let Some(first) = seen_urls.insert(&rule.url, i) {
             let message = format!(
                 "same url as spec.capabilities.http[{first}]; merge their methods into one rule"
@@ -278,6 +263,133 @@ fn validate_http(rules: &[HttpRuleSpec]) -> Result {
     }
     Ok(())
 }
+
+/// `allowedCidrs` of an HTTP rule or MCP server: CIDRs, none of them every
+/// address unless `allowAllAddresses` says so.
+fn validate_cidrs(path: &str, cidrs: &[String], allow_all: bool) -> Result {
+    for (j, cidr) in cidrs.iter().enumerate() {
+        match cidr.parse::<ipnet::IpNet>() {
+            Err(_) => {
+                return fail(
+                    format!("{path}.allowedCidrs[{j}]"),
+                    format!("\"{cidr}\" is not a CIDR; use e.g. 10.96.0.0/12 or fd00::/8"),
+                )
+            }
+            Ok(net) if net.prefix_len() == 0 && !allow_all => {
+                return fail(
+                    format!("{path}.allowedCidrs[{j}]"),
+                    format!("\"{cidr}\" grants every address; set allowAllAddresses: true to mean that, or list narrower ranges"),
+                )
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Unique label names, unique valid tool names, a valid credential header,
+/// budgets within bounds.
+fn validate_mcp(servers: &[McpServerSpec]) -> Result {
+    let mut names = HashMap::new();
+    for (i, server) in servers.iter().enumerate() {
+        let path = format!("spec.capabilities.mcp[{i}]");
+        if !is_dns1123_label(&server.name) {
+            return fail(format!("{path}.name"), not_a_label(&server.name));
+        }
+        if let Some(first) = names.insert(server.name.as_str(), i) {
+            return fail(
+                format!("{path}.name"),
+                format!("\"{}\" is already the name of mcp[{first}]", server.name),
+            );
+        }
+        for (j, tool) in server.tools.iter().enumerate() {
+            let ok = !tool.is_empty()
+                && tool.len() <= MAX_MCP_TOOL_NAME
+                && tool
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+            if !ok {
+                return fail(
+                    format!("{path}.tools[{j}]"),
+                    format!("\"{tool}\" is not an MCP tool name (1 to {MAX_MCP_TOOL_NAME} letters, digits, _, -, . and /)"),
+                );
+            }
+        }
+        if let Some(j) = first_duplicate(&server.tools) {
+            return fail(
+                format!("{path}.tools[{j}]"),
+                format!("\"{}\" is listed twice", server.tools[j]),
+            );
+        }
+        validate_cidrs(&path, &server.allowed_cidrs, server.allow_all_addresses)?;
+        if let Some(credentials) = &server.credentials {
+            let at = format!("{path}.credentials");
+            validate_secret_key_ref(&format!("{at}.secretKeyRef"), &credentials.secret_key_ref)?;
+            if let Some(header) = &credentials.header {
+                let reserved = RESERVED_MCP_HEADERS
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(header));
+                if http::HeaderName::from_bytes(header.as_bytes()).is_err() || reserved {
+                    return fail(
+                        format!("{at}.header"),
+                        format!("\"{header}\" is not a header the host can send the credential in (an HTTP header name other than {})", RESERVED_MCP_HEADERS.join(", ")),
+                    );
+                }
+            }
+            if let Some(scheme) = &credentials.scheme {
+                if !scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    || scheme.len() > 32
+                {
+                    return fail(
+                        format!("{at}.scheme"),
+                        format!("\"{scheme}\" is not an authentication scheme (letters, digits and -, e.g. Bearer; \"\" for none)"),
+                    );
+                }
+            }
+        }
+        if server.max_calls_per_invocation == Some(0) {
+            return fail(
+                format!("{path}.maxCallsPerInvocation"),
+                "must be greater than 0; omit it for the default of 10",
+            );
+        }
+        if let Some(bytes) = server.max_response_bytes_per_invocation {
+            if bytes.bytes() == 0 || bytes.bytes() > MAX_MCP_RESPONSE_BYTES {
+                return fail(
+                    format!("{path}.maxResponseBytesPerInvocation"),
+                    format!(
+                        "{} is outside 1 to 16Mi (the host holds responses in memory)",
+                        bytes.bytes()
+                    ),
+                );
+            }
+        }
+        if server.timeout.is_some_and(|t| t.as_duration().is_zero()) {
+            return fail(
+                format!("{path}.timeout"),
+                "must be greater than 0; omit it for 30s",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Longest MCP tool name a grant may list.
+const MAX_MCP_TOOL_NAME: usize = 128;
+/// Most bytes a grant may let one server send in one invocation.
+pub const MAX_MCP_RESPONSE_BYTES: u64 = 16 << 20;
+/// Headers the host's MCP client sets itself.
+const RESERVED_MCP_HEADERS: [&str; 7] = [
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "transfer-encoding",
+];
 
 /// Host paths without `..` (relative ones resolve against the manifest's
 /// directory on local runs); absolute guest paths without `..`, unique.

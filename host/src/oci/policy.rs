@@ -17,7 +17,7 @@ const MAX_POLICY_BYTES: u64 = 1 << 20;
 const API_VERSION: &str = "agent-host.dev/v1alpha1";
 const KIND: &str = "TrustPolicy";
 /// The capability sections a ceiling may name (the manifest's own spelling).
-pub const GRANTABLE: [&str; 5] = ["http", "filesystem", "env", "keyValue", "llm"];
+pub const GRANTABLE: [&str; 6] = ["http", "filesystem", "env", "keyValue", "llm", "mcp"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -65,7 +65,7 @@ pub enum Mode {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Ceiling {
-    /// Capability sections that may be granted (`http`, `filesystem`, `env`, `keyValue`, `llm`).
+    /// Capability sections that may be granted (`http`, `filesystem`, `env`, `keyValue`, `llm`, `mcp`).
     pub capabilities: Option<Vec<String>>,
     /// Whether the manifest may reference Secrets (`secretKeyRef`, `apiKeySecretRef`).
     pub secrets: Option<bool>,
@@ -120,6 +120,7 @@ impl Ceiling {
                 ("env", !caps.env.is_empty()),
                 ("keyValue", caps.key_value.is_some()),
                 ("llm", caps.llm.is_some()),
+                ("mcp", !caps.mcp.is_empty()),
             ];
             for (kind, granted) in present {
                 if granted && !allowed.iter().any(|a| a == kind) {
@@ -152,6 +153,13 @@ impl Ceiling {
                     "secrets",
                 );
             }
+            if let Some(i) = caps.mcp.iter().position(|s| s.credentials.is_some()) {
+                return refuse(
+                    format!("spec.capabilities.mcp[{i}].credentials"),
+                    "reads a Secret",
+                    "secrets",
+                );
+            }
         }
         if let Some(patterns) = &self.egress {
             for (i, rule_spec) in caps.http.iter().enumerate() {
@@ -173,6 +181,16 @@ impl Ceiling {
                 if !patterns.iter().any(|p| host_matches(p, &host)) {
                     return refuse(
                         "spec.capabilities.llm.endpoint".into(),
+                        &format!("reaches {host}, not one of [{}]", patterns.join(", ")),
+                        "egress",
+                    );
+                }
+            }
+            for (i, server) in caps.mcp.iter().enumerate() {
+                let host = server.url.host();
+                if !patterns.iter().any(|p| host_matches(p, host)) {
+                    return refuse(
+                        format!("spec.capabilities.mcp[{i}].url"),
                         &format!("reaches {host}, not one of [{}]", patterns.join(", ")),
                         "egress",
                     );

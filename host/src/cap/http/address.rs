@@ -21,6 +21,20 @@ pub struct AddressPolicy {
 }
 
 impl AddressPolicy {
+    /// The policy of a grant naming `literal` (when its host is an IP), with
+    /// `cidrs` (already validated) and, if `allow_all`, every address.
+    pub fn granted(literal: Option<IpAddr>, cidrs: &[String], allow_all: bool) -> Self {
+        let all = ["0.0.0.0/0", "::/0"].map(|c| c.parse().expect("valid CIDR"));
+        Self {
+            literal,
+            cidrs: cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .chain(allow_all.then_some(all).into_iter().flatten())
+                .collect(),
+        }
+    }
+
     /// `Ok` if `ip` may be connected to, else why not.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
         let v4_or_v6 = canonical(ip);

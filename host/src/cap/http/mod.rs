@@ -138,22 +138,11 @@ impl HttpGrant {
                 port: r.url.port(),
                 path_prefix: r.url.path_prefix().to_string(),
                 methods: r.methods.iter().map(|m| to_method(*m)).collect(),
-                addresses: AddressPolicy {
-                    literal: r.url.ip(),
-                    cidrs: r
-                        .allowed_cidrs
-                        .iter()
-                        .filter_map(|c| c.parse().ok())
-                        .chain(
-                            r.allow_all_addresses
-                                .then(|| {
-                                    ["0.0.0.0/0", "::/0"].map(|c| c.parse().expect("valid CIDR"))
-                                })
-                                .into_iter()
-                                .flatten(),
-                        )
-                        .collect(),
-                },
+                addresses: AddressPolicy::granted(
+                    r.url.ip(),
+                    &r.allowed_cidrs,
+                    r.allow_all_addresses,
+                ),
                 display: format!(
                     "{} {}",
                     r.methods
