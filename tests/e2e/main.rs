@@ -17,6 +17,7 @@ mod key_value;
 mod llm;
 mod llm_replicas;
 mod loading;
+mod mcp_client;
 mod side_effects;
 
 mod coverage {
@@ -38,6 +39,7 @@ mod coverage {
             include_str!("llm.rs"),
             include_str!("llm_replicas.rs"),
             include_str!("loading.rs"),
+            include_str!("mcp_client.rs"),
             include_str!("side_effects.rs"),
             include_str!("../../host/tests/cli.rs"),
             include_str!("../../host/tests/serve.rs"),
