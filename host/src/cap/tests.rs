@@ -30,6 +30,7 @@ const EVERYTHING: &str = r#"
     env: [{ name: REGION, value: eu }]
     keyValue: { maxBytes: 1Mi, buckets: [alerts] }
     llm: { provider: openai, model: gpt-4o-mini, endpoint: "http://127.0.0.1:9/v1/", maxTokensPerInvocation: 2000 }
+    mcp: [{ name: tickets, url: "http://127.0.0.1:9/mcp", tools: [search] }]
 "#;
 
 #[test]
@@ -91,6 +92,8 @@ fn capability_usage_fields_are_distinct_in_the_report() {
     usage.key_value.key_value_denied = 3;
     usage.llm.llm_denied = 4;
     usage.llm.llm_tokens = 5;
+    usage.mcp.mcp_denied = 6;
+    usage.mcp.mcp_calls = 7;
     let json = serde_json::to_value(&usage).unwrap();
     for (field, value) in [
         ("httpDenied", 1),
@@ -98,6 +101,8 @@ fn capability_usage_fields_are_distinct_in_the_report() {
         ("keyValueDenied", 3),
         ("llmDenied", 4),
         ("llmTokens", 5),
+        ("mcpDenied", 6),
+        ("mcpCalls", 7),
     ] {
         assert_eq!(json[field], value, "{field} in {json}");
     }
@@ -108,7 +113,8 @@ fn capability_usage_fields_are_distinct_in_the_report() {
             (Kind::Filesystem, 2),
             (Kind::Http, 1),
             (Kind::KeyValue, 3),
-            (Kind::Llm, 4)
+            (Kind::Llm, 4),
+            (Kind::Mcp, 6)
         ]
     );
 }
@@ -122,6 +128,7 @@ fn effective_grants_list_key_value_and_llm_grants() {
         "env: REGION (value)",
         "keyValue: buckets alerts, at most 1Mi",
         "llm: openai gpt-4o-mini at http://127.0.0.1:9/v1/ (2000 tokens per invocation, 20 requests per invocation)",
+        "mcp: server `tickets` at http://127.0.0.1:9/mcp: tools [search] (10 calls and 1Mi of responses per invocation, 30s per exchange)",
     ] {
         assert!(lines.contains(&expected.to_string()), "{expected} not in {lines:?}");
     }
@@ -150,6 +157,7 @@ fn http_key_value_and_llm_imports_are_refused_without_a_grant_and_bound_with_one
         ("wasi:keyvalue/atomics@0.2.0-draft", Kind::KeyValue),
         ("wasi:keyvalue/batch@0.2.0-draft", Kind::KeyValue),
         ("agent-host:agent/llm@0.1.0", Kind::Llm),
+        ("agent-host:agent/tools@0.1.0", Kind::Mcp),
     ] {
         assert!(
             matches!(binding(import, &none), Binding::Refused { .. }),

@@ -189,11 +189,11 @@ impl Server {
             .map_or(DEFAULT_MAX_RESPONSE_BYTES, |q| q.bytes());
         let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.as_duration());
         let mut description = format!(
-            "server `{}` at {}: tools [{}] ({max_calls} calls, {} per invocation, {}s per exchange",
+            "server `{}` at {}: tools [{}] ({max_calls} calls and {} of responses per invocation, {}s per exchange",
             spec.name,
             spec.url,
             spec.tools.join(", "),
-            crate::manifest::human_bytes(max_response_bytes),
+            crate::manifest::Quantity::from_bytes(max_response_bytes),
             timeout.as_secs_f64()
         );
         if let Some(c) = &spec.credentials {
