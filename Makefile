@@ -18,7 +18,7 @@ setup: wasm-target
 
 ## Build the example agents to wasm32-wasip2 components.
 guests: wasm-target
-	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder -p triage
+	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder -p triage -p ops-assistant
 
 ## Build the host binary.
 host:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: starts the example agents' local endpoints on loopback (metrics +
-# tickets for the incident responder; a model stand-in + pager for triage),
-# then runs the three example agents under their manifests.
+# tickets for the incident responder; a model stand-in + pager for triage; a
+# model and an MCP server stand-in for the ops assistant), then runs the four
+# example agents under their manifests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,14 @@ python3 -c 'import secrets; print("sk-demo-" + secrets.token_hex(16))' \
   >"$work/secrets/model-provider/api-key"
 start triage-endpoints python3 examples/triage/endpoints.py \
   --api-key-file "$work/secrets/model-provider/api-key" 18092 18093
+# The ops-assistant manifest also names secret status-mcp/token: the MCP
+# server's token, which the host adds to its requests (the agent never sees it).
+mkdir -m 700 -p "$work/secrets/status-mcp"
+python3 -c 'import secrets; print("mcp-demo-" + secrets.token_hex(16))' \
+  >"$work/secrets/status-mcp/token"
+start ops-endpoints python3 examples/ops-assistant/endpoints.py \
+  --api-key-file "$work/secrets/model-provider/api-key" \
+  --token-file "$work/secrets/status-mcp/token" 18094 18095
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -87,6 +96,29 @@ echo "the same alert again:"
 python3 -c 'import json,urllib.request; n=json.load(urllib.request.urlopen("http://127.0.0.1:18092/v1/requests"))["completions"]; print(f"the model stand-in served {n} completion(s) for the two runs:")'
 sed -n 's/^completion/  completion/p' "$work/triage-endpoints.out"
 
+section "ops-assistant: model -> tool call -> MCP call -> model"
+echo "\$ agent-host check -f examples/ops-assistant/agent.yaml --secrets-dir <tmp>/secrets   (mcp grant)"
+"$BIN" check -f examples/ops-assistant/agent.yaml --secrets-dir "$work/secrets" | grep -E "agent-host:agent/(llm|tools)" | sed "s/  */ /g"
+echo "\$ agent-host run -f examples/ops-assistant/agent.yaml --input @examples/ops-assistant/question.json --json --secrets-dir <tmp>/secrets"
+ops_summary=$work/ops-summary.py
+cat >"$ops_summary" <<'PY'
+import json, sys
+r = json.load(sys.stdin)
+u, out = r["usage"], r["output"] or {}
+error = f": {r['error']['message']}" if r["error"] else ""
+print(f"  outcome     {r['outcome']}{error}")
+print(f"  offered     {', '.join(out.get('toolsOffered', []))}   (restart_service is on the server, not granted)")
+for c in out.get("toolCalls", []):
+    print(f"  tool call   {c['tool']}({c['arguments']})")
+print(f"  answer      {out.get('answer')}")
+print(f"  model       {u.get('llmRequests', 0)} request(s), {u.get('llmTokens', 0)} tokens")
+print(f"  mcp         {u.get('mcpCalls', 0)} call(s), {u.get('mcpResponseBytes', 0)} bytes received, {u.get('mcpDenied', 0)} denied")
+PY
+"$BIN" run -f examples/ops-assistant/agent.yaml --input @examples/ops-assistant/question.json --json \
+  --secrets-dir "$work/secrets" | python3 "$ops_summary"
+echo "what the MCP stand-in received (each request carried the host's bearer token):"
+sed -n 's/^mcp /  /p' "$work/ops-endpoints.out"
+
 section "tickets filed on the local tickets API"
 python3 -c 'import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen("http://127.0.0.1:18091/api/issues")), indent=2))'
 
@@ -95,7 +127,7 @@ audit=target/demo-audit.jsonl
 rm -f "$audit"
 serve_out=$work/serve.out
 "$BIN" serve -f examples/hello/agent.yaml -f examples/incident-responder/agent.yaml \
-  --listen 127.0.0.1:0 --audit-log "$audit" --log-format text >"$serve_out" 2>/dev/null &
+  --listen 127.0.0.1:0 --audit-log "$audit" --state-dir "$work/serve-state" --log-format text >"$serve_out" 2>/dev/null &
 server=$!
 pids+=($server)
 for _ in $(seq 100); do grep -q listening "$serve_out" && break; sleep 0.1; done

@@ -215,6 +215,83 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     );
 }
 
+/// What `make demo` shows of the MCP capability: the shipped ops-assistant
+/// manifest (component path and loopback ports changed) against the demo's
+/// model and MCP stand-ins. The model asks for the two granted tools, the
+/// host calls them on the MCP server with the token from the mounted secret,
+/// and the model answers from their results; the ungranted
+/// `restart_service` is never offered.
+#[tokio::test(flavor = "multi_thread")]
+async fn ops_assistant_answers_through_the_demo_model_and_mcp_stand_ins() {
+    let h = Harness::new();
+    let secrets = h.dir.path().join("secrets");
+    for (dir, value) in [
+        ("model-provider/api-key", "sk-demo-test"),
+        ("status-mcp/token", "mcp-demo-test"),
+    ] {
+        let file = secrets.join(dir);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+    }
+    let endpoints = DemoEndpoints::start(
+        "examples/ops-assistant/endpoints.py",
+        &[
+            "--api-key-file",
+            secrets.join("model-provider/api-key").to_str().unwrap(),
+            "--token-file",
+            secrets.join("status-mcp/token").to_str().unwrap(),
+            "0",
+            "0",
+        ],
+    );
+    let (model_port, mcp_port) = (endpoints.ports[0], endpoints.ports[1]);
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/ops-assistant/agent.yaml"),
+    )
+    .unwrap();
+    let manifest = shipped
+        .replace(
+            "../../target/guests/wasm32-wasip2/release/ops_assistant.wasm",
+            guests::OPS_ASSISTANT,
+        )
+        .replace("127.0.0.1:18094", &format!("127.0.0.1:{model_port}"))
+        .replace("127.0.0.1:18095", &format!("127.0.0.1:{mcp_port}"));
+    let path = h.dir.path().join("ops-assistant.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let agent = h.load(&path).unwrap();
+    let question: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/ops-assistant/question.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let inv = agent.invoke(task(question)).await;
+    let out = output_json(&inv);
+    assert_eq!(
+        out["toolsOffered"],
+        serde_json::json!(["status/service_status", "status/recent_deploys"]),
+        "{out}"
+    );
+    let answer = out["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("degraded") && answer.contains("d-1234"),
+        "{out}"
+    );
+    assert_eq!(inv.usage.caps.llm.llm_requests, 2);
+    assert_eq!(inv.usage.caps.mcp.mcp_calls, 2);
+    let served = get_json(mcp_port, "/calls");
+    let tools: Vec<&str> = served
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["service_status", "recent_deploys"], "{served}");
+}
+
 /// `make demo` needs the wasm target, not the Debian and PyPI tools of the
 /// tests (prometheus, wrk, redis: about 340 MB), and builds every example it runs.
 #[test]
@@ -230,4 +307,5 @@ fn make_demo_installs_only_the_wasm_target_and_builds_triage() {
     assert!(!plan.contains("install-tools"), "{plan}");
     assert!(plan.contains("rustup target add wasm32-wasip2"), "{plan}");
     assert!(plan.contains("-p triage"), "{plan}");
+    assert!(plan.contains("-p ops-assistant"), "{plan}");
 }

@@ -17,10 +17,11 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// Example crates built as components: (package, constant name).
-const EXAMPLES: [(&str, &str); 3] = [
+const EXAMPLES: [(&str, &str); 4] = [
     ("hello", "HELLO"),
     ("incident-responder", "INCIDENT_RESPONDER"),
     ("triage", "TRIAGE"),
+    ("ops-assistant", "OPS_ASSISTANT"),
 ];
 
 /// Variables of the outer build that must not leak into the guest build
