@@ -239,20 +239,20 @@ impl Metrics {
             Family::new_with_constructor(tool_call_histogram);
         r.register_with_unit(
             "tool_call_duration",
-            "Latency of allowed outgoing HTTP and model calls (retries included), by agent, capability and grant rule",
+            "Latency of allowed outgoing HTTP, model and MCP tool calls (retries included), by agent, capability and grant rule",
             Unit::Seconds,
             tool_call_duration.clone(),
         );
         let tool_call_decisions = Family::<DecisionLabels, Counter>::default();
         r.register(
             "tool_call_decisions",
-            "Policy decisions on outgoing HTTP and model calls, by agent, capability, grant rule and decision",
+            "Policy decisions on outgoing HTTP, model and MCP tool calls, by agent, capability, grant rule and decision",
             tool_call_decisions.clone(),
         );
         let tool_call_failures = Family::<FailureLabels, Counter>::default();
         r.register(
             "tool_call_failures",
-            "Allowed outgoing HTTP and model calls that failed, by agent, capability, grant rule and kind",
+            "Allowed outgoing HTTP, model and MCP tool calls that failed, by agent, capability, grant rule and kind",
             tool_call_failures.clone(),
         );
         let tool_call_retries = Family::<ToolLabels, Counter>::default();
