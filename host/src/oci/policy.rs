@@ -67,9 +67,9 @@ pub enum Mode {
 pub struct Ceiling {
     /// Capability sections that may be granted (`http`, `filesystem`, `env`, `keyValue`, `llm`, `mcp`).
     pub capabilities: Option<Vec<String>>,
-    /// Whether the manifest may reference Secrets (`secretKeyRef`, `apiKeySecretRef`).
+    /// Whether the manifest may reference Secrets (`secretKeyRef`, `apiKeySecretRef`, MCP `credentials`).
     pub secrets: Option<bool>,
-    /// Host patterns HTTP rules and the model endpoint may name
+    /// Host patterns HTTP rules, the model endpoint and MCP servers may name
     /// (`api.example.com`, `*.svc.cluster.local`).
     pub egress: Option<Vec<String>>,
 }
@@ -423,6 +423,32 @@ mod tests {
             "*.svc.cluster.local",
             "evilsvc.cluster.local"
         ));
+    }
+
+    #[test]
+    fn a_ceiling_bounds_mcp_grants_like_the_others() {
+        let caps: Capabilities = serde_norway::from_str(
+            "mcp: [{ name: t, url: 'https://tickets.example.com/mcp', tools: [search], credentials: { secretKeyRef: { name: s, key: k } } }]",
+        )
+        .unwrap();
+        let ceiling = |yaml: &str| -> Ceiling { serde_norway::from_str(yaml).unwrap() };
+        let check = |c: Ceiling| c.check(&caps, "signed by `k`", "keys[0]");
+        let refused = check(ceiling("capabilities: [http, llm]")).unwrap_err();
+        assert!(
+            refused.starts_with("spec.capabilities.mcp: granted"),
+            "{refused}"
+        );
+        let refused = check(ceiling("secrets: false")).unwrap_err();
+        assert!(
+            refused.starts_with("spec.capabilities.mcp[0].credentials: reads a Secret"),
+            "{refused}"
+        );
+        let refused = check(ceiling("egress: ['*.internal']")).unwrap_err();
+        assert!(
+            refused.contains("spec.capabilities.mcp[0].url: reaches tickets.example.com"),
+            "{refused}"
+        );
+        check(ceiling("{capabilities: [mcp], egress: ['*.example.com']}")).unwrap();
     }
 
     #[test]
