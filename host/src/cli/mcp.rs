@@ -135,17 +135,25 @@ struct Watched {
     handle: AgentHandle,
     /// The file's bytes when last loaded (`None`: unreadable).
     seen: Option<Vec<u8>>,
+    /// Different bytes read at the last poll: acted on once a second poll
+    /// reads them again, so a file caught half-written is not loaded.
+    pending: Option<Option<Vec<u8>>>,
 }
 
 impl Watched {
     fn new(file: PathBuf, handle: AgentHandle) -> Self {
         let seen = std::fs::read(&file).ok();
-        Self { file, handle, seen }
+        Self {
+            file,
+            handle,
+            seen,
+            pending: None,
+        }
     }
 }
 
-/// Follows the manifests as pod mode follows its Agent: a changed manifest
-/// serves its new spec from the next call; one that no longer loads (or
+/// Follows the manifests as pod mode follows its Agent: a manifest changed
+/// and then unchanged for one interval serves its new spec from the next call; one that no longer loads (or
 /// names another agent) withdraws its tool, failing closed. Either way the
 /// client gets `notifications/tools/list_changed`.
 async fn watch(
@@ -160,8 +168,14 @@ async fn watch(
         for w in &mut watched {
             let now = std::fs::read(&w.file).ok();
             if now == w.seen {
+                w.pending = None;
                 continue;
             }
+            if w.pending.as_ref() != Some(&now) {
+                w.pending = Some(now);
+                continue;
+            }
+            w.pending = None;
             w.seen = now;
             changed = true;
             let name = w.handle.name().to_string();
