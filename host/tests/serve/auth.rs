@@ -94,6 +94,14 @@ fn token_files_authenticate_callers_spec_callers_authorizes_them_and_both_refusa
     assert_eq!(serve.get("/v1/agents").status, 401);
     assert_eq!(serve.get("/v1/invocations/x").status, 401);
     assert_eq!(serve.get("/nowhere").status, 401);
+    // Counted without an agent label (the path is the caller's choice).
+    let metrics = serve.get("/metrics").body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics
+            .contains(r#"agent_host_requests_rejected_total{agent="",reason="Unauthenticated"} 6"#),
+        "{metrics}"
+    );
 
     // Valid tokens: any caller for hello; only pager for restricted.
     let r = as_caller(&serve, "hello", Some("ci-4567"));

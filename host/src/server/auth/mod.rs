@@ -175,6 +175,8 @@ pub(super) async fn layer(
     };
     let what = format!("{} {}", request.method(), request.uri().path());
     let refuse = |status, code, message: &str, invalid: bool| {
+        // No agent label: the path is the unauthenticated caller's to choose.
+        s.metrics.rejected("", code);
         let caller = Caller::anonymous(peer.clone());
         let mut r = deny(
             &s,
