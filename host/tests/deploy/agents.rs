@@ -182,6 +182,11 @@ fn admission_policy_admits_the_cluster_agents_and_agents_at_the_ceilings() {
         ),
         ("/spec/capabilities/http/0/allowAllAddresses", json!(false)),
         (
+            "/spec/capabilities/mcp",
+            json!([{ "name": "t", "url": "http://tickets.tools.svc/mcp", "tools": ["search"],
+                     "allowedCidrs": ["10.96.0.0/12"], "allowAllAddresses": false }]),
+        ),
+        (
             "/spec/component/image",
             json!(format!(
                 "registry.example.com:5000/a/b@sha256:{}",
@@ -254,6 +259,19 @@ fn admission_policy_refuses_each_bad_agent_by_its_own_rule_and_every_rule_can_re
                 json!(["0.0.0.0/0"]),
                 json!(["10.0.0.0/8", "::/0"]),
                 json!(["0.0.0.0/00"]),
+            ],
+        ),
+        (
+            "spec.capabilities.mcp[].allowAllAddresses",
+            "/spec/capabilities/mcp",
+            vec![json!([{ "name": "t", "url": "http://t.test/mcp", "allowAllAddresses": true }])],
+        ),
+        (
+            "spec.capabilities.mcp[].allowedCidrs",
+            "/spec/capabilities/mcp",
+            vec![
+                json!([{ "name": "t", "url": "http://t.test/mcp", "allowedCidrs": ["::/0"] }]),
+                json!([{ "name": "t", "url": "http://t.test/mcp", "allowedCidrs": ["10.0.0.0/8", "0.0.0.0/00"] }]),
             ],
         ),
         (
