@@ -434,7 +434,7 @@ fn ready_status(agent: &Agent, loaded: &LoadedAgent, prepared: &PreparedAgent) -
                 "CapabilitiesGranted",
                 true,
                 "Granted",
-                "every import is bound to a grant or to nothing",
+                "every import is bound to a grant, to nothing, or denied at every call",
                 generation,
             ),
         ],
@@ -452,6 +452,7 @@ fn binding_name(b: &Binding) -> String {
             format!("granted ({}: {detail})", capability.as_str())
         }
         Binding::Inert { detail } => format!("inert ({detail})"),
+        Binding::Denied { reason, .. } => format!("not granted: every call denied ({reason})"),
         Binding::Refused { reason } => format!("refused ({reason})"),
     }
 }

@@ -5,7 +5,6 @@
 
 use agent_host::cap::key_value::{KeyValueCommit, KeyValueError};
 use agent_host::config::Store;
-use agent_host::runtime::LoadError;
 use agent_host::{InvocationError, PreparedAgent};
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
@@ -209,19 +208,29 @@ async fn concurrent_invocations_that_only_increment_a_counter_all_commit() {
     }
 }
 
+/// Without the grant the key-value imports are linked with every call
+/// denied: opening a bucket is `access-denied`, counted and nothing stored.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_component_using_key_value_without_the_grant_is_refused_at_load() {
+async fn a_component_using_key_value_without_the_grant_is_denied_at_call() {
     let h = Harness::new();
-    let manifest = h.manifest("ungranted", guests::KV_COUNTER, "");
-    match h.load(&manifest) {
-        Err(LoadError::UngrantedImports { refused, .. }) => {
-            assert!(refused
-                .iter()
-                .any(|b| b.import.starts_with("wasi:keyvalue/")));
-        }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("loaded without the grant"),
-    }
+    let agent = h.agent("ungranted", guests::KV_COUNTER, "");
+    assert!(agent
+        .imports
+        .iter()
+        .filter(|b| b.import.starts_with("wasi:keyvalue/"))
+        .all(|b| b.to_string().contains("every call denied")));
+    let inv = agent.invoke(task(json!({}))).await;
+    assert!(
+        inv.result.is_err() || output_json(&inv).to_string().contains("denied"),
+        "{:?}",
+        inv.result
+    );
+    assert_eq!(
+        inv.usage.caps.key_value.key_value_denied, 1,
+        "{:?}",
+        inv.usage
+    );
+    assert_eq!(inv.usage.caps.key_value.key_value, None, "{:?}", inv.usage);
 }
 
 /// A `kv_flood` agent with `maxBytes` and a generous fuel budget.

@@ -1,7 +1,6 @@
 //! The `llm` capability end to end: a real guest asks a local
 //! OpenAI-compatible server through the host, within its budgets.
 
-use agent_host::runtime::LoadError;
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness, TestServer};
 use serde_json::{json, Value};
@@ -70,19 +69,21 @@ async fn the_request_budget_refuses_the_extra_call_without_sending_it() {
     );
 }
 
+/// Without the grant `llm` is linked with every call denied: `denied`, no
+/// request sent, the denial counted.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_guest_without_the_grant_is_refused_at_load() {
+async fn a_guest_without_the_grant_is_denied_at_call() {
     let h = Harness::new();
-    let manifest = h.manifest("ungranted", guests::LLM_PROBE, "");
-    match h.load(&manifest) {
-        Err(LoadError::UngrantedImports { refused, .. }) => {
-            assert!(refused
-                .iter()
-                .any(|b| b.import.starts_with("agent-host:agent/llm")));
-        }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("loaded without the grant"),
-    }
+    let agent = h.agent("ungranted", guests::LLM_PROBE, "");
+    let inv = agent.invoke(task(json!({ "prompt": "x" }))).await;
+    let out = output_json(&inv);
+    let error = out["answers"][0]["error"].to_string();
+    assert!(
+        error.contains("spec.capabilities.llm is not granted"),
+        "{out}"
+    );
+    assert_eq!(inv.usage.caps.llm.llm_requests, 0);
+    assert_eq!(inv.usage.ungranted_denied["llm"], 1, "{:?}", inv.usage);
 }
 
 #[tokio::test(flavor = "multi_thread")]

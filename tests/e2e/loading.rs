@@ -6,33 +6,108 @@ use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
 use serde_json::json;
 
-#[test]
-fn component_importing_sockets_is_refused_naming_the_import() {
-    let h = Harness::new();
-    let manifest = h.manifest("sockets", guests::SOCKETS_IMPORT, "");
-    match h.load(&manifest) {
-        Err(LoadError::UngrantedImports { agent, refused }) => {
-            assert_eq!(agent, "sockets");
-            assert!(
-                refused
-                    .iter()
-                    .any(|b| b.import.starts_with("wasi:sockets/")),
-                "{refused:?}"
-            );
-        }
-        Err(other) => panic!("expected UngrantedImports, got {other}"),
-        Ok(_) => panic!("a component importing wasi:sockets was accepted"),
-    }
+/// `wasi:sockets` is never granted but linked: a component importing it
+/// loads (interpreters import it whatever the agent does), and every attempt
+/// to open a socket is denied before a host socket exists, audited and
+/// counted as a denial; the host keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_load_and_every_socket_call_is_denied_and_counted() {
+    let mut h = Harness::new();
+    let path = h.dir.path().join("audit.jsonl");
+    let log = agent_host::audit::AuditLog::open(&path).unwrap();
+    h.runtime.set_audit_log(log.clone());
+    let agent = h.agent("sockets", guests::SOCKETS_IMPORT, "");
+    let binding = agent
+        .imports
+        .iter()
+        .find(|b| b.import.starts_with("wasi:sockets/tcp-create-socket"))
+        .expect("the component imports wasi:sockets");
+    assert!(
+        binding
+            .to_string()
+            .contains("not granted: every call denied"),
+        "{binding}"
+    );
+    let inv = agent.invoke(task(json!({}))).await;
+    let out = output_json(&inv);
+    assert_eq!(out["connected"], false, "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("denied"),
+        "{out}"
+    );
+    assert!(
+        inv.usage.ungranted_denied["sockets"] >= 1,
+        "{:?}",
+        inv.usage
+    );
+    assert!(inv
+        .usage
+        .denials()
+        .any(|(k, n)| k.as_str() == "sockets" && n >= 1));
+    log.close();
+    let audit = std::fs::read_to_string(&path).unwrap();
+    let denial = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["capability"] == "sockets")
+        .unwrap_or_else(|| panic!("no sockets record: {audit}"));
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["action"], "create-tcp-socket");
+    let hello = h.agent("hello-after", guests::HELLO, "");
+    assert_eq!(
+        output_json(&hello.invoke(task(json!({"name": "x"}))).await)["greeting"],
+        "hello, x"
+    );
 }
 
-#[test]
-fn http_component_without_http_grant_is_refused_naming_the_import_and_the_grant() {
+/// An HTTP component without the grant loads with its HTTP imports denied at
+/// every call, naming the grant; its requests are refused unsent and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_component_without_http_grant_is_denied_at_call_naming_the_grant() {
     let h = Harness::new();
-    let manifest = h.manifest("nohttp", guests::HTTP_PROBE, "");
-    let err = h.load(&manifest).err().expect("must be refused");
-    let text = err.to_string();
-    assert!(text.contains("wasi:http/outgoing-handler"), "{text}");
-    assert!(text.contains("spec.capabilities.http"), "{text}");
+    let agent = h.agent("nohttp", guests::HTTP_PROBE, "");
+    let binding = agent
+        .imports
+        .iter()
+        .find(|b| b.import.starts_with("wasi:http/outgoing-handler"))
+        .unwrap();
+    let text = binding.to_string();
+    assert!(
+        text.contains("every call denied") && text.contains("spec.capabilities.http"),
+        "{text}"
+    );
+    let inv = agent
+        .invoke(task(
+            json!({ "method": "GET", "url": "http://127.0.0.1:9/x" }),
+        ))
+        .await;
+    assert_eq!(inv.usage.caps.http.http_requests, 0, "{:?}", inv.usage);
+    assert!(inv.usage.caps.http.http_denied >= 1, "{:?}", inv.usage);
+}
+
+/// An interface the host does not provide is still refused at load, naming it.
+#[test]
+fn an_unknown_interface_is_refused_at_load_naming_it() {
+    let h = Harness::new();
+    let path = h.dir.path().join("backdoor.wasm");
+    let text = r#"(component
+        (import "example:evil/backdoor" (instance (export "open" (func))))
+      )"#;
+    std::fs::write(&path, wat::parse_str(text).unwrap()).unwrap();
+    let manifest = h.manifest("backdoor", path.to_str().unwrap(), "");
+    match h.load(&manifest) {
+        Err(LoadError::UngrantedImports { agent, refused }) => {
+            assert_eq!(agent, "backdoor");
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].import, "example:evil/backdoor");
+        }
+        Err(other) => panic!("expected UngrantedImports, got {other}"),
+        Ok(_) => panic!("a component importing an unknown interface was accepted"),
+    }
 }
 
 #[test]
@@ -45,9 +120,11 @@ fn inspect_shows_every_import_binding_without_refusing() {
         .imports
         .iter()
         .any(|b| b.import.starts_with("wasi:cli/environment")));
-    assert!(inspection
-        .refused()
-        .any(|b| b.import.starts_with("wasi:http/outgoing-handler")));
+    assert!(inspection.imports.iter().any(|b| {
+        b.import.starts_with("wasi:http/outgoing-handler")
+            && matches!(b.binding, agent_host::cap::imports::Binding::Denied { .. })
+    }));
+    assert_eq!(inspection.refused().count(), 0);
 }
 
 #[test]

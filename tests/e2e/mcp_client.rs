@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_host::runtime::LoadError;
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
 use serde_json::{json, Value};
@@ -368,20 +367,21 @@ async fn a_refused_credential_is_an_upstream_error() {
     assert!(!out.to_string().contains(TOKEN));
 }
 
-/// A component importing `tools` without `spec.capabilities.mcp` is refused at load.
+/// Without `spec.capabilities.mcp` the `tools` interface is linked with every
+/// call denied: listed nothing, called nothing, each denial counted.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_guest_without_the_grant_is_refused_at_load() {
+async fn a_guest_without_the_grant_is_denied_at_call() {
     let h = Harness::new();
-    let manifest = h.manifest("ungranted", guests::MCP_PROBE, "");
-    match h.load(&manifest) {
-        Err(LoadError::UngrantedImports { refused, .. }) => {
-            assert!(refused
-                .iter()
-                .any(|b| b.import.starts_with("agent-host:agent/tools")));
-        }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("loaded without the grant"),
+    let agent = h.agent("ungranted", guests::MCP_PROBE, "");
+    let (out, inv) = run(&agent, json!([{ "op": "list" }, call("search", json!({}))])).await;
+    for r in out["results"].as_array().unwrap() {
+        assert_eq!(r["error"], "denied", "{out}");
+        assert!(r["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.capabilities.mcp is not granted"));
     }
+    assert_eq!(inv.usage.ungranted_denied["mcp"], 2, "{:?}", inv.usage);
 }
 
 /// Each list and call leaves an audit record naming the server, the tool,

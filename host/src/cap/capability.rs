@@ -138,6 +138,8 @@ pub struct Core {
     pub wasi: WasiCtx,
     /// Host calls by capability.
     pub calls: HostCalls,
+    /// Calls denied because the interface is linked but not granted, by capability.
+    pub ungranted: HostCalls,
     /// Capability records and the denial budget.
     pub audit: CapabilityAudit,
     /// Log records and captured output.
@@ -160,6 +162,22 @@ impl Core {
     pub fn count(&mut self, kind: Kind) -> &mut Self {
         self.calls.record(kind);
         self
+    }
+
+    /// Denies a call to `kind`'s interface, linked but not granted (`section`:
+    /// the manifest section that would grant it): counted, audited and charged
+    /// to `spec.limits.maxDenials`. Ok: the message for the guest; Err: the
+    /// denial budget is spent and the invocation ends.
+    pub fn deny_ungranted(
+        &mut self,
+        kind: Kind,
+        action: &str,
+        section: &str,
+    ) -> Result<String, crate::audit::DenialLimitExceeded> {
+        self.ungranted.record(kind);
+        let why = format!("{section} is not granted");
+        self.audit.deny(kind, action, "-", &why)?;
+        Ok(why)
     }
 }
 

@@ -1,6 +1,14 @@
 //! Link-time check: every import of a component is bound to a capability the
-//! manifest grants, bound to something inert, or refused, before any instance
-//! exists. `agent-host check` prints this table.
+//! manifest grants, bound to something inert, linked with every call denied
+//! (a known interface the manifest does not grant, `wasi:sockets` included),
+//! or refused (an interface or version the host does not provide), before any
+//! instance exists. `agent-host check` prints this table.
+//!
+//! Denying at call rather than refusing at load is what lets interpreter
+//! components run: componentize-py and ComponentizeJS import a fixed set of
+//! interfaces whatever the agent's code uses. A denied call fails with the
+//! interface's own denial error, is audited and counts as a denial
+//! (`spec.limits.maxDenials`), so nothing ungranted becomes invisible.
 
 use std::fmt;
 
@@ -31,7 +39,17 @@ pub enum Binding {
         /// What it does.
         detail: String,
     },
-    /// Not linked: the component is refused at load.
+    /// Linked to an implementation whose every call is denied with the
+    /// interface's own error (counted and audited): the manifest does not
+    /// grant `capability`.
+    Denied {
+        /// The capability (`sockets` is never granted).
+        capability: Kind,
+        /// What would grant it.
+        reason: String,
+    },
+    /// Not linked: the host does not provide the interface or version; the
+    /// component is refused at load.
     Refused {
         /// Why, and what would allow it.
         reason: String,
@@ -51,6 +69,13 @@ impl fmt::Display for ImportBinding {
             }
             Binding::Inert { detail } => {
                 write!(f, "{:<42} linked, grants nothing: {detail}", self.import)
+            }
+            Binding::Denied { reason, .. } => {
+                write!(
+                    f,
+                    "{:<42} not granted: every call denied ({reason})",
+                    self.import
+                )
             }
             Binding::Refused { reason } => write!(f, "{:<42} REFUSED: {reason}", self.import),
         }
@@ -73,7 +98,8 @@ pub fn bind_imports<'a>(
 }
 
 /// What one import is bound to: a grantable capability's decision for the
-/// interfaces it provides, the core's for the WASI basics, refused otherwise.
+/// interfaces it provides, the core's for the WASI basics and sockets,
+/// refused otherwise.
 fn bind(import: &str, grants: &Grants, limits: &Limits) -> Binding {
     let interface = import.split('@').next().unwrap_or(import);
     if let Some(binding) = grants.bind(interface, limits) {
@@ -86,8 +112,9 @@ fn bind(import: &str, grants: &Grants, limits: &Limits) -> Binding {
         ("wasi:random", _) => Binding::inert("random bytes"),
         ("wasi:io", _) => Binding::inert("streams and polling on resources granted elsewhere"),
         ("agent-host:agent", "types") => Binding::inert("type definitions only"),
-        ("wasi:sockets", _) => Binding::refused(
-            "raw sockets are never linked; use wasi:http with spec.capabilities.http",
+        ("wasi:sockets", _) => Binding::denied(
+            Kind::Sockets,
+            "raw sockets are never granted; use wasi:http with spec.capabilities.http",
         ),
         _ => Binding::refused(
             "not provided by agent-host; the agent world is defined in wit/world.wit",
@@ -108,6 +135,14 @@ impl Binding {
     pub fn inert(detail: impl Into<String>) -> Self {
         Binding::Inert {
             detail: detail.into(),
+        }
+    }
+
+    /// Linked, every call denied: `capability` is not granted.
+    pub fn denied(capability: Kind, reason: impl Into<String>) -> Self {
+        Binding::Denied {
+            capability,
+            reason: reason.into(),
         }
     }
 

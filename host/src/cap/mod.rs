@@ -287,6 +287,7 @@ capabilities! {
         Random = "random", "`wasi:random`.";
         Io = "io", "`wasi:io`: streams and polling on resources granted elsewhere.";
         Exit = "exit", "`wasi:cli/exit`.";
+        Sockets = "sockets", "`wasi:sockets`: never granted; linked so that components importing it load, every call denied.";
     }
     granted {
         Env = "env", env: env::Env;

@@ -147,7 +147,7 @@ fn binding(import: &str, g: &Grants) -> Binding {
 }
 
 #[test]
-fn http_key_value_and_llm_imports_are_refused_without_a_grant_and_bound_with_one() {
+fn http_key_value_llm_and_tools_imports_are_denied_at_call_without_a_grant_and_bound_with_one() {
     let (none, _a) = configure("    env: []\n");
     let (all, _b) = configure(EVERYTHING);
     for (import, kind) in [
@@ -159,10 +159,10 @@ fn http_key_value_and_llm_imports_are_refused_without_a_grant_and_bound_with_one
         ("agent-host:agent/llm@0.1.0", Kind::Llm),
         ("agent-host:agent/tools@0.1.0", Kind::Mcp),
     ] {
-        assert!(
-            matches!(binding(import, &none), Binding::Refused { .. }),
-            "{import}"
-        );
+        match binding(import, &none) {
+            Binding::Denied { capability, .. } => assert_eq!(capability, kind, "{import}"),
+            other => panic!("{import}: {other:?}"),
+        }
         match binding(import, &all) {
             Binding::Granted { capability, .. } => assert_eq!(capability, kind, "{import}"),
             other => panic!("{import}: {other:?}"),
@@ -180,9 +180,25 @@ fn http_key_value_and_llm_imports_are_refused_without_a_grant_and_bound_with_one
 }
 
 #[test]
-fn sockets_and_unknown_interfaces_are_refused() {
+fn sockets_are_denied_at_every_call_even_with_every_grant_and_unknown_interfaces_refused() {
     let (g, _dir) = configure(EVERYTHING);
-    for import in ["wasi:sockets/tcp@0.2.0", "example:evil/backdoor"] {
+    for import in [
+        "wasi:sockets/tcp@0.2.0",
+        "wasi:sockets/tcp-create-socket@0.2.3",
+        "wasi:sockets/ip-name-lookup@0.2.0",
+    ] {
+        assert!(
+            matches!(
+                binding(import, &g),
+                Binding::Denied {
+                    capability: Kind::Sockets,
+                    ..
+                }
+            ),
+            "{import}"
+        );
+    }
+    for import in ["example:evil/backdoor", "wasi:nn/graph@0.2.0"] {
         assert!(
             matches!(binding(import, &g), Binding::Refused { .. }),
             "{import}"

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent_host::cap::imports::Binding;
 use agent_host::config::Allocator;
 use agent_host::manifest::LoadedAgent;
 use agent_host::Runtime;
@@ -75,12 +76,20 @@ pub async fn check(host: &HostArgs, args: CheckArgs) -> ExitCode {
         println!("  {binding}");
     }
     let refused = inspection.refused().count();
-    if refused == 0 {
-        println!("result      ok: every import is bound");
+    let denied = inspection
+        .imports
+        .iter()
+        .filter(|b| matches!(b.binding, Binding::Denied { .. }))
+        .count();
+    if refused > 0 {
+        println!("result      REFUSED: {refused} import(s) the host does not provide");
+        ExitCode::from(1)
+    } else if denied > 0 {
+        println!("result      ok: every import is bound; {denied} not granted (every call denied)");
         ExitCode::SUCCESS
     } else {
-        println!("result      REFUSED: {refused} import(s) not granted by the manifest");
-        ExitCode::from(1)
+        println!("result      ok: every import is bound");
+        ExitCode::SUCCESS
     }
 }
 

@@ -200,6 +200,10 @@ pub struct Usage {
     /// Each capability's part (`httpRequests`, `fileWriteBytes`, `llmTokens`, ...).
     #[serde(flatten)]
     pub caps: crate::cap::CapabilityUsage,
+    /// Calls to interfaces linked but not granted (`sockets`, or a capability
+    /// the manifest does not declare), all denied, by capability.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ungranted_denied: BTreeMap<&'static str, u64>,
     /// Outgoing HTTP and model calls, one record each, for the tool-call
     /// metrics (empty, and unallocated, for an agent that made none).
     #[serde(skip)]
@@ -210,9 +214,16 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Capability uses refused, by capability (only those with refusals).
+    /// Capability uses refused, by capability (only those with refusals),
+    /// calls to ungranted interfaces included.
     pub fn denials(&self) -> impl Iterator<Item = (Kind, u64)> {
-        self.caps.denials()
+        let mut all: BTreeMap<Kind, u64> = self.caps.denials().collect();
+        for (name, n) in &self.ungranted_denied {
+            if let Some(kind) = Kind::ALL.iter().find(|k| k.as_str() == *name) {
+                *all.entry(*kind).or_default() += n;
+            }
+        }
+        all.into_iter()
     }
 }
 
@@ -387,6 +398,11 @@ impl PreparedAgent {
 
         let deadline = started + limits.timeout.as_duration();
         let mut wasi = WasiCtxBuilder::new();
+        // wasi:sockets is linked (every call denied): no socket is ever
+        // created, so none holds a host file descriptor.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let caps = States::prepare(
             &self.host,
             &self.grants,
@@ -407,6 +423,7 @@ impl PreparedAgent {
                 table,
                 wasi: wasi.build(),
                 calls: HostCalls::default(),
+                ungranted: HostCalls::default(),
                 audit,
                 log: log.clone(),
                 deadline,
@@ -486,6 +503,7 @@ impl PreparedAgent {
         let memory_exceeded = limiter.memory_exceeded;
         let Core {
             calls,
+            ungranted,
             audit,
             table,
             wasi,
@@ -494,6 +512,7 @@ impl PreparedAgent {
         // The guest's streams go now: a partial line they hold reaches the log.
         drop((table, wasi));
         usage.host_calls = calls.to_map();
+        usage.ungranted_denied = ungranted.to_map();
         usage.capability_records_suppressed = audit.suppressed();
         // Decided on the count, not on how the guest ended: past the budget
         // nothing it did counts (no output, no commit).

@@ -61,7 +61,7 @@ pub enum LoadError {
         /// Compiler message.
         message: String,
     },
-    /// The component imports capabilities the manifest does not grant.
+    /// The component imports interfaces (or versions) the host does not provide.
     #[error("{}", refused_message(.agent, .refused))]
     UngrantedImports {
         /// Agent name.
@@ -94,7 +94,10 @@ fn refused_message(agent: &str, refused: &[ImportBinding]) -> String {
             _ => unreachable!("only refused bindings are listed"),
         })
         .collect();
-    format!("agent {agent}: component refused at load, it imports what the manifest does not grant:\n{}", lines.join("\n"))
+    format!(
+        "agent {agent}: component refused at load, it imports what this host does not provide:\n{}",
+        lines.join("\n")
+    )
 }
 
 /// The host's engine, linker and compile cache.
@@ -295,8 +298,8 @@ impl Runtime {
     }
 
     /// Phase *configure*: compiles the component, compiles the grants, binds every
-    /// import (refusing the component if any import is not granted) and pre-links
-    /// an instance. Fails closed: any error means the agent gets nothing.
+    /// import (refusing the component if one is not provided by the host; an
+    /// ungranted one is denied at every call) and pre-links an instance. Fails closed: any error means the agent gets nothing.
     pub fn prepare(&self, loaded: &LoadedAgent) -> Result<PreparedAgent, LoadError> {
         let callers = loaded.agent.spec.callers.as_deref();
         if self.no_authenticated_callers && callers.is_some() {

@@ -35,8 +35,9 @@ impl HasData for HasIo {
 
 type S = InvocationState;
 
-/// Links every interface of the agent world (and nothing else: no sockets).
-/// Each getter counts the call against its capability before handing out the view.
+/// Links every interface of the agent world, and `wasi:sockets` with every
+/// call denied. Each getter counts the call against its capability before
+/// handing out the view.
 pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, random};
     use wasmtime_wasi_io::bindings::wasi::io;
@@ -57,8 +58,49 @@ pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<S>> {
     })?;
     cli::exit::add_to_linker::<S, WasiCli>(l, |s| core(s, Kind::Exit).cli())?;
 
+    link_sockets(l)?;
     crate::cap::link(l)?;
     Ok(linker)
+}
+
+/// `wasi:sockets`, never granted: linked to wasmtime-wasi's implementation on
+/// a context that allows no TCP, UDP or name lookup (set per invocation), so
+/// each way to obtain a socket or an address fails with `access-denied` (a
+/// name lookup with `permanent-resolver-failure`) before any host socket
+/// exists; those calls are audited and counted as denials. Without a socket
+/// the other functions cannot be reached.
+fn link_sockets(l: &mut Linker<S>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::sockets;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsCtxView};
+
+    fn view(s: &mut S) -> WasiSocketsCtxView<'_> {
+        let core = core(s, Kind::Sockets);
+        WasiSocketsCtxView {
+            ctx: core.wasi.sockets(),
+            table: &mut core.table,
+        }
+    }
+    fn denied<'a>(s: &'a mut S, action: &str) -> WasiSocketsCtxView<'a> {
+        // Past spec.limits.maxDenials the runtime ends the invocation.
+        let _ = s
+            .core
+            .deny_ungranted(Kind::Sockets, action, "wasi:sockets (never granted)");
+        view(s)
+    }
+    sockets::tcp_create_socket::add_to_linker::<S, WasiSockets>(l, |s| {
+        denied(s, "create-tcp-socket")
+    })?;
+    sockets::udp_create_socket::add_to_linker::<S, WasiSockets>(l, |s| {
+        denied(s, "create-udp-socket")
+    })?;
+    sockets::ip_name_lookup::add_to_linker::<S, WasiSockets>(l, |s| {
+        denied(s, "resolve-addresses")
+    })?;
+    sockets::instance_network::add_to_linker::<S, WasiSockets>(l, view)?;
+    sockets::network::add_to_linker::<S, WasiSockets>(l, &Default::default(), view)?;
+    sockets::tcp::add_to_linker::<S, WasiSockets>(l, view)?;
+    sockets::udp::add_to_linker::<S, WasiSockets>(l, view)?;
+    Ok(())
 }
 
 fn core(s: &mut S, kind: Kind) -> &mut Core {

@@ -1,5 +1,6 @@
 //! Attack: imports `wasi:sockets` (via `std::net::TcpStream`), an interface
-//! the agent world does not include, so the host must refuse it at load.
+//! the agent world does not include: the host links it with every call
+//! denied, so the connect fails before any host socket exists.
 
 use std::net::TcpStream;
 

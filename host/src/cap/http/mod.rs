@@ -605,7 +605,8 @@ impl Capability for Http {
 
     fn bind(_: &str, grant: &Arc<HttpGrant>, limits: &Limits) -> Binding {
         if grant.is_empty() {
-            return Binding::refused(
+            return Binding::denied(
+                Kind::Http,
                 "outgoing HTTP is not granted; declare the URLs the agent may call in spec.capabilities.http",
             );
         }

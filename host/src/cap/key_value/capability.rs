@@ -223,7 +223,8 @@ impl Capability for KeyValue {
 
     fn bind(_: &str, grant: &Option<Granted>, _: &Limits) -> Binding {
         match grant {
-            None => Binding::refused(
+            None => Binding::denied(
+                Kind::KeyValue,
                 "key-value state is not granted; declare spec.capabilities.keyValue",
             ),
             Some(g) => Binding::granted(

@@ -74,6 +74,14 @@ macro_rules! on_bucket {
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>> {
         let Some(txn) = self.txn.as_deref() else {
+            *self.denied += 1;
+            // Linked but not granted: denied at call, audited like a refused bucket.
+            self.audit.deny(
+                Kind::KeyValue,
+                "open",
+                &identifier,
+                "spec.capabilities.keyValue is not granted",
+            )?;
             return Ok(Err(store::Error::AccessDenied));
         };
         // Also bounds the name each handle keeps (MAX_BUCKET_NAME_BYTES).

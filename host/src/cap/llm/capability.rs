@@ -88,7 +88,7 @@ impl Capability for Llm {
         crate::bindings::agent_host::agent::llm::add_to_linker::<T, HasLlm>(linker, |s| {
             let v = s.capability();
             v.core.calls.record(Kind::Llm);
-            LlmView(v.state.as_mut())
+            LlmView(v.state.as_mut(), v.core)
         })
     }
 
@@ -143,7 +143,10 @@ impl Capability for Llm {
 
     fn bind(_: &str, grant: &Self::Grant, _: &Limits) -> Binding {
         match grant {
-            None => Binding::refused("model access is not granted; declare spec.capabilities.llm"),
+            None => Binding::denied(
+                Kind::Llm,
+                "model access is not granted; declare spec.capabilities.llm",
+            ),
             Some(g) => Binding::granted(Kind::Llm, describe(g)),
         }
     }

@@ -79,8 +79,9 @@ impl LlmSession {
     }
 }
 
-/// What the `llm` host call works on; `None` without the grant.
-pub struct LlmView<'a>(pub Option<&'a mut LlmSession>);
+/// What the `llm` host call works on: the session (`None` without the
+/// grant) and the store's core (where an ungranted call is denied).
+pub struct LlmView<'a>(pub Option<&'a mut LlmSession>, pub &'a mut crate::cap::Core);
 
 /// `HasData` marker for [`LlmView`].
 pub struct HasLlm;
@@ -92,9 +93,10 @@ impl HasData for HasLlm {
 impl llm::Host for LlmView<'_> {
     async fn complete(&mut self, request: Request) -> wasmtime::Result<Result<Response, Error>> {
         let Some(session) = self.0.as_deref_mut() else {
-            return Ok(Err(Error::Denied(
-                "spec.capabilities.llm is not granted".into(),
-            )));
+            let why = self
+                .1
+                .deny_ungranted(Kind::Llm, "complete", "spec.capabilities.llm")?;
+            return Ok(Err(Error::Denied(why)));
         };
         let estimate = super::estimate_prompt_tokens(&request);
         let admitted = match session

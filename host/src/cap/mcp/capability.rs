@@ -57,7 +57,7 @@ impl Capability for Mcp {
         crate::bindings::agent_host::agent::tools::add_to_linker::<T, HasMcp>(linker, |s| {
             let v = s.capability();
             v.core.calls.record(Kind::Mcp);
-            McpView(v.state.as_mut())
+            McpView(v.state.as_mut(), v.core)
         })
     }
 
@@ -91,7 +91,10 @@ impl Capability for Mcp {
 
     fn bind(_: &str, grant: &Self::Grant, _: &Limits) -> Binding {
         match grant {
-            None => Binding::refused("MCP tools are not granted; declare spec.capabilities.mcp"),
+            None => Binding::denied(
+                Kind::Mcp,
+                "MCP tools are not granted; declare spec.capabilities.mcp",
+            ),
             Some(g) => Binding::granted(Kind::Mcp, g.describe().join("; ")),
         }
     }

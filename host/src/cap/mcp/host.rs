@@ -474,8 +474,9 @@ impl McpSession {
     }
 }
 
-/// What the `tools` host calls work on; `None` without the grant.
-pub struct McpView<'a>(pub Option<&'a mut McpSession>);
+/// What the `tools` host calls work on: the session (`None` without the
+/// grant) and the store's core (where an ungranted call is denied).
+pub struct McpView<'a>(pub Option<&'a mut McpSession>, pub &'a mut crate::cap::Core);
 
 /// `HasData` marker for [`McpView`].
 pub struct HasMcp;
@@ -484,14 +485,20 @@ impl HasData for HasMcp {
     type Data<'a> = McpView<'a>;
 }
 
-fn not_granted() -> Error {
-    Error::Denied("spec.capabilities.mcp is not granted".into())
+impl McpView<'_> {
+    fn not_granted(&mut self, action: &str) -> wasmtime::Result<Error> {
+        Ok(Error::Denied(self.1.deny_ungranted(
+            Kind::Mcp,
+            action,
+            "spec.capabilities.mcp",
+        )?))
+    }
 }
 
 impl tools::Host for McpView<'_> {
     async fn list_tools(&mut self) -> wasmtime::Result<Result<Vec<Tool>, Error>> {
         Ok(match self.0.as_deref_mut() {
-            None => Err(not_granted()),
+            None => Err(self.not_granted("list")?),
             Some(session) => session.list().await,
         })
     }
@@ -503,7 +510,7 @@ impl tools::Host for McpView<'_> {
         arguments: String,
     ) -> wasmtime::Result<Result<ToolResult, Error>> {
         Ok(match self.0.as_deref_mut() {
-            None => Err(not_granted()),
+            None => Err(self.not_granted(&format!("call {name}"))?),
             Some(session) => session.call(&server, &name, &arguments).await,
         })
     }
