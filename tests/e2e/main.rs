@@ -6,6 +6,7 @@
 
 mod budgets;
 mod capabilities;
+mod conformance;
 mod examples;
 mod hostile_artifacts;
 mod hostile_env;
@@ -28,6 +29,7 @@ mod coverage {
         let sources = [
             include_str!("budgets.rs"),
             include_str!("capabilities.rs"),
+            include_str!("conformance.rs"),
             include_str!("examples.rs"),
             include_str!("hostile_artifacts.rs"),
             include_str!("hostile_env.rs"),
