@@ -455,3 +455,75 @@ fn the_readme_documents_every_flag_and_environment_variable_of_every_command() {
     missing.dedup();
     assert!(missing.is_empty(), "not in README.md: {missing:?}");
 }
+
+/// The workspace root, for the scaffold tests' shared guest target dir.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `agent-host new` writes an agent that builds with the command it prints
+/// and runs under its manifest (no grants, modest limits); a bad name or an
+/// existing directory is refused, nothing written.
+#[test]
+fn new_scaffolds_a_rust_agent_that_builds_and_runs() {
+    let env = Env::new();
+    let dir = env.dir.path().to_str().unwrap();
+    let out = env.run(&["new", "ops-bot", "--lang", "rust", "--dir", dir]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let build = "cargo build --target wasm32-wasip2 --release";
+    assert!(stdout.contains(build), "{stdout}");
+    let agent = env.dir.path().join("ops-bot");
+    let manifest = std::fs::read_to_string(agent.join("agent.yaml")).unwrap();
+    assert!(
+        manifest.contains("name: ops-bot") && !manifest.contains("capabilities:"),
+        "{manifest}"
+    );
+
+    // Built as printed, into the workspace's guest target dir (its
+    // dependencies are compiled there already) with the workspace's lock.
+    std::fs::copy(workspace().join("Cargo.lock"), agent.join("Cargo.lock")).unwrap();
+    let target = workspace().join("target/guests");
+    let status = Command::new("cargo")
+        .args(build.split(' ').skip(1))
+        .current_dir(&agent)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let component = agent.join("target/wasm32-wasip2/release/ops_bot.wasm");
+    std::fs::create_dir_all(component.parent().unwrap()).unwrap();
+    std::fs::copy(
+        target.join("wasm32-wasip2/release/ops_bot.wasm"),
+        &component,
+    )
+    .unwrap();
+    let manifest = agent.join("agent.yaml");
+    let out = env.run(&[
+        "run",
+        "-f",
+        p(&manifest),
+        "--input",
+        r#"{"name": "you"}"#,
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(report["output"]["greeting"], "hello, you", "{report}");
+
+    for (name, wanted) in [
+        ("Ops_Bot", "is not an agent name"),
+        ("ops-bot", "already exists"),
+    ] {
+        let out = env.run(&["new", name, "--dir", dir]);
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains(wanted), "{}", text(&out.stderr));
+    }
+    let out = env.run(&["new", "x", "--dir", dir, "--sdk", "/nonexistent"]);
+    assert!(
+        text(&out.stderr).contains("pass --sdk"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.dir.path().join("x").exists());
+}

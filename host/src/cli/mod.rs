@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod check;
 mod mcp;
+mod new;
 mod oci;
 mod run;
 mod serve;
@@ -155,6 +156,8 @@ enum Command {
     Sign(oci::SignArgs),
     /// Make an ECDSA P-256 key pair for `sign` and the trust policy
     Keygen(oci::KeygenArgs),
+    /// Scaffold an agent: source, a manifest with no grants, and its build command
+    New(new::NewArgs),
 }
 
 /// Host settings that cannot be used.
@@ -241,6 +244,7 @@ pub fn main() -> ExitCode {
             Command::Push(args) => oci::push(&cli.host, args).await,
             Command::Sign(args) => oci::sign(&cli.host, args).await,
             Command::Keygen(args) => oci::keygen(args),
+            Command::New(args) => new::new(args),
             Command::Bench(args) => bench::bench(&cli.host, args).await,
             Command::Serve(args) => serve::serve(&cli.host, *args).await,
             Command::Mcp(args) => mcp::mcp(&cli.host, args).await,
