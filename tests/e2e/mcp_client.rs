@@ -324,6 +324,7 @@ async fn a_slow_or_huge_response_is_bounded() {
         json!([
             call("slow", json!({ "seconds": 30 })),
             call("huge", json!({ "size": 4_000_000 })),
+            call("search", json!({ "query": "after" })),
         ]),
     )
     .await;
@@ -341,6 +342,9 @@ async fn a_slow_or_huge_response_is_bounded() {
         "{out}"
     );
     assert_eq!(out["results"][1]["error"], "budget-exceeded", "{out}");
+    // Nothing left to read an answer with: the next call is not sent.
+    assert_eq!(out["results"][2]["error"], "budget-exceeded", "{out}");
+    assert_eq!(server.called(), ["slow", "huge"]);
     assert!(
         inv.usage.caps.mcp.mcp_response_bytes <= 64 * 1024,
         "{:?}",

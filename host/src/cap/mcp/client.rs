@@ -267,13 +267,22 @@ impl Server {
             }
             frame
         });
-        let over = |e: wasmtime_wasi_http::Error| {
-            match e {
-            wasmtime_wasi_http::Error::HttpResponseBodySize(_) => ExchangeError::Budget(format!(
-                "the server sent more than the {left} bytes left of maxResponseBytesPerInvocation; the response was cut off"
-            )),
-            e => ExchangeError::Upstream(Failure::of_http(&e), format!("reading the response: {e}")),
-        }
+        let exhausted = budget.clone();
+        let over = |e: wasmtime_wasi_http::Error| match e {
+            wasmtime_wasi_http::Error::HttpResponseBodySize(_) => {
+                // It sent at least what was left: nothing more is read this invocation.
+                exhausted.spend(left);
+                ExchangeError::Budget(format!(
+                    "the server sent more than the {left} bytes left of maxResponseBytesPerInvocation; the response was cut off"
+                ))
+            }
+            wasmtime_wasi_http::Error::ConnectionReadTimeout => ExchangeError::Upstream(
+                Failure::Timeout,
+                format!("no answer within {} ms", limit.as_millis()),
+            ),
+            e => {
+                ExchangeError::Upstream(Failure::of_http(&e), format!("reading the response: {e}"))
+            }
         };
         if !status.is_success() {
             let mut snippet = Vec::new();

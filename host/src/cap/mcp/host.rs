@@ -405,12 +405,25 @@ impl McpSession {
                     };
                     format!("{at}: {}; not sent", m.message)
                 }),
-            Err(why) => Some(format!(
-                "the server's input schema for `{name}` is unusable: {why}; not sent"
-            )),
+            // The server's fault, not the agent's: not charged as a denial.
+            Err(why) => {
+                let why = format!(
+                    "server `{server_name}` gives tool `{name}` an input schema the host cannot check arguments against ({why}); not sent"
+                );
+                return Err(Error::Upstream(self.redact(&why)));
+            }
         };
         if let Some(why) = mismatch {
             return Err(self.refuse(Some(&server), &action, Error::InvalidArguments(why)));
+        }
+        if self.servers[index].budget.left() == 0 {
+            // The tool would run but its answer could not be read.
+            let why = format!(
+                "{}.maxResponseBytesPerInvocation: all {} bytes from `{server_name}` used; not sent",
+                server.field(),
+                server.max_response_bytes
+            );
+            return Err(self.refuse(Some(&server), &action, Error::BudgetExceeded(why)));
         }
         let state = &mut self.servers[index];
         state.calls += 1;
