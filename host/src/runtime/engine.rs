@@ -2,8 +2,6 @@
 //! allocator, and the thread that advances epochs.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -87,26 +85,28 @@ impl Hasher for Sha256Hasher {
 /// Deadlines are counted in ticks, so a guest's wall-clock budget is enforced
 /// to within one tick even while it never calls the host.
 pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread: it wakes at once instead of finishing a
+    /// tick (a one-task `agent-host run` otherwise waited up to a tick to exit).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
     /// Starts ticking `engine` every `tick`.
     pub fn start(engine: Engine, tick: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("epoch-ticker".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(tick)
+                {
                     engine.increment_epoch();
                 }
             })
             .expect("spawning the epoch thread");
         Self {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -114,7 +114,7 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
