@@ -87,7 +87,9 @@ def main() -> None:
     version = componentize_py_version()
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = ROOT / "target" / "guests" / "python" / ".build" / out.stem
+    # One staging dir per output path, so builds of different outputs never share one.
+    key = hashlib.sha256(str(out).encode()).hexdigest()[:12]
+    work = ROOT / "target" / "guests" / "python" / ".build" / f"{out.stem}-{key}"
     work.mkdir(parents=True, exist_ok=True)
     stamp = out.with_name(out.name + ".stamp")
     with open(out.with_name(out.name + ".lock"), "w") as lock:
