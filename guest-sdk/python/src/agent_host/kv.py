@@ -25,7 +25,7 @@ from componentize_py_types import Err
 from wit_world.imports import atomics, store
 
 from .errors import AgentError, CapabilityDenied, Internal, Upstream
-from .task import dumps
+from ._json import dumps
 
 #: Counters are unsigned 64-bit; the host wraps on overflow.
 U64_MAX = 2**64 - 1

@@ -28,7 +28,7 @@ from wit_world.imports import llm as wit
 
 from . import errors
 from .errors import AgentError
-from .task import dumps
+from ._json import dumps
 
 #: Who wrote a message (WIT `llm.role`): SYSTEM, USER, ASSISTANT, TOOL.
 Role = wit.Role

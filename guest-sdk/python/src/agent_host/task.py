@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
+from ._json import dumps
 from .errors import Internal, InvalidInput
 
 
@@ -36,14 +37,6 @@ class Task:
         return next((v for k, v in self.metadata if k == key), None)
 
 
-def dumps(value: Any) -> str:
-    """`value` as compact JSON with sorted keys and UTF-8 text unescaped: the
-    bytes the Rust SDK's `serde_json::Value` produces, so an agent's output does
-    not depend on the language it is written in. NaN and infinities are
-    refused (they are not JSON)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
-
-
 @dataclass
 class Output:
     """What a successful run returns (WIT `types.output`): a JSON document as text.
@@ -53,7 +46,8 @@ class Output:
 
     @classmethod
     def json(cls, value: Any) -> "Output":
-        """An output holding `value` serialised as JSON (see `dumps`).
+        """An output holding `value` serialised as JSON: compact, keys sorted, floats
+        in serde_json's notation, byte for byte what the Rust SDK writes.
 
         Raises `Internal` if `value` is not JSON-serialisable.
         """

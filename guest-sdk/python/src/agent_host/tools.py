@@ -30,7 +30,7 @@ from wit_world.imports import tools as wit
 
 from . import errors, llm
 from .errors import AgentError
-from .task import dumps
+from ._json import dumps
 
 #: Longest tool name model APIs accept.
 MAX_MODEL_NAME_CHARS = 64

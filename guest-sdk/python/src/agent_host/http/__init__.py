@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ..task import dumps
+from .._json import dumps
 from . import _transport, _url
 from ._errors import MAX_ERROR_BODY_CHARS, Decode, Denied, HttpError, InvalidUrl, Status, Transport
 from ._url import encode_component
