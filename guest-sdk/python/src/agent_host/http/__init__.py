@@ -78,7 +78,7 @@ class Response:
         raise Status(self.status, self.text()[:MAX_ERROR_BODY_CHARS])
 
 
-Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
+Headers = Union[Mapping[str, Union[str, bytes]], Iterable[Tuple[str, Union[str, bytes]]]]
 
 
 def request(
@@ -86,8 +86,8 @@ def request(
 ) -> Response:
     """Sends one request and waits for the complete response.
 
-    `method` is an HTTP method name ("GET", "POST"...). `headers` are sent as
-    given; a `content-length` header is added when `body` is not None (text
+    `method` is an HTTP method name ("GET", "POST"...). `headers` (values as
+    text or bytes) are sent as given; a `content-length` header is added when `body` is not None (text
     is sent as UTF-8). Every status is returned as a `Response`; only failures
     to get one raise.
     """

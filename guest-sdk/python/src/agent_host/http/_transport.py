@@ -6,7 +6,7 @@ before their parents: the host traps when a parent goes first, and CPython
 frees a frame's locals in declaration order, which is often parent first.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from componentize_py_types import Err, Ok
 from wit_world.imports import outgoing_handler, streams
@@ -41,13 +41,17 @@ def method(name: str) -> types.Method:
 
 
 def send(
-    method: types.Method, target: Target, headers: Sequence[Tuple[str, str]], body: Optional[bytes]
+    method: types.Method,
+    target: Target,
+    headers: Sequence[Tuple[str, Union[str, bytes]]],
+    body: Optional[bytes],
 ) -> Tuple[int, List[Tuple[str, bytes]], bytes]:
     """Sends one request; returns status, headers (names lower-case) and the whole body."""
     request = _build_request(method, target, headers, body)
     try:
         outgoing_body = request.body()
     except Err:
+        request.__exit__(None, None, None)
         raise Transport("request body already taken") from None
     try:
         future = outgoing_handler.handle(request, None)
@@ -67,13 +71,16 @@ def send(
 
 
 def _build_request(
-    method: types.Method, target: Target, headers: Sequence[Tuple[str, str]], body: Optional[bytes]
+    method: types.Method,
+    target: Target,
+    headers: Sequence[Tuple[str, Union[str, bytes]]],
+    body: Optional[bytes],
 ) -> types.OutgoingRequest:
     fields = types.Fields()
     extra = [("content-length", str(len(body)))] if body is not None else []
     for name, value in [*headers, *extra]:
         try:
-            fields.append(name, value.encode("utf-8"))
+            fields.append(name, value if isinstance(value, bytes) else value.encode("utf-8"))
         except Err as e:
             fields.__exit__(None, None, None)
             raise Transport(f"header `{name}` rejected: {_describe(e.value)}") from None
