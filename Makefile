@@ -6,7 +6,7 @@ GUEST_DIR  := target/guests
 GUEST_OUT  := $(GUEST_DIR)/wasm32-wasip2/release
 GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
-.PHONY: wasm-target setup guests host demo test bench fuzz fmt clippy
+.PHONY: wasm-target setup guests python-guests host demo test bench fuzz fmt clippy
 
 ## Install the guest target: all the demo needs besides Rust and python3.
 wasm-target:
@@ -19,6 +19,12 @@ setup: wasm-target
 ## Build the example agents to wasm32-wasip2 components.
 guests: wasm-target
 	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder -p triage -p ops-assistant
+
+## Build the Python example agents with componentize-py (scripts/install-tools.sh
+## installs it); each is rebuilt only when its inputs change.
+python-guests:
+	./scripts/build-python-agent.py examples/hello-python $(GUEST_DIR)/python/hello.wasm
+	./scripts/build-python-agent.py examples/triage-python $(GUEST_DIR)/python/triage.wasm
 
 ## Build the host binary.
 host:

@@ -11,7 +11,10 @@
 #           registry-auth test.
 #   PyPI:   kubernetes-validate (the official Kubernetes schemas, offline) and
 #           jsonschema check deploy/ in host/tests/deploy.rs; mcp (the official
-#           MCP SDK) is the client of host/tests/mcp.rs.
+#           MCP SDK) is the client of host/tests/mcp.rs; componentize-py builds
+#           the Python agents (scripts/build-python-agent.py). componentize-py is
+#           not pure Python: a manylinux wheel (abi3) carrying its Rust core and
+#           the CPython it embeds into components (a 48 MB shared library).
 set -euo pipefail
 
 # --- Debian packages
@@ -34,7 +37,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # --- PyPI packages, pinned, for the python3 the tests run
-pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0)
+pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0 componentize-py==0.25.1)
 py_missing=()
 for pin in "${pins[@]}"; do
   python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' \
@@ -44,7 +47,8 @@ if [[ ${#py_missing[@]} -gt 0 ]]; then
   echo "installing ${py_missing[*]} (PyPI packages)" >&2
   pip=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
   # A Debian-managed python3 refuses system-wide installs (PEP 668); only then
-  # override it, as these pure-Python packages do not touch Debian's own.
+  # override it, as these packages (pure Python, and componentize-py's
+  # self-contained wheel) do not touch Debian's own.
   if ! out=$("${pip[@]}" "${py_missing[@]}" 2>&1); then
     if grep -q externally-managed-environment <<<"$out"; then
       "${pip[@]}" --break-system-packages "${py_missing[@]}"
