@@ -6,6 +6,10 @@
 //! and output budgets ending in the same typed errors, key-value commits only
 //! on success — and the host keeps serving after each.
 
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
 use agent_host::{InvocationError, PreparedAgent};
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, pod_host_environment, task, Harness, TestServer};
@@ -15,15 +19,48 @@ use serde_json::{json, Value};
 #[derive(Clone, Copy, Debug)]
 enum Lang {
     Rust,
+    Python,
 }
 
 impl Lang {
-    /// The component, built once per test run.
+    /// The component, built once per test run (and compiled into the shared
+    /// cache once, so parallel tests do not each compile an interpreter).
     fn component(self) -> String {
+        static PYTHON: OnceLock<String> = OnceLock::new();
         match self {
             Lang::Rust => guests::CONFORMANCE.to_string(),
+            Lang::Python => PYTHON
+                .get_or_init(|| {
+                    let out = guests::workspace().join("target/guests/python/conformance.wasm");
+                    build(
+                        Command::new("python3")
+                            .arg(guests::workspace().join("scripts/build-python-agent.py"))
+                            .arg(guests::workspace().join("tests/conformance/python"))
+                            .arg(&out),
+                    );
+                    precompile(&out)
+                })
+                .clone(),
         }
     }
+}
+
+/// Runs a guest build, failing with its output.
+fn build(command: &mut Command) {
+    let out = command.output().expect("the guest build runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed (scripts/install-tools.sh installs the toolchains):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Loads `component` once so it is compiled into the shared cache.
+fn precompile(component: &Path) -> String {
+    let path = component.to_str().unwrap().to_string();
+    Harness::new().agent("precompile", &path, LIMITS);
+    path
 }
 
 /// Limits every language fits in (interpreters start with more memory).
@@ -255,4 +292,5 @@ macro_rules! conformance {
 
 conformance! {
     rust => Lang::Rust,
+    python => Lang::Python,
 }

@@ -72,3 +72,8 @@ impl RedisServer {
         self.server.signal(sig);
     }
 }
+
+/// The workspace root (where `scripts/`, `wit/` and `target/` are).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
