@@ -13,6 +13,8 @@ use super::fail;
 pub enum Lang {
     /// Rust, with the `agent-host-guest` crate (cargo, target wasm32-wasip2)
     Rust,
+    /// Python, with the `agent_host` package (componentize-py)
+    Python,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,16 +75,27 @@ const RUST: Template = Template {
     memory: "32Mi",
 };
 
+const PYTHON: Template = Template {
+    files: &[File {
+        path: "app.py",
+        text: include_str!("../../templates/python/app.py"),
+    }],
+    build: "python3 {{checkout}}/scripts/build-python-agent.py . {{crate}}.wasm",
+    component: "{{crate}}.wasm",
+    sdk: "guest-sdk/python",
+    // The interpreter's own heap comes first (a hello peaks at ~12 MiB).
+    memory: "64Mi",
+};
+
 const MANIFEST: &str = include_str!("../../templates/agent.yaml");
 
 pub fn new(args: NewArgs) -> ExitCode {
     match scaffold(&args) {
-        Ok(dir) => {
-            let template = template(args.lang);
+        Ok((dir, build)) => {
             println!("created {}", dir.display());
             println!("next:");
             println!("  cd {}", dir.display());
-            println!("  {}", template.build);
+            println!("  {build}");
             println!("  agent-host run -f agent.yaml --input '{{\"name\": \"you\"}}'");
             ExitCode::SUCCESS
         }
@@ -93,12 +106,13 @@ pub fn new(args: NewArgs) -> ExitCode {
 fn template(lang: Lang) -> &'static Template {
     match lang {
         Lang::Rust => &RUST,
+        Lang::Python => &PYTHON,
     }
 }
 
-/// Writes the agent's directory; refuses a bad name, an existing directory
-/// and a checkout without the SDK.
-fn scaffold(args: &NewArgs) -> Result<PathBuf, String> {
+/// Writes the agent's directory and returns it with its build command;
+/// refuses a bad name, an existing directory and a checkout without the SDK.
+fn scaffold(args: &NewArgs) -> Result<(PathBuf, String), String> {
     let name = &args.name;
     let label = !name.is_empty()
         && name.len() <= 63
@@ -132,11 +146,16 @@ fn scaffold(args: &NewArgs) -> Result<PathBuf, String> {
         ));
     }
     let crate_name = name.replace('-', "_");
+    let checkout = args
+        .sdk
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", args.sdk.display()))?;
     let fill = |text: &str| {
-        text.replace("{{name}}", name)
+        text.replace("{{build}}", template.build)
+            .replace("{{checkout}}", &checkout.display().to_string())
+            .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
             .replace("{{sdk}}", &sdk.display().to_string())
-            .replace("{{build}}", template.build)
             .replace("{{memory}}", template.memory)
     };
     let component = fill(template.component);
@@ -154,5 +173,5 @@ fn scaffold(args: &NewArgs) -> Result<PathBuf, String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(dir)
+    Ok((dir, fill(template.build)))
 }
