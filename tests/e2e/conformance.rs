@@ -6,8 +6,6 @@
 //! and output budgets ending in the same typed errors, key-value commits only
 //! on success — and the host keeps serving after each.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use agent_host::{InvocationError, PreparedAgent};
@@ -31,36 +29,20 @@ impl Lang {
             Lang::Rust => guests::CONFORMANCE.to_string(),
             Lang::Python => PYTHON
                 .get_or_init(|| {
-                    let out = guests::workspace().join("target/guests/python/conformance.wasm");
-                    build(
-                        Command::new("python3")
-                            .arg(guests::workspace().join("scripts/build-python-agent.py"))
-                            .arg(guests::workspace().join("tests/conformance/python"))
-                            .arg(&out),
-                    );
-                    precompile(&out)
+                    precompile(&guests::python_guest(
+                        "tests/conformance/python",
+                        "conformance",
+                    ))
                 })
                 .clone(),
         }
     }
 }
 
-/// Runs a guest build, failing with its output.
-fn build(command: &mut Command) {
-    let out = command.output().expect("the guest build runs");
-    assert!(
-        out.status.success(),
-        "{command:?} failed (scripts/install-tools.sh installs the toolchains):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Loads `component` once so it is compiled into the shared cache.
-fn precompile(component: &Path) -> String {
-    let path = component.to_str().unwrap().to_string();
-    Harness::new().agent("precompile", &path, LIMITS);
-    path
+fn precompile(component: &str) -> String {
+    Harness::new().agent("precompile", component, LIMITS);
+    component.to_string()
 }
 
 /// Limits every language fits in (interpreters start with more memory).

@@ -152,6 +152,31 @@ fn get_json(port: u16, path: &str) -> serde_json::Value {
 /// key-value state without the model or the ticket API.
 #[tokio::test(flavor = "multi_thread")]
 async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_duplicate() {
+    triage_files_one_ticket_and_skips_the_duplicate(
+        "examples/triage/agent.yaml",
+        "../../target/guests/wasm32-wasip2/release/triage.wasm",
+        guests::TRIAGE,
+    )
+    .await;
+}
+
+/// The same for the triage agent written in Python, with its own manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn triage_in_python_does_the_same_as_the_rust_triage() {
+    let component = guests::python_guest("examples/triage-python", "triage");
+    triage_files_one_ticket_and_skips_the_duplicate(
+        "examples/triage-python/agent.yaml",
+        "../../target/guests/python/triage.wasm",
+        &component,
+    )
+    .await;
+}
+
+async fn triage_files_one_ticket_and_skips_the_duplicate(
+    example: &str,
+    shipped_component: &str,
+    component: &str,
+) {
     let h = Harness::new();
     let key = h.dir.path().join("secrets/model-provider/api-key");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
@@ -164,14 +189,13 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     let (model_port, pager_port, tickets_port) = (model.ports[0], model.ports[1], tickets.ports[1]);
 
     let shipped = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/triage/agent.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(example),
     )
     .unwrap();
     let manifest = shipped
-        .replace(
-            "../../target/guests/wasm32-wasip2/release/triage.wasm",
-            guests::TRIAGE,
-        )
+        .replace(shipped_component, component)
         .replace("127.0.0.1:18091", &format!("127.0.0.1:{tickets_port}"))
         .replace("127.0.0.1:18092", &format!("127.0.0.1:{model_port}"))
         .replace("127.0.0.1:18093", &format!("127.0.0.1:{pager_port}"));
@@ -188,8 +212,8 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
     .unwrap();
     let first = agent.invoke(task(alert.clone())).await;
     let out = output_json(&first);
-    assert_eq!(out["duplicate"], false, "{out}");
-    assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
+    assert_eq!(out["duplicate"], false, "{example}: {out}");
+    assert_eq!(out["decision"]["tool"], "create_ticket", "{example}: {out}");
     assert_eq!(first.usage.caps.llm.llm_requests, 1);
     assert!(first.usage.caps.llm.llm_tokens > 0, "{:?}", first.usage);
     assert_eq!(
@@ -202,8 +226,8 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
 
     let again = agent.invoke(task(alert)).await;
     let out = output_json(&again);
-    assert_eq!(out["duplicate"], true, "{out}");
-    assert_eq!(out["decision"]["tool"], "create_ticket", "{out}");
+    assert_eq!(out["duplicate"], true, "{example}: {out}");
+    assert_eq!(out["decision"]["tool"], "create_ticket", "{example}: {out}");
     assert_eq!(again.usage.caps.llm.llm_requests, 0);
     assert_eq!(get_json(model_port, "/v1/requests")["completions"], 1);
     assert_eq!(
@@ -213,6 +237,37 @@ async fn triage_against_the_demo_model_stand_in_files_one_ticket_and_skips_the_d
             .len(),
         1
     );
+}
+
+/// `hello` in Python answers every input exactly as the Rust `hello` does:
+/// the same output bytes, the same outcome for input it refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_in_python_answers_exactly_as_the_rust_hello() {
+    let h = Harness::new();
+    let python = guests::python_guest("examples/hello-python", "hello");
+    let limits = "  limits: { memory: 32Mi, timeout: 5s }\n";
+    let rust = h.agent("hello", guests::HELLO, limits);
+    let python = h.agent("hello", &python, limits);
+    for input in [
+        r#"{"name": "Ada"}"#,
+        "{}",
+        "",
+        r#"{"name": "é✓", "extra": [1, 2.5, null, {"b": true, "a": 1e-7}]}"#,
+        "[1, 2]",
+        "not json",
+    ] {
+        let fixed = || agent_host::TaskInput {
+            id: Some("fixed-id".into()),
+            input: input.into(),
+            metadata: vec![],
+        };
+        let (r, p) = (rust.invoke(fixed()).await, python.invoke(fixed()).await);
+        match (&r.result, &p.result) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{input}"),
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{input}: {a} / {b}"),
+            (a, b) => panic!("{input}: rust {a:?}, python {b:?}"),
+        }
+    }
 }
 
 /// What `make demo` shows of the MCP capability: the shipped ops-assistant

@@ -77,3 +77,32 @@ impl RedisServer {
 pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// Builds the Python agent in `app_dir` (relative to the workspace) with
+/// `scripts/build-python-agent.py` into `target/guests/python/<name>.wasm`,
+/// once per test process (the script itself skips unchanged inputs), and
+/// returns the component's path. componentize-py comes from
+/// scripts/install-tools.sh.
+pub fn python_guest(app_dir: &str, name: &str) -> String {
+    static BUILT: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let out = workspace().join(format!("target/guests/python/{name}.wasm"));
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(workspace().join("scripts/build-python-agent.py"))
+        .arg(workspace().join(app_dir))
+        .arg(&out);
+    let result = command.output().expect("python3 runs");
+    assert!(
+        result.status.success(),
+        "{command:?} failed (scripts/install-tools.sh installs componentize-py):\n{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let path = out.to_str().expect("a UTF-8 path").to_string();
+    built.push((name.to_string(), path.clone()));
+    path
+}
