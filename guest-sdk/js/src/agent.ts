@@ -61,8 +61,18 @@ export function toAgentError(e: unknown): AgentError {
   if (e instanceof AgentError) return e;
   if (e instanceof SdkError) return e.toAgentError();
   if (e instanceof Error) {
-    const stack = (e.stack ?? '').slice(0, MAX_STACK_CHARS);
+    const stack = agentFrames(e.stack ?? '').slice(0, MAX_STACK_CHARS);
     return AgentError.internal(`uncaught ${e.name}: ${e.message}${stack ? `\n${stack}` : ''}`);
   }
   return AgentError.internal(`uncaught exception: ${String(e)}`);
+}
+
+/**
+ * The frames of `stack` inside the agent: those from this wrapper outwards
+ * are the same for every agent (and name the build's temporary files).
+ */
+function agentFrames(stack: string): string {
+  const lines = stack.split('\n');
+  const wrapper = lines.findIndex((l) => l.startsWith('exportAgent'));
+  return (wrapper < 0 ? lines : lines.slice(0, wrapper)).join('\n').trim();
 }

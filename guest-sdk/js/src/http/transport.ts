@@ -91,7 +91,7 @@ function buildRequest(
   const request = new OutgoingRequest(fields);
   const set = (part: string, f: () => void) => {
     if ('err' in witCall<void, void>(f)) {
-      throw new HttpError('invalid-url', `${target.original}: ${part} rejected`);
+      throw new HttpError('invalid-url', `invalid URL: ${target.original}: ${part} rejected`);
     }
   };
   set('method', () => request.setMethod(m));

@@ -17,7 +17,7 @@ export interface Target {
 
 /** Parses `scheme://authority[/path][?query][#fragment]`; the fragment is dropped. */
 export function parseUrl(url: string): Target {
-  const invalid = (why: string) => new HttpError('invalid-url', `${JSON.stringify(url)}: ${why}`);
+  const invalid = (why: string) => new HttpError('invalid-url', `invalid URL: ${JSON.stringify(url)}: ${why}`);
   if (/[\s\x00-\x1f\x7f]/.test(url)) throw invalid('contains whitespace or control characters');
   const sep = url.indexOf('://');
   if (sep < 0) throw invalid('missing scheme://');
