@@ -28,6 +28,10 @@ let registered = false;
  * export const run = exportAgent((task: Task) => Output.json({ echo: task.inputJson() }));
  * ```
  *
+ * The module's top level (this call included) runs at build time and is
+ * snapshotted into the component: reach the host (clock, env, files, HTTP)
+ * only inside `run`.
+ *
  * What `run` throws becomes the invocation's `agent-error`: an
  * {@link AgentError} as it is, an SDK module's error (`http.HttpError`,
  * `kv.KvError`, ...) as its case, anything else as `internal` with its
