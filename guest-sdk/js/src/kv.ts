@@ -176,6 +176,18 @@ export class Store {
     return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   }
 
+  /**
+   * Releases the bucket's handle now rather than when the instance ends
+   * (handles count against `spec.limits.maxResources`). Also `using store = ...`.
+   */
+  close(): void {
+    this.bucket[Symbol.dispose]();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
   private jsonError(key: string, message: string): KvError {
     return new KvError('json', this.name, `key-value bucket \`${this.name}\`, key \`${key}\`: ${message}`);
   }
