@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 enum Lang {
     Rust,
     Python,
+    TypeScript,
 }
 
 impl Lang {
@@ -25,6 +26,7 @@ impl Lang {
     /// cache once, so parallel tests do not each compile an interpreter).
     fn component(self) -> String {
         static PYTHON: OnceLock<String> = OnceLock::new();
+        static TYPESCRIPT: OnceLock<String> = OnceLock::new();
         match self {
             Lang::Rust => guests::CONFORMANCE.to_string(),
             Lang::Python => PYTHON
@@ -33,6 +35,11 @@ impl Lang {
                         "tests/conformance/python",
                         "conformance",
                     ))
+                })
+                .clone(),
+            Lang::TypeScript => TYPESCRIPT
+                .get_or_init(|| {
+                    precompile(&guests::ts_guest("tests/conformance/ts", "conformance"))
                 })
                 .clone(),
         }
@@ -275,4 +282,5 @@ macro_rules! conformance {
 conformance! {
     rust => Lang::Rust,
     python => Lang::Python,
+    typescript => Lang::TypeScript,
 }

@@ -79,30 +79,41 @@ pub fn workspace() -> std::path::PathBuf {
 }
 
 /// Builds the Python agent in `app_dir` (relative to the workspace) with
-/// `scripts/build-python-agent.py` into `target/guests/python/<name>.wasm`,
-/// once per test process (the script itself skips unchanged inputs), and
-/// returns the component's path. componentize-py comes from
-/// scripts/install-tools.sh.
+/// `scripts/build-python-agent.py` into `target/guests/python/<name>.wasm`
+/// (componentize-py, from scripts/install-tools.sh) and returns its path.
 pub fn python_guest(app_dir: &str, name: &str) -> String {
+    let mut command = std::process::Command::new("python3");
+    command.arg(workspace().join("scripts/build-python-agent.py"));
+    interpreter_guest(command, app_dir, &format!("python/{name}"))
+}
+
+/// Builds the TypeScript agent in `app_dir` (relative to the workspace) with
+/// `scripts/build-ts-agent.sh` into `target/guests/ts/<name>.wasm` (jco and
+/// ComponentizeJS, installed by the script with npm) and returns its path.
+pub fn ts_guest(app_dir: &str, name: &str) -> String {
+    let mut command = std::process::Command::new("bash");
+    command.arg(workspace().join("scripts/build-ts-agent.sh"));
+    interpreter_guest(command, app_dir, &format!("ts/{name}"))
+}
+
+/// Runs `build APP_DIR OUT` once per test process for `key` (the scripts
+/// themselves skip unchanged inputs) and returns OUT.
+fn interpreter_guest(mut build: std::process::Command, app_dir: &str, key: &str) -> String {
     static BUILT: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+    if let Some((_, path)) = built.iter().find(|(k, _)| k == key) {
         return path.clone();
     }
-    let out = workspace().join(format!("target/guests/python/{name}.wasm"));
-    let mut command = std::process::Command::new("python3");
-    command
-        .arg(workspace().join("scripts/build-python-agent.py"))
-        .arg(workspace().join(app_dir))
-        .arg(&out);
-    let result = command.output().expect("python3 runs");
+    let out = workspace().join(format!("target/guests/{key}.wasm"));
+    build.arg(workspace().join(app_dir)).arg(&out);
+    let result = build.output().expect("the guest build runs");
     assert!(
         result.status.success(),
-        "{command:?} failed (scripts/install-tools.sh installs componentize-py):\n{}{}",
+        "{build:?} failed (scripts/install-tools.sh installs the toolchains):\n{}{}",
         String::from_utf8_lossy(&result.stdout),
         String::from_utf8_lossy(&result.stderr)
     );
     let path = out.to_str().expect("a UTF-8 path").to_string();
-    built.push((name.to_string(), path.clone()));
+    built.push((key.to_string(), path.clone()));
     path
 }
