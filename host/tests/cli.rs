@@ -528,38 +528,44 @@ fn new_scaffolds_a_rust_agent_that_builds_and_runs() {
     assert!(!env.dir.path().join("x").exists());
 }
 
-/// The Python scaffold builds with the command `new` prints (componentize-py,
-/// installed by scripts/install-tools.sh) and runs under its manifest.
+/// The Python and TypeScript scaffolds build with the command `new` prints
+/// (componentize-py from scripts/install-tools.sh; jco, installed by the
+/// build script) and run under their manifests.
 #[test]
-fn new_scaffolds_a_python_agent_that_builds_and_runs() {
+fn new_scaffolds_python_and_typescript_agents_that_build_and_run() {
     let env = Env::new();
     let dir = env.dir.path().to_str().unwrap();
-    let out = env.run(&["new", "py-bot", "--lang", "python", "--dir", dir]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    let build = stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("python3 "))
-        .unwrap_or_else(|| panic!("no build command in {stdout}"));
-    let agent = env.dir.path().join("py-bot");
-    let mut words = build.split(' ');
-    let status = Command::new(words.next().unwrap())
-        .args(words)
-        .current_dir(&agent)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{build}");
-    let manifest = agent.join("agent.yaml");
-    let out = env.run(&[
-        "run",
-        "-f",
-        p(&manifest),
-        "--input",
-        r#"{"name": "you"}"#,
-        "--json",
-    ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
-    assert_eq!(report["output"]["greeting"], "hello, you", "{report}");
+    for (lang, name) in [("python", "py-bot"), ("ts", "ts-bot")] {
+        let out = env.run(&["new", name, "--lang", lang, "--dir", dir]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+        let build = stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("python3 ") || l.starts_with("bash "))
+            .unwrap_or_else(|| panic!("no build command in {stdout}"));
+        let agent = env.dir.path().join(name);
+        let mut words = build.split(' ');
+        let status = Command::new(words.next().unwrap())
+            .args(words)
+            .current_dir(&agent)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{build}");
+        let manifest = agent.join("agent.yaml");
+        let out = env.run(&[
+            "run",
+            "-f",
+            p(&manifest),
+            "--input",
+            r#"{"name": "you"}"#,
+            "--json",
+        ]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{lang}: {e}: {}{}", text(&out.stdout), text(&out.stderr)));
+        assert_eq!(
+            report["output"]["greeting"], "hello, you",
+            "{lang}: {report}"
+        );
+    }
 }

@@ -243,29 +243,46 @@ async fn triage_files_one_ticket_and_skips_the_duplicate(
 /// the same output bytes, the same outcome for input it refuses.
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_in_python_answers_exactly_as_the_rust_hello() {
-    let h = Harness::new();
     let python = guests::python_guest("examples/hello-python", "hello");
+    hello_answers_as_the_rust_hello(&python, &[]).await;
+}
+
+/// The same for `hello` in TypeScript, on the inputs JavaScript numbers can
+/// write back as serde does (a float like `1.0` comes back as `1`).
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_in_typescript_answers_exactly_as_the_rust_hello() {
+    let ts = guests::ts_guest("examples/hello-ts", "hello");
+    hello_answers_as_the_rust_hello(&ts, &["1e-7"]).await;
+}
+
+async fn hello_answers_as_the_rust_hello(component: &str, skip: &[&str]) {
+    let h = Harness::new();
     let limits = "  limits: { memory: 32Mi, timeout: 5s }\n";
     let rust = h.agent("hello", guests::HELLO, limits);
-    let python = h.agent("hello", &python, limits);
+    let other = h.agent("hello", component, limits);
     for input in [
         r#"{"name": "Ada"}"#,
         "{}",
         "",
-        r#"{"name": "é✓", "extra": [1, 2.5, null, {"b": true, "a": 1e-7}]}"#,
+        r#"{"name": "é✓", "extra": [1, 2.5, null, {"b": true, "a": "x"}]}"#,
+        r#"{"small": 1e-7}"#,
         "[1, 2]",
         "not json",
+        r#"{"name": 7}"#,
     ] {
+        if skip.iter().any(|s| input.contains(s)) {
+            continue;
+        }
         let fixed = || agent_host::TaskInput {
             id: Some("fixed-id".into()),
             input: input.into(),
             metadata: vec![],
         };
-        let (r, p) = (rust.invoke(fixed()).await, python.invoke(fixed()).await);
-        match (&r.result, &p.result) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "{input}"),
+        let (r, o) = (rust.invoke(fixed()).await, other.invoke(fixed()).await);
+        match (&r.result, &o.result) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{component} {input}"),
             (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "{input}: {a} / {b}"),
-            (a, b) => panic!("{input}: rust {a:?}, python {b:?}"),
+            (a, b) => panic!("{component} {input}: rust {a:?}, other {b:?}"),
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum Lang {
     Rust,
     /// Python, with the `agent_host` package (componentize-py)
     Python,
+    /// TypeScript, with the `@agent-host/guest` package (jco componentize)
+    Ts,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +89,18 @@ const PYTHON: Template = Template {
     memory: "64Mi",
 };
 
+const TS: Template = Template {
+    files: &[File {
+        path: "app.ts",
+        text: include_str!("../../templates/ts/app.ts"),
+    }],
+    build: "bash {{checkout}}/scripts/build-ts-agent.sh . {{crate}}.wasm",
+    component: "{{crate}}.wasm",
+    sdk: "guest-sdk/js",
+    // The engine's own heap comes first (a hello peaks at ~12 MiB).
+    memory: "64Mi",
+};
+
 const MANIFEST: &str = include_str!("../../templates/agent.yaml");
 
 pub fn new(args: NewArgs) -> ExitCode {
@@ -107,6 +121,7 @@ fn template(lang: Lang) -> &'static Template {
     match lang {
         Lang::Rust => &RUST,
         Lang::Python => &PYTHON,
+        Lang::Ts => &TS,
     }
 }
 
