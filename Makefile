@@ -6,7 +6,7 @@ GUEST_DIR  := target/guests
 GUEST_OUT  := $(GUEST_DIR)/wasm32-wasip2/release
 GUEST_ARGS := --release --target wasm32-wasip2 --target-dir $(GUEST_DIR)
 
-.PHONY: wasm-target setup guests python-guests host demo test bench fuzz fmt clippy
+.PHONY: wasm-target setup guest-tools guests python-guests ts-guests host demo test bench fuzz fmt clippy
 
 ## Install the guest target: all the demo needs besides Rust and python3.
 wasm-target:
@@ -20,19 +20,28 @@ setup: wasm-target
 guests: wasm-target
 	$(CARGO) build $(GUEST_ARGS) -p hello -p incident-responder -p triage -p ops-assistant
 
-## Build the Python example agents with componentize-py (scripts/install-tools.sh
-## installs it); each is rebuilt only when its inputs change.
-python-guests:
+## Install only what builds Python and TypeScript agents (componentize-py,
+## Node.js and npm; jco comes with npm when first needed).
+guest-tools:
+	./scripts/install-tools.sh --guests-only
+
+## Build the Python example agents with componentize-py; each is rebuilt only
+## when its inputs change.
+python-guests: guest-tools
 	./scripts/build-python-agent.py examples/hello-python $(GUEST_DIR)/python/hello.wasm
 	./scripts/build-python-agent.py examples/triage-python $(GUEST_DIR)/python/triage.wasm
+
+## Build the TypeScript example agent with jco componentize (ComponentizeJS).
+ts-guests: guest-tools
+	./scripts/build-ts-agent.sh examples/hello-ts $(GUEST_DIR)/ts/hello.wasm
 
 ## Build the host binary.
 host:
 	$(CARGO) build -p agent-host
 
-## Main job: start the examples' local endpoints (a model stand-in among them)
-## and run the three example agents.
-demo: guests host
+## Main job: start the examples' local endpoints (model and MCP stand-ins
+## among them) and run the example agents, in Rust, Python and TypeScript.
+demo: guests python-guests ts-guests host
 	./scripts/demo.sh
 
 ## The whole test suite (guest test programs are built by tests/build.rs).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: starts the example agents' local endpoints on loopback (metrics +
 # tickets for the incident responder; a model stand-in + pager for triage; a
-# model and an MCP server stand-in for the ops assistant), then runs the four
-# example agents under their manifests.
+# model and an MCP server stand-in for the ops assistant), then runs the
+# example agents under their manifests: in Rust, and hello and triage in
+# Python and hello in TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -118,6 +119,23 @@ PY
   --secrets-dir "$work/secrets" | python3 "$ops_summary"
 echo "what the MCP stand-in received (each request carried the host's bearer token):"
 sed -n 's/^mcp /  /p' "$work/ops-endpoints.out"
+
+section "the same hello in Python and TypeScript (componentize-py, jco): same output, same sandbox"
+for lang in python ts; do
+  echo "\$ agent-host run -f examples/hello-$lang/agent.yaml --input '{\"name\": \"platform team\"}'"
+  "$BIN" run -f "examples/hello-$lang/agent.yaml" --input '{"name": "platform team"}' 2>/dev/null \
+    | grep -E '^(outcome|output|  fuel|  memory|  wall time)'
+done
+echo "\$ agent-host check -f examples/hello-python/agent.yaml   (imports it does not use: denied at every call)"
+"$BIN" check -f examples/hello-python/agent.yaml | grep -E 'wasi:sockets/tcp-create|^result' | sed "s/  */ /g"
+
+section "triage in Python: the same model, tool call and key-value state as the Rust triage"
+triage_py=("$BIN" run -f examples/triage-python/agent.yaml --input @examples/triage/alert.json --json
+           --secrets-dir "$work/secrets" --state-dir "$work/state")
+echo "first alert:"
+"${triage_py[@]}" | python3 "$summary"
+echo "the same alert again:"
+"${triage_py[@]}" | python3 "$summary"
 
 section "tickets filed on the local tickets API"
 python3 -c 'import json,urllib.request; print(json.dumps(json.load(urllib.request.urlopen("http://127.0.0.1:18091/api/issues")), indent=2))'

@@ -15,18 +15,31 @@
 #           the Python agents (scripts/build-python-agent.py). componentize-py is
 #           not pure Python: a manylinux wheel (abi3) carrying its Rust core and
 #           the CPython it embeds into components (a 48 MB shared library).
+#   Node.js and npm (Debian's nodejs, npm when missing) run jco and
+#           ComponentizeJS, which scripts/build-ts-agent.sh installs with npm
+#           into guest-sdk/js/node_modules, pinned by its package-lock.json.
+#
+# With --guests-only: only what builds Python and TypeScript agents
+# (componentize-py, Node.js and npm), for `make demo`.
 set -euo pipefail
+
+guests_only=false
+[[ ${1:-} == --guests-only ]] && guests_only=true
 
 # --- Debian packages
 missing=()
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v docker-registry >/dev/null || missing+=(docker-registry)
-command -v skopeo >/dev/null || missing+=(skopeo)
-command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if ! $guests_only; then
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-cli >/dev/null || missing+=(redis-tools)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v htpasswd >/dev/null || missing+=(apache2-utils)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   sudo=""
   [[ $(id -u) -eq 0 ]] || sudo="sudo"
@@ -37,7 +50,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # --- PyPI packages, pinned, for the python3 the tests run
-pins=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0 componentize-py==0.25.1)
+pins=(componentize-py==0.25.1)
+$guests_only || pins+=(kubernetes-validate==1.37.0 jsonschema==4.26.0 mcp==2.3.0)
 py_missing=()
 for pin in "${pins[@]}"; do
   python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' \

@@ -364,10 +364,11 @@ async fn ops_assistant_answers_through_the_demo_model_and_mcp_stand_ins() {
     assert_eq!(tools, ["service_status", "recent_deploys"], "{served}");
 }
 
-/// `make demo` needs the wasm target, not the Debian and PyPI tools of the
-/// tests (prometheus, wrk, redis: about 340 MB), and builds every example it runs.
+/// `make demo` needs the wasm target and the guest toolchains (componentize-py,
+/// Node.js), not the Debian and PyPI tools of the tests (prometheus, wrk,
+/// redis: about 340 MB), and builds every example it runs.
 #[test]
-fn make_demo_installs_only_the_wasm_target_and_builds_triage() {
+fn make_demo_installs_only_the_guest_toolchains_and_builds_every_example() {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let plan = std::process::Command::new("make")
         .args(["-n", "demo"])
@@ -376,8 +377,21 @@ fn make_demo_installs_only_the_wasm_target_and_builds_triage() {
         .expect("make");
     assert!(plan.status.success(), "{plan:?}");
     let plan = String::from_utf8(plan.stdout).unwrap();
-    assert!(!plan.contains("install-tools"), "{plan}");
+    assert!(plan.contains("install-tools.sh --guests-only"), "{plan}");
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.trim() == "./scripts/install-tools.sh"),
+        "{plan}"
+    );
     assert!(plan.contains("rustup target add wasm32-wasip2"), "{plan}");
-    assert!(plan.contains("-p triage"), "{plan}");
-    assert!(plan.contains("-p ops-assistant"), "{plan}");
+    for example in [
+        "-p triage",
+        "-p ops-assistant",
+        "examples/hello-python",
+        "examples/triage-python",
+        "examples/hello-ts",
+    ] {
+        assert!(plan.contains(example), "{example} not built: {plan}");
+    }
 }
