@@ -284,3 +284,42 @@ conformance! {
     python => Lang::Python,
     typescript => Lang::TypeScript,
 }
+
+/// The Python and TypeScript SDKs' own unit tests (their logic against fake
+/// WIT imports), run under `cargo test` so the suite's one command covers them.
+#[test]
+fn the_python_and_typescript_sdks_pass_their_unit_tests() {
+    let root = guests::workspace();
+    // The TypeScript SDK's tools come from its lockfile, installed by the build script.
+    guests::ts_guest("tests/conformance/ts", "conformance");
+    for (what, mut command) in [
+        ("python", {
+            let mut c = std::process::Command::new("python3");
+            c.args([
+                "-m",
+                "unittest",
+                "discover",
+                "-s",
+                "guest-sdk/python/tests",
+                "-t",
+                "guest-sdk/python/tests",
+            ])
+            .current_dir(&root);
+            c
+        }),
+        ("typescript", {
+            let mut c = std::process::Command::new("npm");
+            c.args(["test", "--silent"])
+                .current_dir(root.join("guest-sdk/js"));
+            c
+        }),
+    ] {
+        let out = command.output().expect("the SDK's tests run");
+        assert!(
+            out.status.success(),
+            "{what} SDK tests failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
