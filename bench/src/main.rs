@@ -10,6 +10,7 @@
 mod chart;
 mod density;
 mod durable;
+mod languages;
 mod mcp;
 mod process;
 mod registry;

@@ -33,6 +33,7 @@ pub enum Id {
     Abi,
     DurableAsync,
     DurableKeyed,
+    Languages,
 }
 
 /// Shared set-up: iteration counts, binaries, a scratch directory with the
@@ -268,6 +269,9 @@ pub async fn run_all(ctx: &Ctx, only: &[Id]) -> anyhow::Result<Vec<Outcome>> {
     if chosen(Id::DurableKeyed) {
         out.push(crate::durable::keyed_sync(ctx).await?);
     }
+    if chosen(Id::Languages) {
+        out.push(crate::languages::scenario(ctx).await?);
+    }
     Ok(out)
 }
 
@@ -276,7 +280,7 @@ pub fn new_runtime(config: HostConfig) -> anyhow::Result<Runtime> {
     Runtime::new(config).map_err(|e| anyhow::anyhow!("cannot start the runtime: {e:#}"))
 }
 
-fn prepare(runtime: &Runtime, manifest: &Path) -> anyhow::Result<Arc<PreparedAgent>> {
+pub(crate) fn prepare(runtime: &Runtime, manifest: &Path) -> anyhow::Result<Arc<PreparedAgent>> {
     let loaded = LoadedAgent::from_file(manifest)?;
     Ok(Arc::new(runtime.prepare(&loaded)?))
 }
@@ -290,7 +294,7 @@ fn task(input: &str) -> TaskInput {
 }
 
 /// Warm-up, then `n` invocations `concurrency` at a time: samples and invocations/s.
-async fn timed(
+pub(crate) async fn timed(
     agent: &Arc<PreparedAgent>,
     input: &str,
     warmup: usize,

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "per-invocation",
     "process-per-task",
     "allocator",
@@ -17,6 +17,7 @@ const SCENARIOS: [&str; 12] = [
     "abi",
     "durable-async",
     "durable-keyed",
+    "languages",
 ];
 
 #[test]
