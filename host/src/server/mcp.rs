@@ -14,6 +14,8 @@
 //!   report (`agent-host.dev/invocation`, `agent-host.dev/outcome`,
 //!   `agent-host.dev/usage`); failures add `agent-host.dev/error`.
 
+mod direct;
+
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ApiError};
 use super::auth::{authorize, Caller};
@@ -77,7 +80,11 @@ impl McpTools {
     /// The caller of this request: the authenticated identity the auth layer
     /// put in the HTTP request, else the peer address, else the default.
     fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
-        let parts = context.extensions.get::<http::request::Parts>();
+        self.caller_of(context.extensions.get::<http::request::Parts>())
+    }
+
+    /// The caller of the HTTP request `parts` (none over stdio).
+    fn caller_of(&self, parts: Option<&http::request::Parts>) -> Caller {
         if let Some(caller) = parts.and_then(|p| p.extensions.get::<Caller>()) {
             return caller.clone();
         }
@@ -252,6 +259,19 @@ impl ServerHandler for McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context);
+        self.call(request, caller, context.ct).await
+    }
+}
+
+impl McpTools {
+    /// `tools/call` of `request` by `caller`, whatever the transport; `cancel`
+    /// stops the invocation where it stands.
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        caller: Caller,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.as_ref();
         let unknown = || {
             ErrorData::invalid_params(
@@ -301,13 +321,19 @@ impl ServerHandler for McpTools {
             }
         }
         let input = arguments.to_string();
-        let finished =
-            match api::invoke_direct(&self.shared, hosted, &agent, input, caller.name, context.ct)
-                .await
-            {
-                Ok(f) => f,
-                Err(e) => return Ok(CallToolResult::from(e).into()),
-            };
+        let finished = match api::invoke_direct(
+            &self.shared,
+            hosted,
+            &agent,
+            input,
+            caller.name,
+            cancel,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(CallToolResult::from(e).into()),
+        };
         Ok(result_of(&agent, &finished.body).into())
     }
 }
@@ -349,20 +375,27 @@ pub const MAX_MCP_REQUEST_BYTES: usize = 4 << 20;
 /// (`--max-buffered-input`), which it shares with the HTTP API.
 pub(super) fn route(shared: Arc<Shared>, config: &McpConfig) -> axum::routing::MethodRouter {
     let service = Arc::new(service(shared.clone(), config));
+    let direct = Arc::new(direct::Direct::new(
+        McpTools::new(shared.clone(), "unknown"),
+        &config.allowed_hosts,
+    ));
     axum::routing::any(move |request: axum::extract::Request| {
-        let (shared, service) = (shared.clone(), service.clone());
-        async move { bounded(&shared, &service, request).await }
+        let (shared, service, direct) = (shared.clone(), service.clone(), direct.clone());
+        async move { bounded(&shared, &service, &direct, request).await }
     })
 }
 
 /// Reserves what the body may take (its declared length, else the most an
-/// MCP request may be) until the SDK has answered, refusing past the budget.
+/// MCP request may be) until the request is answered, refusing past the
+/// budget; a `tools/call` the SDK would pass is answered directly
+/// ([`direct`]), any other request by the SDK.
 async fn bounded(
     shared: &Shared,
     service: &rmcp::transport::StreamableHttpService<
         McpTools,
         rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
     >,
+    direct: &direct::Direct,
     request: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
@@ -409,6 +442,9 @@ async fn bounded(
                 .into_response()
         }
     };
+    if let Some(call) = direct.eligible(&parts, &body) {
+        return direct.answer(&parts, call).await;
+    }
     let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
     service.handle(request).await.into_response()
 }
