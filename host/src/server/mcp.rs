@@ -446,7 +446,9 @@ async fn bounded(
         return direct.answer(&parts, call).await;
     }
     let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
-    service.handle(request).await.into_response()
+    // Boxed: the SDK's future is large, and every request's future would
+    // otherwise be as large (allocated and moved per request).
+    Box::pin(service.handle(request)).await.into_response()
 }
 
 /// `/mcp`: stateless streamable HTTP (no session any one replica must keep),
