@@ -125,8 +125,12 @@ fn tool_of(agent: &PreparedAgent) -> Tool {
         return Tool::new(name, description, open);
     };
     let spec = &compiled.spec;
-    let mut tool = Tool::new(name, spec.description.clone(), spec.input_schema.clone());
-    tool.output_schema = spec.output_schema.clone().map(Arc::new);
+    let mut tool = Tool::new(
+        name,
+        spec.description.clone(),
+        compiled.input_schema.clone(),
+    );
+    tool.output_schema = compiled.output_schema.clone();
     if let Some(a) = &spec.annotations {
         tool.title = a.title.clone();
         tool.annotations = Some(ToolAnnotations::from_raw(
@@ -163,9 +167,21 @@ impl From<ApiError> for CallToolResult {
     }
 }
 
+/// What a tool result takes from the HTTP API's body of an ended
+/// invocation (read into these fields only: the body's other fields are
+/// skipped, not built).
+#[derive(serde::Deserialize)]
+struct Ended {
+    id: Option<Value>,
+    outcome: Option<Value>,
+    usage: Option<Value>,
+    output: Option<Value>,
+    error: Option<Value>,
+}
+
 /// The tool result of an ended invocation, from the HTTP API's response body.
 fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(body) = serde_json::from_slice::<Ended>(body) else {
         return tool_error(
             "HostError",
             "the invocation's result is unreadable",
@@ -175,20 +191,20 @@ fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
     };
     let mut meta = JsonObject::new();
     for (key, field) in [
-        (META_INVOCATION, "id"),
-        (META_OUTCOME, "outcome"),
-        (META_USAGE, "usage"),
+        (META_INVOCATION, body.id),
+        (META_OUTCOME, body.outcome),
+        (META_USAGE, body.usage),
     ] {
-        if let Some(v) = body.remove(field) {
+        if let Some(v) = field {
             meta.insert(key.into(), v);
         }
     }
-    if let Some(error) = body.remove("error") {
+    if let Some(error) = body.error {
         let code = error["code"].as_str().unwrap_or("HostError");
         let message = error["message"].as_str().unwrap_or_default();
         return tool_error(code, message, meta, None);
     }
-    let output = body.remove("output").unwrap_or(Value::Null);
+    let output = body.output.unwrap_or(Value::Null);
     let mut result = match agent.tool() {
         Some(tool) if tool.has_output_schema() => {
             if let Err(m) = tool.check_output(&output) {
