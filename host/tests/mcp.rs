@@ -475,3 +475,33 @@ fn serve_mcp_tools_call_is_answered_as_the_sdk_answers_it() {
         assert_eq!(call(accept, "evil.example.com", body).status, 403);
     }
 }
+
+/// A client that closes its connection while a `tools/call` of a 2025
+/// revision runs (the direct path) cancels the invocation, as the SDK
+/// cancels its handler: the audit records the end as `Cancelled`, long
+/// before the agent's 60 s timeout.
+#[test]
+fn serve_mcp_tools_call_of_2025_is_cancelled_when_the_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = serve(dir.path(), &agents(dir.path()), &[]);
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleeper","arguments":{}}}"#;
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-11-25\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let ended = |kind: &str| {
+        audit(&host.audit)
+            .into_iter()
+            .find(|r| r["kind"] == kind && r["agent"] == "sleeper")
+    };
+    host.wait("the sleeper to start", || {
+        ended("invocation.start").is_some()
+    });
+    drop(tcp);
+    host.wait("the sleeper to end", || ended("invocation.end").is_some());
+    assert_eq!(ended("invocation.end").unwrap()["outcome"], "Cancelled");
+}

@@ -13,6 +13,9 @@
 //! * The result's `_meta` carries the invocation id, its outcome and usage
 //!   report (`agent-host.dev/invocation`, `agent-host.dev/outcome`,
 //!   `agent-host.dev/usage`); failures add `agent-host.dev/error`.
+//! * On `/mcp`, a `tools/call` of the 2025 revisions that passes every check
+//!   of the SDK is answered without the SDK's per-request service
+//!   ([`direct`]); the SDK answers everything else.
 
 mod direct;
 
