@@ -406,3 +406,102 @@ fn serve_mcp_endpoint_authenticates_callers_and_honours_spec_callers() {
         .iter()
         .any(|e| e["kind"] == "invocation.start" && e["caller"] == "ci"));
 }
+
+/// `tools/call` of the 2025 revisions is answered without the SDK's
+/// per-request service (`server/mcp/direct.rs`); the answer must be the
+/// SDK's: each call is sent as the Python SDK sends it (the direct path) and
+/// with a weighted `Accept` entry (which only the SDK answers), and the two
+/// replies match in status, content type and JSON-RPC body (invocation ids
+/// and timings aside). The SDK logs each request it serves itself, which
+/// shows which path answered. A `Host` outside the allow list is refused on
+/// both.
+#[test]
+fn serve_mcp_tools_call_is_answered_as_the_sdk_answers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = serve(
+        dir.path(),
+        &agents(dir.path()),
+        &["--log", "info,rmcp=info"],
+    );
+    let sdk_served = || host.logs().matches("Service initialized as server").count();
+    let call = |accept: &str, host_header: &str, body: &str| {
+        HostProcess::reply(
+            host.http
+                .post(format!("{}/mcp", host.base))
+                .header("host", host_header)
+                .header("accept", accept)
+                .header("mcp-protocol-version", "2025-11-25")
+                .content_type("application/json")
+                .send(body.to_string()),
+        )
+    };
+    let masked = |mut body: Value| {
+        if let Some(meta) = body["result"]["_meta"].as_object_mut() {
+            meta.insert("agent-host.dev/invocation".into(), "*".into());
+            if let Some(usage) = meta
+                .get_mut("agent-host.dev/usage")
+                .and_then(Value::as_object_mut)
+            {
+                usage.insert("wallTimeUs".into(), 0.into());
+            }
+        }
+        body
+    };
+    let bodies = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","count":2}}}"#,
+        r#"{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","count":-1},"_meta":{"progressToken":7}}}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"spinner","arguments":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nobody","arguments":{}}}"#,
+    ];
+    for body in bodies {
+        let before = sdk_served();
+        let direct = call("application/json, text/event-stream", "localhost", body);
+        assert_eq!(sdk_served(), before, "the direct path answered {body}");
+        let sdk = call("application/json;q=1, text/event-stream", "localhost", body);
+        host.wait("the SDK's log line", || sdk_served() > before);
+        assert_eq!(direct.status, sdk.status, "{body}");
+        assert_eq!(
+            direct.headers.get("content-type"),
+            sdk.headers.get("content-type"),
+            "{body}"
+        );
+        assert_eq!(masked(direct.body), masked(sdk.body), "{body}");
+    }
+    let body = bodies[0];
+    for accept in [
+        "application/json, text/event-stream",
+        "application/json;q=1, text/event-stream",
+    ] {
+        assert_eq!(call(accept, "evil.example.com", body).status, 403);
+    }
+}
+
+/// A client that closes its connection while a `tools/call` of a 2025
+/// revision runs (the direct path) cancels the invocation, as the SDK
+/// cancels its handler: the audit records the end as `Cancelled`, long
+/// before the agent's 60 s timeout.
+#[test]
+fn serve_mcp_tools_call_of_2025_is_cancelled_when_the_client_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = serve(dir.path(), &agents(dir.path()), &[]);
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleeper","arguments":{}}}"#;
+    let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        tcp,
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-11-25\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let ended = |kind: &str| {
+        audit(&host.audit)
+            .into_iter()
+            .find(|r| r["kind"] == kind && r["agent"] == "sleeper")
+    };
+    host.wait("the sleeper to start", || {
+        ended("invocation.start").is_some()
+    });
+    drop(tcp);
+    host.wait("the sleeper to end", || ended("invocation.end").is_some());
+    assert_eq!(ended("invocation.end").unwrap()["outcome"], "Cancelled");
+}

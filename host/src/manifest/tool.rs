@@ -2,6 +2,8 @@
 //! (`/mcp` of `agent-host serve`, `agent-host mcp`). The tool is named after
 //! the agent; its arguments are the task input.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -109,6 +111,11 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 pub struct CompiledTool {
     /// The declaration.
     pub spec: ToolSpec,
+    /// `spec.inputSchema`, shared: tool descriptions (`tools/list`) take it
+    /// without copying the schema per request.
+    pub input_schema: Arc<Map<String, Value>>,
+    /// `spec.outputSchema`, shared likewise.
+    pub output_schema: Option<Arc<Map<String, Value>>>,
     input: jsonschema::Validator,
     output: Option<jsonschema::Validator>,
 }
@@ -143,6 +150,8 @@ impl ToolSpec {
         };
         Ok(CompiledTool {
             spec: self.clone(),
+            input_schema: Arc::new(self.input_schema.clone()),
+            output_schema: self.output_schema.clone().map(Arc::new),
             input,
             output,
         })

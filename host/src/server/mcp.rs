@@ -13,6 +13,11 @@
 //! * The result's `_meta` carries the invocation id, its outcome and usage
 //!   report (`agent-host.dev/invocation`, `agent-host.dev/outcome`,
 //!   `agent-host.dev/usage`); failures add `agent-host.dev/error`.
+//! * On `/mcp`, a `tools/call` of the 2025 revisions that passes every check
+//!   of the SDK is answered without the SDK's per-request service
+//!   ([`direct`]); the SDK answers everything else.
+
+mod direct;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::api::{self, ApiError};
 use super::auth::{authorize, Caller};
@@ -77,7 +83,11 @@ impl McpTools {
     /// The caller of this request: the authenticated identity the auth layer
     /// put in the HTTP request, else the peer address, else the default.
     fn caller(&self, context: &RequestContext<RoleServer>) -> Caller {
-        let parts = context.extensions.get::<http::request::Parts>();
+        self.caller_of(context.extensions.get::<http::request::Parts>())
+    }
+
+    /// The caller of the HTTP request `parts` (none over stdio).
+    fn caller_of(&self, parts: Option<&http::request::Parts>) -> Caller {
         if let Some(caller) = parts.and_then(|p| p.extensions.get::<Caller>()) {
             return caller.clone();
         }
@@ -118,8 +128,12 @@ fn tool_of(agent: &PreparedAgent) -> Tool {
         return Tool::new(name, description, open);
     };
     let spec = &compiled.spec;
-    let mut tool = Tool::new(name, spec.description.clone(), spec.input_schema.clone());
-    tool.output_schema = spec.output_schema.clone().map(Arc::new);
+    let mut tool = Tool::new(
+        name,
+        spec.description.clone(),
+        compiled.input_schema.clone(),
+    );
+    tool.output_schema = compiled.output_schema.clone();
     if let Some(a) = &spec.annotations {
         tool.title = a.title.clone();
         tool.annotations = Some(ToolAnnotations::from_raw(
@@ -156,9 +170,21 @@ impl From<ApiError> for CallToolResult {
     }
 }
 
+/// What a tool result takes from the HTTP API's body of an ended
+/// invocation (read into these fields only: the body's other fields are
+/// skipped, not built).
+#[derive(serde::Deserialize)]
+struct Ended {
+    id: Option<Value>,
+    outcome: Option<Value>,
+    usage: Option<Value>,
+    output: Option<Value>,
+    error: Option<Value>,
+}
+
 /// The tool result of an ended invocation, from the HTTP API's response body.
 fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(body) = serde_json::from_slice::<Ended>(body) else {
         return tool_error(
             "HostError",
             "the invocation's result is unreadable",
@@ -168,20 +194,20 @@ fn result_of(agent: &PreparedAgent, body: &[u8]) -> CallToolResult {
     };
     let mut meta = JsonObject::new();
     for (key, field) in [
-        (META_INVOCATION, "id"),
-        (META_OUTCOME, "outcome"),
-        (META_USAGE, "usage"),
+        (META_INVOCATION, body.id),
+        (META_OUTCOME, body.outcome),
+        (META_USAGE, body.usage),
     ] {
-        if let Some(v) = body.remove(field) {
+        if let Some(v) = field {
             meta.insert(key.into(), v);
         }
     }
-    if let Some(error) = body.remove("error") {
+    if let Some(error) = body.error {
         let code = error["code"].as_str().unwrap_or("HostError");
         let message = error["message"].as_str().unwrap_or_default();
         return tool_error(code, message, meta, None);
     }
-    let output = body.remove("output").unwrap_or(Value::Null);
+    let output = body.output.unwrap_or(Value::Null);
     let mut result = match agent.tool() {
         Some(tool) if tool.has_output_schema() => {
             if let Err(m) = tool.check_output(&output) {
@@ -252,6 +278,19 @@ impl ServerHandler for McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context);
+        self.call(request, caller, context.ct).await
+    }
+}
+
+impl McpTools {
+    /// `tools/call` of `request` by `caller`, whatever the transport; `cancel`
+    /// stops the invocation where it stands.
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        caller: Caller,
+        cancel: CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.as_ref();
         let unknown = || {
             ErrorData::invalid_params(
@@ -301,13 +340,19 @@ impl ServerHandler for McpTools {
             }
         }
         let input = arguments.to_string();
-        let finished =
-            match api::invoke_direct(&self.shared, hosted, &agent, input, caller.name, context.ct)
-                .await
-            {
-                Ok(f) => f,
-                Err(e) => return Ok(CallToolResult::from(e).into()),
-            };
+        let finished = match api::invoke_direct(
+            &self.shared,
+            hosted,
+            &agent,
+            input,
+            caller.name,
+            cancel,
+        )
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(CallToolResult::from(e).into()),
+        };
         Ok(result_of(&agent, &finished.body).into())
     }
 }
@@ -349,20 +394,27 @@ pub const MAX_MCP_REQUEST_BYTES: usize = 4 << 20;
 /// (`--max-buffered-input`), which it shares with the HTTP API.
 pub(super) fn route(shared: Arc<Shared>, config: &McpConfig) -> axum::routing::MethodRouter {
     let service = Arc::new(service(shared.clone(), config));
+    let direct = Arc::new(direct::Direct::new(
+        McpTools::new(shared.clone(), "unknown"),
+        &config.allowed_hosts,
+    ));
     axum::routing::any(move |request: axum::extract::Request| {
-        let (shared, service) = (shared.clone(), service.clone());
-        async move { bounded(&shared, &service, request).await }
+        let (shared, service, direct) = (shared.clone(), service.clone(), direct.clone());
+        async move { bounded(&shared, &service, &direct, request).await }
     })
 }
 
 /// Reserves what the body may take (its declared length, else the most an
-/// MCP request may be) until the SDK has answered, refusing past the budget.
+/// MCP request may be) until the request is answered, refusing past the
+/// budget; a `tools/call` the SDK would pass is answered directly
+/// ([`direct`]), any other request by the SDK.
 async fn bounded(
     shared: &Shared,
     service: &rmcp::transport::StreamableHttpService<
         McpTools,
         rmcp::transport::streamable_http_server::session::never::NeverSessionManager,
     >,
+    direct: &direct::Direct,
     request: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
@@ -409,8 +461,13 @@ async fn bounded(
                 .into_response()
         }
     };
+    if let Some(call) = direct.eligible(&parts, &body) {
+        return direct.answer(&parts, call).await;
+    }
     let request = http::Request::from_parts(parts, http_body_util::Full::new(body));
-    service.handle(request).await.into_response()
+    // Boxed: the SDK's future is large, and every request's future would
+    // otherwise be as large (allocated and moved per request).
+    Box::pin(service.handle(request)).await.into_response()
 }
 
 /// `/mcp`: stateless streamable HTTP (no session any one replica must keep),
