@@ -272,6 +272,16 @@ fn stdio_mcp_serves_agents_as_tools_to_the_python_sdk() {
         ],
     );
     check_session(&report, "2025-11-25", &audit_log, true);
+    // A long call with a progress token is reported while it runs (every second).
+    let progress = report["progress"].as_array().unwrap();
+    assert!(!progress.is_empty(), "{report}");
+    assert!(
+        progress[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("running for"),
+        "{report}"
+    );
     let records = audit(&audit_log);
     assert!(
         records

@@ -26,7 +26,8 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, ErrorData,
     Implementation, InitializeResult, JsonObject, ListToolsResult, MetaObject,
-    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, Tool, ToolAnnotations,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ServerCapabilities, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -278,9 +279,39 @@ impl ServerHandler for McpTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context);
-        self.call(request, caller, context.ct).await
+        let call = self.call(request, caller, context.ct.clone());
+        let Some(token) = context.meta.get_progress_token() else {
+            return call.await;
+        };
+        // The client asked for progress: while the invocation runs, one
+        // notification per interval (where the transport carries them: stdio,
+        // and HTTP clients that accept an event stream), so a long call is
+        // seen to be alive and can be timed out on silence instead of length.
+        let peer = context.peer.clone();
+        let ticker = async move {
+            let started = std::time::Instant::now();
+            let first = tokio::time::Instant::now() + PROGRESS_EVERY;
+            let mut every = tokio::time::interval_at(first, PROGRESS_EVERY);
+            loop {
+                every.tick().await;
+                let seconds = started.elapsed().as_secs_f64();
+                let note = ProgressNotificationParam::new(token.clone(), seconds)
+                    .with_message(format!("running for {seconds:.0} s"));
+                if peer.notify_progress(note).await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::pin!(call);
+        tokio::select! {
+            result = &mut call => result,
+            never = ticker => never,
+        }
     }
 }
+
+/// How often a running `tools/call` that carries a progress token is reported.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl McpTools {
     /// `tools/call` of `request` by `caller`, whatever the transport; `cancel`

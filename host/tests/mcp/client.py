@@ -56,10 +56,16 @@ async def session(server, mode, audit):
         # Stateless HTTP at a 2025 version has no way to cancel but closing the
         # connection: its notifications/cancelled may reach any replica.
         if not (isinstance(server, str) and mode == "legacy"):
+            progress = []
+
+            async def on_progress(value, total, message):
+                progress.append({"progress": value, "message": message})
+
             started = time.monotonic()
-            with anyio.move_on_after(1.0):
-                await client.call_tool("sleeper", {})
+            with anyio.move_on_after(2.5):
+                await client.call_tool("sleeper", {}, progress_callback=on_progress)
             report["cancelledAfter"] = time.monotonic() - started
+            report["progress"] = progress
             report["sleeperEnd"] = await wait_for_end(audit, "sleeper")
     return report
 
