@@ -498,18 +498,7 @@ fn new_scaffolds_a_rust_agent_that_builds_and_runs() {
         &component,
     )
     .unwrap();
-    let manifest = agent.join("agent.yaml");
-    let out = env.run(&[
-        "run",
-        "-f",
-        p(&manifest),
-        "--input",
-        r#"{"name": "you"}"#,
-        "--json",
-    ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
-    assert_eq!(report["output"]["greeting"], "hello, you", "{report}");
+    assert_scaffold_greets(&env, &agent);
 
     for (name, wanted) in [
         ("Ops_Bot", "is not an agent name"),
@@ -552,20 +541,22 @@ fn new_scaffolds_python_and_typescript_agents_that_build_and_run() {
             .status()
             .unwrap();
         assert!(status.success(), "{build}");
-        let manifest = agent.join("agent.yaml");
-        let out = env.run(&[
-            "run",
-            "-f",
-            p(&manifest),
-            "--input",
-            r#"{"name": "you"}"#,
-            "--json",
-        ]);
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{lang}: {e}: {}{}", text(&out.stdout), text(&out.stderr)));
-        assert_eq!(
-            report["output"]["greeting"], "hello, you",
-            "{lang}: {report}"
-        );
+        assert_scaffold_greets(&env, &agent);
     }
+}
+
+/// The scaffold in `agent` runs under its manifest and greets.
+fn assert_scaffold_greets(env: &Env, agent: &Path) {
+    let manifest = agent.join("agent.yaml");
+    let input = r#"{"name": "you"}"#;
+    let out = env.run(&["run", "-f", p(&manifest), "--input", input, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: {}{}",
+            agent.display(),
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    assert_eq!(report["output"]["greeting"], "hello, you", "{report}");
 }
