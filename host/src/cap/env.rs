@@ -162,25 +162,32 @@ impl fmt::Debug for EnvGrant {
     }
 }
 
-/// Reads a mounted secret, `<secrets_dir>/<name>/<key>`, without its trailing
-/// newline; a missing secret fails the load (`field` names the manifest path).
+/// Largest secret value read, bytes: a Kubernetes Secret holds at most 1 MiB.
+pub const MAX_SECRET_BYTES: u64 = 1 << 20;
+
+/// Reads a mounted secret, `<secrets_dir>/<name>/<key>` (at most
+/// [`MAX_SECRET_BYTES`], UTF-8), without its trailing newline; a missing,
+/// oversized or non-text secret fails the load (`field` names the manifest path).
 pub(crate) fn read_secret(
     secrets_dir: &Path,
     r: &crate::manifest::SecretKeyRef,
     field: String,
 ) -> Result<String, ConfigureError> {
     let path = secrets_dir.join(&r.name).join(&r.key);
-    let value = std::fs::read_to_string(&path).map_err(|e| {
+    let fail = |why: String| {
         ConfigureError::new(
-            field,
+            field.clone(),
             format!(
-                "secret {}/{} cannot be read from {}: {e}; mount it there or set --secrets-dir",
+                "secret {}/{} cannot be read from {}: {why}; mount it there or set --secrets-dir",
                 r.name,
                 r.key,
                 path.display()
             ),
         )
-    })?;
+    };
+    let bytes =
+        crate::config::read_bounded(&path, MAX_SECRET_BYTES).map_err(|e| fail(e.to_string()))?;
+    let value = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
     Ok(value.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -241,5 +248,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field, "spec.capabilities.env[1].valueFrom.secretKeyRef");
         assert!(err.message.contains("tickets/token"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_oversized_or_binary_secret_fails_the_load_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tickets")).unwrap();
+        let file = dir.path().join("tickets/token");
+        // Sparse: a huge file costs nothing to make, and must not be read whole.
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(64 << 30)
+            .unwrap();
+        let configure = || EnvGrant::configure(&[secret("TOKEN", "tickets", "token")], dir.path());
+        let err = configure().unwrap_err();
+        assert!(err.message.contains("larger than 1048576 bytes"), "{}", err.message);
+        std::fs::write(&file, [0xff, 0xfe, b'\n']).unwrap();
+        let err = configure().unwrap_err();
+        assert!(err.message.contains("not UTF-8"), "{}", err.message);
     }
 }
