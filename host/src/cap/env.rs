@@ -262,7 +262,11 @@ mod tests {
             .unwrap();
         let configure = || EnvGrant::configure(&[secret("TOKEN", "tickets", "token")], dir.path());
         let err = configure().unwrap_err();
-        assert!(err.message.contains("larger than 1048576 bytes"), "{}", err.message);
+        assert!(
+            err.message.contains("larger than 1048576 bytes"),
+            "{}",
+            err.message
+        );
         std::fs::write(&file, [0xff, 0xfe, b'\n']).unwrap();
         let err = configure().unwrap_err();
         assert!(err.message.contains("not UTF-8"), "{}", err.message);
