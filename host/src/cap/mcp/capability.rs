@@ -66,7 +66,10 @@ impl Capability for Mcp {
     }
 
     fn secrets(grant: &Self::Grant) -> Vec<String> {
-        grant.as_ref().map(|g| g.secrets()).unwrap_or_default()
+        grant
+            .as_ref()
+            .map(|g| g.secrets().to_vec())
+            .unwrap_or_default()
     }
 
     fn prepare(_: &(), grant: &Self::Grant, cx: &mut PrepareCx<'_>) -> Self::State {

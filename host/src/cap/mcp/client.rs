@@ -203,48 +203,18 @@ impl Server {
         budget: &ByteBudget,
         limit: Duration,
     ) -> Result<(Option<Answer>, Option<HeaderValue>), ExchangeError> {
-        let addr = address::resolve(&self.host, self.port, &self.addresses)
-            .await
-            .map_err(|e| match e {
-                ResolveError::Prohibited(why) => ExchangeError::Prohibited(why),
-                ResolveError::Dns(why) => ExchangeError::Upstream(Failure::Dns, why),
-            })?;
-        let mut request = http::Request::post(self.url.as_str())
-            .header(http::header::HOST, &self.authority)
+        let request = http::Request::post(self.url.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json, text/event-stream")
-            .header(
-                HeaderName::from_static("mcp-protocol-version"),
-                &session.version,
-            );
-        if let Some(sid) = &session.id {
-            request = request.header(HeaderName::from_static("mcp-session-id"), sid);
-        }
-        if let Some(credential) = &self.credential {
-            request = request.header(&credential.header, &credential.value);
-        }
-        let request = request
-            .body(
-                Full::new(body)
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
-            .expect("a valid request");
-        let dest = Destination {
-            addr,
-            host: &self.host,
-            tls: self.tls,
-            path_and_query: &self.path_and_query,
-        };
+            .header(http::header::ACCEPT, "application/json, text/event-stream");
         let options = wasmtime_wasi_http::RequestOptions {
             connect_timeout: Some(limit.min(crate::cap::http::CONNECT_TIMEOUT)),
             first_byte_timeout: Some(limit),
             between_bytes_timeout: Some(limit),
         };
         let left = budget.left();
-        let (response, io) = send(request, dest, options, left).await.map_err(|e| {
-            ExchangeError::Upstream(Failure::of_http(&e), format!("{}: {e}", self.url))
-        })?;
+        let (response, io) = self
+            .send_checked(request, session, body, options, left)
+            .await?;
         tokio::spawn(Box::into_pin(io));
         let status = response.status();
         let session_id = response.headers().get("mcp-session-id").cloned();
@@ -363,38 +333,68 @@ impl Server {
         Ok((Some(answer), session_id))
     }
 
+    /// Resolves the server under the grant's address policy and sends
+    /// `request` (its method and own headers set) to that very address, with
+    /// what every request to the server carries: `Host`, the protocol
+    /// version, the session and the credential.
+    async fn send_checked(
+        &self,
+        mut request: http::request::Builder,
+        session: &Session,
+        body: Bytes,
+        options: wasmtime_wasi_http::RequestOptions,
+        max_body: u64,
+    ) -> Result<crate::cap::http::client::Sent, ExchangeError> {
+        let addr = address::resolve(&self.host, self.port, &self.addresses)
+            .await
+            .map_err(|e| match e {
+                ResolveError::Prohibited(why) => ExchangeError::Prohibited(why),
+                ResolveError::Dns(why) => ExchangeError::Upstream(Failure::Dns, why),
+            })?;
+        request = request.header(http::header::HOST, &self.authority).header(
+            HeaderName::from_static("mcp-protocol-version"),
+            &session.version,
+        );
+        if let Some(sid) = &session.id {
+            request = request.header(HeaderName::from_static("mcp-session-id"), sid);
+        }
+        if let Some(credential) = &self.credential {
+            request = request.header(&credential.header, &credential.value);
+        }
+        let request = request
+            .body(
+                Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .expect("a valid request");
+        let dest = Destination {
+            addr,
+            host: &self.host,
+            tls: self.tls,
+            path_and_query: &self.path_and_query,
+        };
+        send(request, dest, options, max_body).await.map_err(|e| {
+            ExchangeError::Upstream(Failure::of_http(&e), format!("{}: {e}", self.url))
+        })
+    }
+
     /// Ends the server's session (`DELETE`), best effort: a server that keeps
     /// sessions frees it now rather than at its own timeout.
     pub async fn close(&self, session: Session) {
-        let Some(sid) = session.id else { return };
+        if session.id.is_none() {
+            return;
+        }
+        let request = http::Request::delete(self.url.as_str());
         let close = async {
-            let addr = address::resolve(&self.host, self.port, &self.addresses)
-                .await
-                .ok()?;
-            let mut request = http::Request::delete(self.url.as_str())
-                .header(http::header::HOST, &self.authority)
-                .header(HeaderName::from_static("mcp-session-id"), sid)
-                .header(
-                    HeaderName::from_static("mcp-protocol-version"),
-                    session.version,
-                );
-            if let Some(credential) = &self.credential {
-                request = request.header(&credential.header, &credential.value);
-            }
-            let request = request
-                .body(
-                    Full::new(Bytes::new())
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
+            let (_, io) = self
+                .send_checked(
+                    request,
+                    &session,
+                    Bytes::new(),
+                    Default::default(),
+                    ERROR_SNIPPET as u64,
                 )
-                .ok()?;
-            let dest = Destination {
-                addr,
-                host: &self.host,
-                tls: self.tls,
-                path_and_query: &self.path_and_query,
-            };
-            let (_, io) = send(request, dest, Default::default(), ERROR_SNIPPET as u64)
                 .await
                 .ok()?;
             tokio::spawn(Box::into_pin(io));

@@ -26,7 +26,6 @@ const INVALID_PARAMS: i64 = -32602;
 pub struct McpSession {
     grant: Arc<McpGrant>,
     servers: Vec<ServerState>,
-    secrets: Vec<String>,
     deadline: Instant,
     audit: CapabilityAudit,
     /// Tool calls sent.
@@ -73,7 +72,6 @@ impl McpSession {
                     broken: None,
                 })
                 .collect(),
-            secrets: grant.secrets(),
             grant,
             deadline,
             audit,
@@ -104,7 +102,7 @@ impl McpSession {
     }
 
     fn redact(&self, text: &str) -> String {
-        crate::redact::redact(text, &self.secrets).into_owned()
+        crate::redact::redact(text, self.grant.secrets()).into_owned()
     }
 
     /// Audits and counts a refusal; returns the error for the guest.

@@ -38,6 +38,8 @@ pub const MAX_ARGUMENT_BYTES: usize = 1 << 20;
 pub struct McpGrant {
     /// The granted servers, in manifest order.
     pub servers: Vec<Arc<Server>>,
+    /// The credential values, redacted from what the guest is handed.
+    secrets: Vec<String>,
 }
 
 /// One granted server.
@@ -101,12 +103,16 @@ impl McpGrant {
         if specs.is_empty() {
             return Ok(None);
         }
-        let servers = specs
+        let servers: Vec<Arc<Server>> = specs
             .iter()
             .enumerate()
             .map(|(index, spec)| Server::configure(index, spec, secrets_dir).map(Arc::new))
             .collect::<Result<_, _>>()?;
-        Ok(Some(Self { servers }))
+        let secrets = servers
+            .iter()
+            .filter_map(|s| s.credential.as_ref().map(|c| c.secret.clone()))
+            .collect();
+        Ok(Some(Self { servers, secrets }))
     }
 
     /// The server the agent calls `name`.
@@ -118,11 +124,8 @@ impl McpGrant {
     }
 
     /// The credential values, for redaction.
-    pub fn secrets(&self) -> Vec<String> {
-        self.servers
-            .iter()
-            .filter_map(|s| s.credential.as_ref().map(|c| c.secret.clone()))
-            .collect()
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 
     /// One line per server.
