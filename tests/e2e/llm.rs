@@ -1,6 +1,7 @@
 //! The `llm` capability end to end: a real guest asks a local
 //! OpenAI-compatible server through the host, within its budgets.
 
+use agent_host::cap::Kind;
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness, TestServer};
 use serde_json::{json, Value};
@@ -83,7 +84,12 @@ async fn a_guest_without_the_grant_is_denied_at_call() {
         "{out}"
     );
     assert_eq!(inv.usage.caps.llm.llm_requests, 0);
-    assert_eq!(inv.usage.ungranted_denied["llm"], 1, "{:?}", inv.usage);
+    assert_eq!(
+        inv.usage.ungranted_denied.get(Kind::Llm),
+        1,
+        "{:?}",
+        inv.usage
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! Loading fails closed and precisely: ungranted imports, bad manifests, bad
 //! component files and corrupted cache entries.
 
+use agent_host::cap::Kind;
 use agent_host::runtime::{CacheStatus, LoadError};
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
@@ -40,7 +41,7 @@ async fn sockets_load_and_every_socket_call_is_denied_and_counted() {
         "{out}"
     );
     assert!(
-        inv.usage.ungranted_denied["sockets"] >= 1,
+        inv.usage.ungranted_denied.get(Kind::Sockets) >= 1,
         "{:?}",
         inv.usage
     );

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_host::cap::Kind;
 use agent_host_e2e::guests;
 use agent_host_e2e::support::{output_json, task, Harness};
 use serde_json::{json, Value};
@@ -385,7 +386,12 @@ async fn a_guest_without_the_grant_is_denied_at_call() {
             .unwrap()
             .contains("spec.capabilities.mcp is not granted"));
     }
-    assert_eq!(inv.usage.ungranted_denied["mcp"], 2, "{:?}", inv.usage);
+    assert_eq!(
+        inv.usage.ungranted_denied.get(Kind::Mcp),
+        2,
+        "{:?}",
+        inv.usage
+    );
 }
 
 /// Each list and call leaves an audit record naming the server, the tool,

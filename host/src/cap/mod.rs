@@ -63,6 +63,18 @@ impl HostCalls {
             .map(|c| (c.as_str(), self.get(*c)))
             .collect()
     }
+
+    /// No call counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|n| *n == 0)
+    }
+}
+
+/// As [`HostCalls::to_map`]: the capabilities with a count, by name.
+impl serde::Serialize for HostCalls {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_map().serialize(serializer)
+    }
 }
 
 /// A grant that could not be compiled from the manifest (phase *configure*).

@@ -202,8 +202,8 @@ pub struct Usage {
     pub caps: crate::cap::CapabilityUsage,
     /// Calls to interfaces linked but not granted (`sockets`, or a capability
     /// the manifest does not declare), all denied, by capability.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub ungranted_denied: BTreeMap<&'static str, u64>,
+    #[serde(skip_serializing_if = "HostCalls::is_empty")]
+    pub ungranted_denied: HostCalls,
     /// Outgoing HTTP and model calls, one record each, for the tool-call
     /// metrics (empty, and unallocated, for an agent that made none).
     #[serde(skip)]
@@ -218,9 +218,10 @@ impl Usage {
     /// calls to ungranted interfaces included.
     pub fn denials(&self) -> impl Iterator<Item = (Kind, u64)> {
         let mut all: BTreeMap<Kind, u64> = self.caps.denials().collect();
-        for (name, n) in &self.ungranted_denied {
-            if let Some(kind) = Kind::ALL.iter().find(|k| k.as_str() == *name) {
-                *all.entry(*kind).or_default() += n;
+        for kind in Kind::ALL {
+            match self.ungranted_denied.get(kind) {
+                0 => {}
+                n => *all.entry(kind).or_default() += n,
             }
         }
         all.into_iter()
@@ -512,7 +513,7 @@ impl PreparedAgent {
         // The guest's streams go now: a partial line they hold reaches the log.
         drop((table, wasi));
         usage.host_calls = calls.to_map();
-        usage.ungranted_denied = ungranted.to_map();
+        usage.ungranted_denied = ungranted;
         usage.capability_records_suppressed = audit.suppressed();
         // Decided on the count, not on how the guest ended: past the budget
         // nothing it did counts (no output, no commit).
