@@ -57,10 +57,13 @@ fn rss() -> anyhow::Result<u64> {
     Ok(pages * 4096)
 }
 
+/// Limits every language fits in (interpreters start with ~12 MiB of memory),
+/// with room for the in-flight invocations.
+const LIMITS: &str =
+    "{ memory: 128Mi, fuel: 2000000000, timeout: 60s, maxConcurrency: 64, maxQueue: 64 }";
+
 pub async fn scenario(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let langs = languages();
-    let limits =
-        "{ memory: 128Mi, fuel: 2000000000, timeout: 60s, maxConcurrency: 64, maxQueue: 64 }";
     let mut rows = Vec::new();
     let mut medians = Vec::new();
     let mut per_flight = Vec::new();
@@ -68,7 +71,7 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<Outcome> {
         let manifest = ctx.manifest(
             &format!("hello-{}", lang.name.to_lowercase()),
             &lang.hello,
-            limits,
+            LIMITS,
         );
         // Compile into an empty cache, then load from it in a fresh runtime.
         let empty = ctx.work.path().join(format!("compile-{}", lang.name));
@@ -202,7 +205,7 @@ async fn in_flight(ctx: &Ctx, lang: &Lang, n: usize) -> anyhow::Result<f64> {
         })
     };
     let spec = format!(
-        "  capabilities:\n    http: [{{ url: \"http://127.0.0.1:{port}/\", methods: [GET] }}]\n  limits: {{ memory: 128Mi, fuel: 2000000000, timeout: 60s, maxConcurrency: 64, maxQueue: 64 }}\n"
+        "  capabilities:\n    http: [{{ url: \"http://127.0.0.1:{port}/\", methods: [GET] }}]\n  limits: {LIMITS}\n"
     );
     let manifest = guests::write_manifest(
         ctx.work.path(),

@@ -62,6 +62,24 @@ fn serve(dir: &Path, manifests: &[PathBuf], extra: &[&str]) -> HostProcess {
     })
 }
 
+/// The client's `lead` arguments, then `agent-host mcp` with `extra` and
+/// every manifest, the host's cache and state under `dir`.
+fn stdio_client(dir: &Path, lead: &[&str], extra: &[&str], manifests: &[PathBuf]) -> Value {
+    let mut args: Vec<&str> = lead.to_vec();
+    args.extend([BIN, "mcp"]);
+    args.extend(extra);
+    for m in manifests {
+        args.extend(["-f", m.to_str().unwrap()]);
+    }
+    run_client(
+        &args,
+        &[
+            ("AGENT_HOST_CACHE_DIR", &dir.join("cache")),
+            ("AGENT_HOST_STATE_DIR", &dir.join("state")),
+        ],
+    )
+}
+
 fn run_client(args: &[&str], envs: &[(&str, &Path)]) -> Value {
     let mut cmd = Command::new("python3");
     cmd.arg(CLIENT).args(args);
@@ -250,26 +268,12 @@ fn stdio_mcp_serves_agents_as_tools_to_the_python_sdk() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = agents(dir.path());
     let audit_log = dir.path().join("audit.jsonl");
-    let mut args = vec![
-        "stdio".to_string(),
-        audit_log.to_str().unwrap().into(),
-        "legacy".into(),
-        BIN.into(),
-        "mcp".into(),
-        "--audit-log".into(),
-        audit_log.to_str().unwrap().into(),
-    ];
-    for m in &manifests {
-        args.push("-f".into());
-        args.push(m.to_str().unwrap().into());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let report = run_client(
-        &args,
-        &[
-            ("AGENT_HOST_CACHE_DIR", &dir.path().join("cache")),
-            ("AGENT_HOST_STATE_DIR", &dir.path().join("state")),
-        ],
+    let log = audit_log.to_str().unwrap();
+    let report = stdio_client(
+        dir.path(),
+        &["stdio", log, "legacy"],
+        &["--audit-log", log],
+        &manifests,
     );
     check_session(&report, "2025-11-25", &audit_log, true);
     // A long call with a progress token is reported while it runs (every second).
@@ -295,26 +299,8 @@ fn stdio_mcp_serves_agents_as_tools_to_the_python_sdk() {
 fn stdio_mcp_sends_list_changed_when_a_manifest_changes() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = agents(dir.path());
-    let echo = manifests[0].to_str().unwrap().to_string();
-    let mut args = vec![
-        "change".to_string(),
-        echo,
-        "legacy".into(),
-        BIN.into(),
-        "mcp".into(),
-    ];
-    for m in &manifests {
-        args.push("-f".into());
-        args.push(m.to_str().unwrap().into());
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let report = run_client(
-        &args,
-        &[
-            ("AGENT_HOST_CACHE_DIR", &dir.path().join("cache")),
-            ("AGENT_HOST_STATE_DIR", &dir.path().join("state")),
-        ],
-    );
+    let echo = manifests[0].to_str().unwrap();
+    let report = stdio_client(dir.path(), &["change", echo, "legacy"], &[], &manifests);
     assert_eq!(
         report["capabilities"]["tools"]["listChanged"], true,
         "{report}"
